@@ -1,0 +1,176 @@
+import COpenSSL
+
+/// Thin, allocation-free wrappers over OpenSSL 3's EVP API.
+///
+/// Nothing here implements a primitive: AES-256-GCM, HKDF-SHA256, SHA-256, the random generator and
+/// the constant-time comparison all come from libcrypto. The wrappers take raw buffers so the
+/// streaming pipeline can encrypt straight into its output records without extra copies.
+enum OpenSSL {
+    /// Fetched once: `EVP_aes_256_gcm()` would re-fetch the implementation on every init, which
+    /// contends on a global lock when all cores seal at once. Fetched algorithm objects are immutable
+    /// and documented as safe to share between threads.
+    nonisolated(unsafe) static let aes256gcm: OpaquePointer = {
+        guard let cipher = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) else {
+            fatalError("OpenSSL has no AES-256-GCM implementation; is libcrypto 3 installed?")
+        }
+        return cipher
+    }()
+
+    nonisolated(unsafe) static let sha256: OpaquePointer = {
+        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else {
+            fatalError("OpenSSL has no SHA-256 implementation; is libcrypto 3 installed?")
+        }
+        return md
+    }()
+
+    static let gcmTagLength = 16
+    static let gcmNonceLength = 12
+    static let aes256KeyLength = 32
+
+    /// Encrypts `plaintext` into `ciphertext` (same length; the two may be the same memory) and writes
+    /// the 16-byte GCM tag to `tag`.
+    static func aesGCMSeal(
+        key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
+        plaintext: UnsafeRawBufferPointer, ciphertext: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer
+    ) {
+        precondition(key.count == aes256KeyLength && nonce.count == gcmNonceLength)
+        precondition(plaintext.count <= Int(Int32.max) && aad.count <= Int(Int32.max))
+        guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        var outLength: Int32 = 0
+        var ok = EVP_EncryptInit_ex2(ctx, aes256gcm, key.bytes, nonce.bytes, nil) == 1
+        if ok, aad.count > 0 {
+            ok = EVP_EncryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1
+        }
+        if ok, plaintext.count > 0 {
+            ok = EVP_EncryptUpdate(
+                ctx, ciphertext.assumingMemoryBound(to: UInt8.self), &outLength,
+                plaintext.bytes, Int32(plaintext.count)) == 1 && Int(outLength) == plaintext.count
+        }
+        if ok {
+            ok = EVP_EncryptFinal_ex(ctx, ciphertext.assumingMemoryBound(to: UInt8.self) + plaintext.count, &outLength) == 1
+        }
+        if ok {
+            ok = EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, Int32(gcmTagLength), tag) == 1
+        }
+        // Encryption with valid sizes cannot fail; if libcrypto says otherwise, emitting a record
+        // would be worse than stopping.
+        precondition(ok, "AES-256-GCM encryption failed inside OpenSSL")
+    }
+
+    /// Verifies `tag` and decrypts `ciphertext` into `plaintext` (the two may be the same memory).
+    /// Returns false, with `plaintext` holding unverified bytes the caller must discard, when the tag
+    /// does not verify.
+    static func aesGCMOpen(
+        key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
+        ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
+    ) -> Bool {
+        precondition(key.count == aes256KeyLength && nonce.count == gcmNonceLength)
+        precondition(ciphertext.count <= Int(Int32.max) && aad.count <= Int(Int32.max))
+        guard tag.count == gcmTagLength else { return false }
+        guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
+        defer { EVP_CIPHER_CTX_free(ctx) }
+        var outLength: Int32 = 0
+        guard EVP_DecryptInit_ex2(ctx, aes256gcm, key.bytes, nonce.bytes, nil) == 1 else { return false }
+        if aad.count > 0 {
+            guard EVP_DecryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1 else { return false }
+        }
+        if ciphertext.count > 0 {
+            guard EVP_DecryptUpdate(
+                ctx, plaintext.assumingMemoryBound(to: UInt8.self), &outLength,
+                ciphertext.bytes, Int32(ciphertext.count)) == 1
+            else { return false }
+        }
+        guard EVP_CIPHER_CTX_ctrl(
+            ctx, EVP_CTRL_GCM_SET_TAG, Int32(gcmTagLength), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
+        else { return false }
+        return EVP_DecryptFinal_ex(ctx, plaintext.assumingMemoryBound(to: UInt8.self) + ciphertext.count, &outLength) == 1
+    }
+
+    /// HKDF-SHA256 (RFC 5869) extract-and-expand into `output`.
+    static func hkdfSHA256(
+        inputKey: UnsafeRawBufferPointer, salt: UnsafeRawBufferPointer, info: UnsafeRawBufferPointer,
+        output: UnsafeMutableRawBufferPointer
+    ) {
+        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { fatalError("HKDF context: out of memory") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var ok = EVP_PKEY_derive_init(ctx) == 1
+        ok = ok && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1
+        if salt.count > 0 { ok = ok && EVP_PKEY_CTX_set1_hkdf_salt(ctx, salt.bytes, Int32(salt.count)) == 1 }
+        ok = ok && EVP_PKEY_CTX_set1_hkdf_key(ctx, inputKey.bytes, Int32(inputKey.count)) == 1
+        if info.count > 0 { ok = ok && EVP_PKEY_CTX_add1_hkdf_info(ctx, info.bytes, Int32(info.count)) == 1 }
+        var length = output.count
+        ok = ok && EVP_PKEY_derive(ctx, output.baseAddress?.assumingMemoryBound(to: UInt8.self), &length) == 1
+        precondition(ok && length == output.count, "HKDF-SHA256 failed inside OpenSSL")
+    }
+
+    /// Fills `buffer` from OpenSSL's CSPRNG.
+    static func randomBytes(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count > 0 else { return }
+        let ok = RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1
+        // Continuing without randomness would mean predictable keys and salts.
+        precondition(ok, "OpenSSL's random generator failed")
+    }
+
+    /// Compares two equal-length secrets in time independent of their contents.
+    static func constantTimeEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        guard a.count > 0 else { return true }
+        return CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0
+    }
+
+    /// Overwrites secret bytes in a way the compiler may not optimise away.
+    static func cleanse(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        OPENSSL_cleanse(base, buffer.count)
+    }
+}
+
+extension UnsafeRawBufferPointer {
+    /// The buffer as the `const unsigned char *` OpenSSL takes (a valid pointer even when empty).
+    fileprivate var bytes: UnsafePointer<UInt8>? {
+        baseAddress?.assumingMemoryBound(to: UInt8.self)
+    }
+}
+
+/// An incremental SHA-256, for hashing streams that are never held whole in memory.
+public struct SHA256Hasher: ~Copyable {
+    private let ctx: OpaquePointer
+
+    public init() {
+        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
+        precondition(EVP_DigestInit_ex2(ctx, OpenSSL.sha256, nil) == 1, "SHA-256 init failed inside OpenSSL")
+        self.ctx = ctx
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        precondition(EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) == 1, "SHA-256 update failed inside OpenSSL")
+    }
+
+    public mutating func update(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { update($0) }
+    }
+
+    /// The 32-byte digest; the hasher cannot be used afterwards.
+    public consuming func finalize() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 32)
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) }
+        precondition(ok == 1 && length == 32, "SHA-256 final failed inside OpenSSL")
+        return digest
+    }
+
+    /// SHA-256 of `bytes` in one call.
+    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
+        var hasher = SHA256Hasher()
+        hasher.update(bytes)
+        return hasher.finalize()
+    }
+
+    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
+        bytes.withUnsafeBytes { hash($0) }
+    }
+}

@@ -1,0 +1,87 @@
+import SealedStream
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An input file or standard input ("-").
+struct InputFile {
+    let path: String
+    let descriptor: Int32
+    /// The size if the input is a regular file (for progress and ETA).
+    let size: Int64?
+
+    init(_ path: String) throws {
+        self.path = path == "-" ? "standard input" : path
+        if path == "-" {
+            descriptor = STDIN_FILENO
+        } else {
+            descriptor = open(path, O_RDONLY | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+        }
+        var info = stat()
+        if fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
+            size = Int64(info.st_size)
+        } else if fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+            throw CLIError(description: "\(path) is a directory")
+        } else {
+            size = nil
+        }
+    }
+
+    func close() { if descriptor != STDIN_FILENO { _ = Glibc.close(descriptor) } }
+}
+
+/// An output file written atomically, or standard output ("-") streamed as it comes.
+final class OutputFile {
+    private let atomic: AtomicFileWriter?
+    private let stdout: FileSink?
+
+    init(_ path: String, permissions: mode_t) throws {
+        if path == "-" {
+            atomic = nil
+            stdout = FileSink(descriptor: STDOUT_FILENO, path: "standard output")
+        } else {
+            let writer = try AtomicFileWriter(destination: path, permissions: permissions)
+            atomic = writer
+            stdout = nil
+            InterruptCleanup.shared.register(writer.temporaryPath)
+        }
+    }
+
+    func write(_ bytes: [UInt8]) throws {
+        if let atomic { try atomic.write(bytes) } else { try stdout!.write(bytes) }
+    }
+
+    /// Publishes the output under its final name (files), or flushes nothing (stdout).
+    func commit() throws {
+        guard let atomic else { return }
+        defer { InterruptCleanup.shared.unregister(atomic.temporaryPath) }
+        try atomic.commit()
+    }
+
+    func discard() {
+        guard let atomic else { return }
+        atomic.discard()
+        InterruptCleanup.shared.unregister(atomic.temporaryPath)
+    }
+}
+
+/// Reads a key file: 64 hexadecimal digits (see docs/FORMAT.md, "Key files").
+func readKeyFile(_ path: String) async throws -> SessionKey {
+    let fd = open(path, O_RDONLY | O_CLOEXEC)
+    guard fd >= 0 else { throw FileError(path: path, operation: "open key file", errno: errno) }
+    defer { close(fd) }
+    // A key file is 65 bytes; reading a bounded amount keeps a wrong path (a huge file) harmless.
+    var source = FileByteSource(descriptor: fd, path: path)
+    var bytes = try await source.read(exactly: 257)
+    defer { for i in bytes.indices { bytes[i] = 0 } }
+    guard bytes.count <= 256 else { throw CLIError(description: "\(path) is not a key file (too large)") }
+    guard let text = String(validating: bytes, as: UTF8.self) else {
+        throw CLIError(description: "\(path) is not a key file (not text)")
+    }
+    do {
+        return try SessionKey(hexEncoded: text)
+    } catch {
+        throw CLIError(description: "\(path) is not a key file: \(error)")
+    }
+}
