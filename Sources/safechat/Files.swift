@@ -31,25 +31,33 @@ struct InputFile {
     func close() { if descriptor != STDIN_FILENO { _ = Glibc.close(descriptor) } }
 }
 
-/// An output file written atomically, or standard output ("-") streamed as it comes.
+/// An output file written atomically, or a stream written as it comes: standard output ("-"),
+/// or an existing device or pipe such as /dev/null, which cannot be replaced by a rename.
 final class OutputFile {
     private let atomic: AtomicFileWriter?
-    private let stdout: FileSink?
+    private let stream: FileSink?
 
     init(_ path: String, permissions: mode_t) throws {
+        var info = stat()
         if path == "-" {
             atomic = nil
-            stdout = FileSink(descriptor: STDOUT_FILENO, path: "standard output")
+            stream = FileSink(descriptor: STDOUT_FILENO, path: "standard output")
+        } else if stat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFREG {
+            guard (info.st_mode & S_IFMT) != S_IFDIR else { throw CLIError(description: "\(path) is a directory") }
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+            atomic = nil
+            stream = FileSink(descriptor: fd, path: path)
         } else {
             let writer = try AtomicFileWriter(destination: path, permissions: permissions)
             atomic = writer
-            stdout = nil
+            stream = nil
             InterruptCleanup.shared.register(writer.temporaryPath)
         }
     }
 
     func write(_ bytes: [UInt8]) throws {
-        if let atomic { try atomic.write(bytes) } else { try stdout!.write(bytes) }
+        if let atomic { try atomic.write(bytes) } else { try stream!.write(bytes) }
     }
 
     /// Publishes the output under its final name (files), or flushes nothing (stdout).
