@@ -92,17 +92,17 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
             // The length was bounded by the chunk size in parse, so this allocation is bounded too.
             let sealed = try await source.read(exactly: recordHeader.sealedLength)
             guard sealed.count == recordHeader.sealedLength else { throw SealedStreamError.truncatedRecord(index: nextIndex) }
+            // Nothing may follow the final chunk; checked before it is released.
+            if recordHeader.isFinal, !(try await source.read(exactly: 1)).isEmpty {
+                inputEnded = true
+                throw SealedStreamError.trailingData(afterIndex: nextIndex)
+            }
             window!.submit {
                 try headerBytes.withUnsafeBytes { aad in
                     try sealed.withUnsafeBytes { sealed in try opener.open(recordHeader, aad: aad, sealed: sealed) }
                 }
             }
-            if recordHeader.isFinal {
-                inputEnded = true
-                if !(try await source.read(exactly: 1)).isEmpty { throw SealedStreamError.trailingData(afterIndex: nextIndex) }
-            } else {
-                nextIndex += 1
-            }
+            if recordHeader.isFinal { inputEnded = true } else { nextIndex += 1 }
         }
     }
 }
