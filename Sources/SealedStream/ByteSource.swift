@@ -7,9 +7,49 @@ import Darwin
 /// Where the pipeline pulls bytes from. Pulling is what gives the pipeline its backpressure: a
 /// ``Sealer`` or ``Opener`` reads only when its bounded window of chunks has room.
 public protocol ByteSource {
-    /// Reads `count` bytes. Returns fewer only when the input ends there; an empty array means
+    /// Reads `count` bytes. Returns fewer only when the input ends there; an empty chunk means
     /// the input had already ended.
-    mutating func read(exactly count: Int) async throws -> [UInt8]
+    mutating func read(exactly count: Int) async throws -> ByteChunk
+}
+
+/// Bytes passed between pipeline stages without copying: an array, or a read-only mapping of part
+/// of a file (see ``MappedFileSource``), unmapped when the last copy of the chunk goes away.
+public struct ByteChunk: Sendable {
+    private enum Storage: Sendable {
+        case array([UInt8])
+        case mapped(FileMapping)
+    }
+
+    private let storage: Storage
+
+    public init(_ bytes: [UInt8]) { storage = .array(bytes) }
+    init(_ mapping: FileMapping) { storage = .mapped(mapping) }
+
+    public static let empty = ByteChunk([])
+
+    public var count: Int {
+        switch storage {
+        case .array(let bytes): bytes.count
+        case .mapped(let mapping): mapping.count
+        }
+    }
+
+    public var isEmpty: Bool { count == 0 }
+
+    public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+        switch storage {
+        case .array(let bytes): try bytes.withUnsafeBytes(body)
+        case .mapped(let mapping): try body(mapping.bytes)
+        }
+    }
+
+    /// The bytes as an array (a copy when mapped).
+    public var array: [UInt8] {
+        switch storage {
+        case .array(let bytes): bytes
+        case .mapped(let mapping): Array(mapping.bytes)
+        }
+    }
 }
 
 /// A byte source over an in-memory array (tests, small inputs).
@@ -19,10 +59,10 @@ public struct ArrayByteSource: ByteSource, Sendable {
 
     public init(_ bytes: [UInt8]) { self.bytes = bytes }
 
-    public mutating func read(exactly count: Int) async throws -> [UInt8] {
+    public mutating func read(exactly count: Int) async throws -> ByteChunk {
         let end = min(bytes.count, position + count)
         defer { position = end }
-        return Array(bytes[position..<end])
+        return ByteChunk(Array(bytes[position..<end]))
     }
 }
 
@@ -34,13 +74,13 @@ public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Bas
 
     public init(_ base: Base) { iterator = base.makeAsyncIterator() }
 
-    public mutating func read(exactly count: Int) async throws -> [UInt8] {
+    public mutating func read(exactly count: Int) async throws -> ByteChunk {
         var out = [UInt8]()
         while out.count < count {
             if pendingStart == pending.count {
                 guard let next = try await iterator.next() else { break }
                 // A piece that is exactly what is asked for is handed over without a copy.
-                if out.isEmpty && next.count == count { return next }
+                if out.isEmpty && next.count == count { return ByteChunk(next) }
                 pending = next
                 pendingStart = 0
                 continue
@@ -50,7 +90,7 @@ public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Bas
             out += pending[pendingStart..<(pendingStart + take)]
             pendingStart += take
         }
-        return out
+        return ByteChunk(out)
     }
 }
 
@@ -66,7 +106,12 @@ public struct FileError: Error, CustomStringConvertible, Sendable {
         self.errno = errno
     }
 
-    public var description: String { "cannot \(operation) \(path): \(String(cString: strerror(errno)))" }
+    /// A file that became shorter than it was when opened.
+    public static func truncated(_ path: String) -> FileError { FileError(path: path, operation: "truncated", errno: 0) }
+
+    public var description: String {
+        errno == 0 ? "\(path) was truncated while being read" : "cannot \(operation) \(path): \(String(cString: strerror(errno)))"
+    }
 }
 
 /// A byte source reading a file descriptor (a file, a pipe, standard input) with blocking reads.
@@ -84,7 +129,13 @@ public struct FileByteSource: ByteSource {
         self.path = path
     }
 
-    public mutating func read(exactly count: Int) async throws -> [UInt8] {
+    public mutating func read(exactly count: Int) async throws -> ByteChunk {
+        let bytes = try readArray(count)
+        bytesRead += Int64(bytes.count)
+        return ByteChunk(bytes)
+    }
+
+    func readArray(_ count: Int) throws -> [UInt8] {
         var failure: Int32 = 0
         let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
             filled = 0
@@ -98,7 +149,6 @@ public struct FileByteSource: ByteSource {
             }
         }
         if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
-        bytesRead += Int64(bytes.count)
         return bytes
     }
 }
@@ -106,4 +156,78 @@ public struct FileByteSource: ByteSource {
 @inline(__always)
 func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) -> Int {
     read(fd, buffer, count)
+}
+
+/// A byte source over a regular file that maps each large read instead of copying it, so chunks go
+/// from the page cache straight into LZ4 and AES-GCM. Small reads (record headers) use `pread`.
+///
+/// A mapping is only valid while the file keeps its length: if another process truncates the file
+/// while it is being read, touching the lost pages raises SIGBUS. Callers that map files they do
+/// not control should handle that signal (the `safechat` CLI reports it and cleans up).
+public struct MappedFileSource: ByteSource {
+    public let descriptor: Int32
+    private let path: String
+    private let size: Int64
+    private var position: Int64 = 0
+    /// Reads at least this large are mapped; smaller ones are copied.
+    static let mappingThreshold = 64 * 1024
+
+    /// Returns nil if `descriptor` is not a regular file (a pipe, a terminal) and cannot be mapped.
+    public init?(descriptor: Int32, path: String) {
+        var info = stat()
+        guard fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { return nil }
+        self.descriptor = descriptor
+        self.path = path
+        self.size = Int64(info.st_size)
+        self.position = Int64(lseek(descriptor, 0, SEEK_CUR))
+    }
+
+    public mutating func read(exactly count: Int) async throws -> ByteChunk {
+        let length = Int(max(0, min(Int64(count), size - position)))
+        guard length > 0 else { return .empty }
+        if length < Self.mappingThreshold {
+            var failure: Int32 = 0
+            let bytes = [UInt8](unsafeUninitializedCapacity: length) { buffer, filled in
+                filled = 0
+                while filled < length {
+                    let n = pread(descriptor, buffer.baseAddress! + filled, length - filled, off_t(position) + off_t(filled))
+                    if n > 0 { filled += n; continue }
+                    if n < 0 && errno == EINTR { continue }
+                    failure = n == 0 ? -1 : errno
+                    break
+                }
+            }
+            if failure == -1 { throw FileError.truncated(path) }
+            if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
+            position += Int64(length)
+            return ByteChunk(bytes)
+        }
+        let mapping = try FileMapping(descriptor: descriptor, path: path, offset: position, count: length)
+        position += Int64(length)
+        return ByteChunk(mapping)
+    }
+}
+
+/// A read-only, pre-faulted mapping of part of a file, unmapped on release.
+final class FileMapping: @unchecked Sendable {
+    // Immutable after init; the mapped bytes are only read.
+    private let base: UnsafeMutableRawPointer
+    private let mappedLength: Int
+    let bytes: UnsafeRawBufferPointer
+    var count: Int { bytes.count }
+
+    private static let pageSize = Int64(sysconf(Int32(_SC_PAGESIZE)))
+
+    init(descriptor: Int32, path: String, offset: Int64, count: Int) throws {
+        let alignedOffset = offset - offset % Self.pageSize
+        let lead = Int(offset - alignedOffset)
+        mappedLength = lead + count
+        // MAP_POPULATE faults the pages in with one call instead of one fault per page.
+        let address = mmap(nil, mappedLength, PROT_READ, MAP_PRIVATE | MAP_POPULATE, descriptor, off_t(alignedOffset))
+        guard let address, address != MAP_FAILED else { throw FileError(path: path, operation: "map", errno: errno) }
+        base = address
+        bytes = UnsafeRawBufferPointer(start: address + lead, count: count)
+    }
+
+    deinit { munmap(base, mappedLength) }
 }

@@ -76,14 +76,14 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
 
         private mutating func readHeader() async throws {
             let bytes = try await source.read(exactly: StreamHeader.encodedLength)
-            let header = try StreamHeader.parse(bytes)
+            let header = try bytes.withUnsafeBytes { try StreamHeader.parse($0) }
             opener = try ChunkOpener(key: key, header: header)
             window = OrderedWindow(capacity: windowCapacity ?? OrderedWindow<[UInt8]>.defaultCapacity(chunkSize: header.chunkSize))
         }
 
         private mutating func submitNextRecord() async throws {
             let opener = self.opener!
-            let headerBytes = try await source.read(exactly: RecordHeader.encodedLength)
+            let headerBytes = try await source.read(exactly: RecordHeader.encodedLength).array
             guard !headerBytes.isEmpty else { throw SealedStreamError.missingFinalChunk(afterChunks: nextIndex) }
             guard headerBytes.count == RecordHeader.encodedLength else { throw SealedStreamError.truncatedRecord(index: nextIndex) }
             let recordHeader = try headerBytes.withUnsafeBytes { raw in

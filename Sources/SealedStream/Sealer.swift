@@ -75,7 +75,7 @@ public struct SealedPieces<Source: ByteSource>: AsyncSequence {
         var inputEnded = false
         var nextIndex: UInt32 = 0
         /// The chunk read ahead, to learn whether the current one is the last.
-        var lookahead: [UInt8]?
+        var lookahead: ByteChunk?
 
         public mutating func next() async throws -> [UInt8]? {
             if !headerSent {
@@ -96,10 +96,10 @@ public struct SealedPieces<Source: ByteSource>: AsyncSequence {
 
         private mutating func submitNextChunk() async throws {
             let chunkSize = sealer.header.chunkSize
-            let current: [UInt8]
+            let current: ByteChunk
             if let lookahead { current = lookahead } else { current = try await source.read(exactly: chunkSize) }
             // A full chunk is final only if nothing follows it; a short one always is.
-            let following = current.count == chunkSize ? try await source.read(exactly: chunkSize) : []
+            let following = current.count == chunkSize ? try await source.read(exactly: chunkSize) : .empty
             let isFinal = following.isEmpty
             if !isFinal && nextIndex == RecordHeader.maxIndex { throw SealedStreamError.tooManyChunks }
             let index = nextIndex

@@ -29,6 +29,37 @@ struct InputFile {
     }
 
     func close() { if descriptor != STDIN_FILENO { _ = Glibc.close(descriptor) } }
+
+    /// The input as a byte source: mapped when it is a regular file (no copy), else read.
+    func byteSource(progress: ProgressBar) -> CountingSource {
+        if let mapped = MappedFileSource(descriptor: descriptor, path: path) {
+            InputFaultGuard.install()
+            return CountingSource(.mapped(mapped), progress: progress)
+        }
+        return CountingSource(.stream(FileByteSource(descriptor: descriptor, path: path)), progress: progress)
+    }
+}
+
+/// Reports bytes read to a progress bar.
+struct CountingSource: ByteSource {
+    enum Base { case mapped(MappedFileSource), stream(FileByteSource) }
+    var base: Base
+    let progress: ProgressBar
+
+    init(_ base: Base, progress: ProgressBar) {
+        self.base = base
+        self.progress = progress
+    }
+
+    mutating func read(exactly count: Int) async throws -> ByteChunk {
+        let bytes: ByteChunk
+        switch base {
+        case .mapped(var source): bytes = try await source.read(exactly: count); base = .mapped(source)
+        case .stream(var source): bytes = try await source.read(exactly: count); base = .stream(source)
+        }
+        progress.advance(by: bytes.count)
+        return bytes
+    }
 }
 
 /// An output file written atomically, or a stream written as it comes: standard output ("-"),
@@ -81,7 +112,7 @@ func readKeyFile(_ path: String) async throws -> SessionKey {
     defer { close(fd) }
     // A key file is 65 bytes; reading a bounded amount keeps a wrong path (a huge file) harmless.
     var source = FileByteSource(descriptor: fd, path: path)
-    var bytes = try await source.read(exactly: 257)
+    var bytes = try await source.read(exactly: 257).array
     defer { for i in bytes.indices { bytes[i] = 0 } }
     guard bytes.count <= 256 else { throw CLIError(description: "\(path) is not a key file (too large)") }
     guard let text = String(validating: bytes, as: UTF8.self) else {

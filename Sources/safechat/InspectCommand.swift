@@ -25,7 +25,7 @@ struct InspectCommand: AsyncParsableCommand {
             while true {
                 let bytes = try await source.read(exactly: 1 << 20)
                 if bytes.isEmpty { break }
-                let records = try validator.consume(bytes)
+                let records = try bytes.withUnsafeBytes { try validator.consume($0) }
                 if !headerPrinted, let header = validator.header {
                     headerPrinted = true
                     print("""

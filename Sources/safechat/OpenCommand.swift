@@ -31,7 +31,7 @@ struct OpenCommand: AsyncParsableCommand {
             let progress = ProgressBar(label: "opening", total: input.size, enabled: !quiet && Terminal.standardError.isInteractive)
             let output = try OutputFile(output, permissions: 0o600)
             do {
-                let source = CountingSource(FileByteSource(descriptor: input.descriptor, path: input.path), progress: progress)
+                let source = input.byteSource(progress: progress)
                 for try await plaintext in Opener(key: key).open(source) {
                     try output.write(plaintext)
                 }

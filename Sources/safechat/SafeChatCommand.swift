@@ -1,8 +1,16 @@
 import ArgumentParser
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// The `safechat` command line: thin commands over the SealedStream library.
 @main
 struct SafeChatCommand: AsyncParsableCommand {
+    static func main() async {
+        tuneAllocator()
+        await Self.main(nil)
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "safechat",
         abstract: "End-to-end encrypted file transfer: seal, open and inspect sealed streams.",
@@ -14,3 +22,21 @@ struct SafeChatCommand: AsyncParsableCommand {
         subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self]
     )
 }
+
+/// The pipeline allocates one chunk-sized buffer per chunk in flight. With glibc's defaults such
+/// blocks are handed back to the kernel when freed, so every chunk faults in freshly zeroed pages;
+/// measured, that is a third of the CPU time of `open`. Keeping freed blocks in the heap bounds memory
+/// to the window's high-water mark (tens of MiB) and removes that cost.
+func tuneAllocator() {
+    #if canImport(Glibc)
+    let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD in <malloc.h>
+    _ = glibcMallopt(mmapThreshold, 32 << 20)
+    _ = glibcMallopt(trimThreshold, 128 << 20)
+    #endif
+}
+
+#if canImport(Glibc)
+// <malloc.h> is not part of Swift's Glibc module; mallopt has a stable C ABI.
+@_silgen_name("mallopt")
+private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
+#endif

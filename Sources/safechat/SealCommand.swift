@@ -40,7 +40,7 @@ struct SealCommand: AsyncParsableCommand {
             let progress = ProgressBar(label: "sealing", total: input.size, enabled: !quiet && Terminal.standardError.isInteractive)
             let output = try OutputFile(output, permissions: 0o644)
             do {
-                let source = CountingSource(FileByteSource(descriptor: input.descriptor, path: input.path), progress: progress)
+                let source = input.byteSource(progress: progress)
                 for try await piece in sealer.seal(source) {
                     try output.write(piece)
                 }
@@ -61,21 +61,4 @@ func parseSize(_ text: String) -> Int? {
         return Int(text.dropLast()).flatMap { $0.multipliedReportingOverflow(by: multiplier).overflow ? nil : $0 * multiplier }
     }
     return Int(text)
-}
-
-/// Reports bytes read from a source to a progress bar.
-struct CountingSource<Base: ByteSource>: ByteSource {
-    var base: Base
-    let progress: ProgressBar
-
-    init(_ base: Base, progress: ProgressBar) {
-        self.base = base
-        self.progress = progress
-    }
-
-    mutating func read(exactly count: Int) async throws -> [UInt8] {
-        let bytes = try await base.read(exactly: count)
-        progress.advance(by: bytes.count)
-        return bytes
-    }
 }

@@ -96,10 +96,12 @@ final class InterruptCleanup: Sendable {
     func register(_ path: String) {
         installHandlersOnce()
         paths.withLock { _ = $0.insert(path) }
+        InputFaultGuard.setPartialOutput(path)
     }
 
     func unregister(_ path: String) {
         paths.withLock { _ = $0.remove(path) }
+        InputFaultGuard.setPartialOutput(nil)
     }
 
     private func installHandlersOnce() {
@@ -132,5 +134,34 @@ func writeStderr(_ text: String) {
             if n <= 0 { if n < 0 && errno == EINTR { continue }; return }
             offset += n
         }
+    }
+}
+
+/// Turns SIGBUS, raised when a mapped input file is truncated by another process while it is being
+/// read, into a clean failure: the partial output is removed and the command exits 1 with one line.
+enum InputFaultGuard {
+    /// The partial output path as a C string, readable from the signal handler without locks.
+    nonisolated(unsafe) static var partialOutput: UnsafeMutablePointer<CChar>?
+    nonisolated(unsafe) static var installed = false
+
+    static func setPartialOutput(_ path: String?) {
+        let old = partialOutput
+        partialOutput = path.map { strdup($0) }
+        free(old)
+    }
+
+    static func install() {
+        guard !installed else { return }
+        installed = true
+        var action = sigaction()
+        action.__sigaction_handler.sa_handler = { _ in
+            if let path = InputFaultGuard.partialOutput { unlink(path) }
+            // Only async-signal-safe calls here: unlink, write of a static string, _exit.
+            let message: StaticString = "safechat: failed: the input file was truncated while being read\n"
+            _ = write(STDERR_FILENO, message.utf8Start, message.utf8CodeUnitCount)
+            _exit(1)
+        }
+        sigemptyset(&action.sa_mask)
+        sigaction(SIGBUS, &action, nil)
     }
 }

@@ -183,4 +183,34 @@ import SealedStream
         #expect(process.terminationStatus == 128 + SIGINT)
         #expect(try scratch.contents() == ["key", "plain", "sealed", "fifo"])
     }
+
+    /// Inputs that are regular files are memory-mapped; if another process truncates one while it
+    /// is read, the command must fail cleanly (exit 1, one line), not die of SIGBUS.
+    @Test func inputTruncatedWhileBeingReadFailsCleanly() throws {
+        let big = randomBytes(1 << 20)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path("plain")))
+        for _ in 0..<48 { try handle.write(contentsOf: Data(big)) }
+        try handle.close()
+        try sealDefault()
+        let process = Process()
+        process.executableURL = CLI.executable
+        process.arguments = ["open", "--key", "key", "sealed", "-"]
+        process.currentDirectoryURL = scratch.url
+        let out = Pipe(), err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        // The pipe fills and blocks the opener mid-file; then the input shrinks under it.
+        let first = out.fileHandleForReading.readData(ofLength: 65536)
+        #expect(first.count == 65536)
+        usleep(200_000)
+        #expect(truncate(scratch.path("sealed"), 100_000) == 0)
+        _ = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let message = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(process.terminationReason == .exit)
+        #expect(process.terminationStatus == 1)
+        // Depending on where the reader was, the cut is seen as SIGBUS on a mapping or as a short read.
+        #expect(message.hasSuffix("was truncated while being read\n") && message.filter { $0 == "\n" }.count == 1, "\(message)")
+    }
 }

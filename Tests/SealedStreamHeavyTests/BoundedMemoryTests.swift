@@ -18,9 +18,9 @@ import SealedStream
             return Array(out.prefix(1 << 20))
         }()
 
-        mutating func read(exactly count: Int) async throws -> [UInt8] {
+        mutating func read(exactly count: Int) async throws -> ByteChunk {
             let n = Int(min(Int64(count), total - produced))
-            guard n > 0 else { return [] }
+            guard n > 0 else { return .empty }
             let block = (produced >> 20) % 2 == 0 ? Self.randomBlock : Self.textBlock
             var out = [UInt8](unsafeUninitializedCapacity: n) { buffer, filled in
                 var at = 0
@@ -38,7 +38,7 @@ import SealedStream
                 for i in 0..<min(8, out.count) { out[i] ^= stamp[i] }
             }
             produced += Int64(n)
-            return out
+            return ByteChunk(out)
         }
     }
 
@@ -76,7 +76,7 @@ import SealedStream
         var reference = GeneratedSource(total: total)
         var expected = SHA256Hasher()
         while true {
-            let chunk = try await reference.read(exactly: 1 << 20)
+            let chunk = try await reference.read(exactly: 1 << 20).array
             if chunk.isEmpty { break }
             expected.update(chunk)
         }

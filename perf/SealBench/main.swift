@@ -1,1 +1,346 @@
-print("todo")
+// safechat-bench: seal/open throughput of the `safechat` CLI beside what its parts allow.
+//
+// For each data set (random, text-like, mixed; --size-mib each) it measures, in one run:
+//   - `safechat seal FILE /dev/null` and `safechat open FILE.sealed /dev/null` (median of --runs,
+//     peak RSS of the child process from wait4),
+//   - raw OpenSSL AES-256-GCM encrypt/decrypt and raw liblz4 compress/decompress on the same bytes,
+//     one core each, and the same per-chunk LZ4+GCM work spread over every core with no I/O at all
+//     (the ceiling the pipeline is compared against),
+//   - `age` encrypting and decrypting the same file (X25519 recipient), when installed,
+// and prints the ratios and the issue's targets. Run it through perf/run.sh (release build).
+import COpenSSL
+import CLZ4
+import Dispatch
+import Foundation
+import SealedStream
+
+struct Options {
+    var sizeMiB = 1024
+    var runs = 5
+    var dataDir = "perf/.data"
+    var safechat = ".build/release/safechat"
+    var datasets = ["random", "text", "mixed"]
+
+    init(_ args: [String]) {
+        var i = 1
+        func value() -> String { i += 1; guard i < args.count else { fail("missing value for \(args[i - 1])") }; return args[i] }
+        while i < args.count {
+            switch args[i] {
+            case "--size-mib": guard let n = Int(value()), n > 0 else { fail("--size-mib takes a positive number") }; sizeMiB = n
+            case "--runs": guard let n = Int(value()), n > 0 else { fail("--runs takes a positive number") }; runs = n
+            case "--data-dir": dataDir = value()
+            case "--safechat": safechat = value()
+            case "--datasets": datasets = value().split(separator: ",").map(String.init)
+            default: fail("usage: safechat-bench [--size-mib N] [--runs N] [--data-dir DIR] [--safechat PATH] [--datasets random,text,mixed]")
+            }
+            i += 1
+        }
+    }
+}
+
+func fail(_ message: String) -> Never {
+    FileHandle.standardError.write(Data("safechat-bench: \(message)\n".utf8))
+    exit(1)
+}
+
+let chunkSize = 1 << 20
+let options = Options(CommandLine.arguments)
+let cores = ProcessInfo.processInfo.activeProcessorCount
+
+// MARK: data
+
+/// Writes the data set file if it is missing or has the wrong size.
+func prepare(_ name: String) throws -> String {
+    try FileManager.default.createDirectory(atPath: options.dataDir, withIntermediateDirectories: true)
+    let path = "\(options.dataDir)/\(name)-\(options.sizeMiB)MiB.bin"
+    let size = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int) ?? nil
+    if size == options.sizeMiB << 20 { return path }
+    FileManager.default.createFile(atPath: path, contents: nil)
+    let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+    var random = [UInt8](repeating: 0, count: chunkSize)
+    var line = 0
+    for i in 0..<options.sizeMiB {
+        let kind = name == "mixed" ? (i % 2 == 0 ? "random" : "text") : name
+        var chunk: [UInt8]
+        if kind == "random" {
+            random.withUnsafeMutableBytes { _ = RAND_bytes($0.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(chunkSize)) }
+            chunk = random
+        } else {
+            chunk = []
+            chunk.reserveCapacity(chunkSize + 200)
+            while chunk.count < chunkSize {
+                chunk += Array("2026-11-26T12:\(line % 60):\(line % 59) INFO request id=\(line &* 2654435761 % 1000003) user=user\(line % 977) path=/files/\(line % 4099) status=200 bytes=\(line % 65536)\n".utf8)
+                line += 1
+            }
+            chunk.removeLast(chunk.count - chunkSize)
+        }
+        try handle.write(contentsOf: Data(chunk))
+    }
+    try handle.close()
+    return path
+}
+
+func readWhole(_ path: String) -> [UInt8] {
+    guard let data = FileManager.default.contents(atPath: path) else { fail("cannot read \(path)") }
+    return Array(data)
+}
+
+// MARK: timing
+
+struct Measurement { let seconds: Double; let peakRSS: Int }
+
+/// Runs a command with stdout/stderr to /dev/null; wall time and the child's peak RSS.
+func runMeasured(_ argv: [String], stdoutTo: String = "/dev/null") -> Measurement {
+    var actions: posix_spawn_file_actions_t = posix_spawn_file_actions_t()
+    posix_spawn_file_actions_init(&actions)
+    posix_spawn_file_actions_addopen(&actions, 1, stdoutTo, O_WRONLY | O_TRUNC | O_CREAT, 0o644)
+    posix_spawn_file_actions_addopen(&actions, 2, "/dev/null", O_WRONLY, 0)
+    let cargs = argv.map { strdup($0) } + [nil]
+    defer { cargs.forEach { free($0) } }
+    var pid: pid_t = 0
+    let start = DispatchTime.now().uptimeNanoseconds
+    guard posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ) == 0 else { fail("cannot run \(argv[0])") }
+    var status: Int32 = 0
+    var usage = rusage()
+    wait4(pid, &status, 0, &usage)
+    let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    posix_spawn_file_actions_destroy(&actions)
+    guard status == 0 else { fail("\(argv.joined(separator: " ")) failed with status \(status)") }
+    return Measurement(seconds: seconds, peakRSS: usage.ru_maxrss * 1024)
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+func timeMedian(_ runs: Int, _ body: () -> Void) -> Double {
+    median((0..<runs).map { _ in
+        let start = DispatchTime.now().uptimeNanoseconds
+        body()
+        return Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    })
+}
+
+// MARK: raw baselines (the same calls the pipeline makes, without the pipeline)
+
+nonisolated(unsafe) let gcm = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil)!
+let rawKey = [UInt8](repeating: 7, count: 32)
+let rawNonce = [UInt8](repeating: 9, count: 12)
+
+func gcmSeal(_ input: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) {
+    let ctx = EVP_CIPHER_CTX_new()
+    var n: Int32 = 0
+    EVP_EncryptInit_ex2(ctx, gcm, rawKey, rawNonce, nil)
+    EVP_EncryptUpdate(ctx, out.assumingMemoryBound(to: UInt8.self), &n, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(input.count))
+    EVP_EncryptFinal_ex(ctx, out.assumingMemoryBound(to: UInt8.self) + Int(n), &n)
+    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_GET_TAG, 16, out + input.count)
+    EVP_CIPHER_CTX_free(ctx)
+}
+
+func gcmOpen(_ input: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) -> Bool {
+    let ctx = EVP_CIPHER_CTX_new()
+    var n: Int32 = 0
+    let body = input.count - 16
+    EVP_DecryptInit_ex2(ctx, gcm, rawKey, rawNonce, nil)
+    EVP_DecryptUpdate(ctx, out.assumingMemoryBound(to: UInt8.self), &n, input.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(body))
+    EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, 16, UnsafeMutableRawPointer(mutating: input.baseAddress! + body))
+    let ok = EVP_DecryptFinal_ex(ctx, out.assumingMemoryBound(to: UInt8.self) + Int(n), &n) == 1
+    EVP_CIPHER_CTX_free(ctx)
+    return ok
+}
+
+/// Per-chunk work units over `data`, the way the pipeline cuts it.
+func chunkRanges(_ count: Int) -> [Range<Int>] {
+    stride(from: 0, to: count, by: chunkSize).map { $0..<min(count, $0 + chunkSize) }
+}
+
+struct RawResults {
+    var gcmEncrypt = 0.0, gcmDecrypt = 0.0, lz4Compress = 0.0, lz4Decompress = 0.0
+    var sealCeiling = 0.0, openCeiling = 0.0
+}
+
+/// The raw numbers for one data set, all in MB/s of plaintext.
+func measureRaw(_ data: [UInt8]) -> RawResults {
+    let ranges = chunkRanges(data.count)
+    let bytes = Double(data.count) / 1e6
+    let runs = max(3, options.runs)
+    var results = RawResults()
+    // Compressed chunks (or nil when stored) for the decompress and open baselines.
+    var compressed = [[UInt8]?](repeating: nil, count: ranges.count)
+    var sealedChunks = [[UInt8]](repeating: [], count: ranges.count)
+    var out = [UInt8](repeating: 0, count: chunkSize + 64)
+
+    data.withUnsafeBytes { all in
+        results.gcmEncrypt = bytes / timeMedian(runs) {
+            out.withUnsafeMutableBytes { o in for r in ranges { gcmSeal(UnsafeRawBufferPointer(rebasing: all[r]), into: o.baseAddress!) } }
+        }
+        results.lz4Compress = bytes / timeMedian(runs) {
+            out.withUnsafeMutableBytes { o in
+                for (i, r) in ranges.enumerated() {
+                    let n = LZ4_compress_default(all.baseAddress!.advanced(by: r.lowerBound).assumingMemoryBound(to: CChar.self),
+                                                 o.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(r.count), Int32(r.count - 1))
+                    if compressed[i] == nil, n > 0 { compressed[i] = Array(o.prefix(Int(n))) }
+                }
+            }
+        }
+        // The sealed form of each chunk (compressed when smaller), to time decryption on.
+        for (i, r) in ranges.enumerated() {
+            let body = compressed[i] ?? Array(all[r])
+            var sealed = [UInt8](repeating: 0, count: body.count + 16)
+            body.withUnsafeBytes { b in sealed.withUnsafeMutableBytes { gcmSeal(b, into: $0.baseAddress!) } }
+            sealedChunks[i] = sealed
+        }
+        results.gcmDecrypt = bytes / timeMedian(runs) {
+            out.withUnsafeMutableBytes { o in
+                // Decrypting the plaintext bytes as if they were ciphertext: the tag check fails at the
+                // end, but GCM does exactly the same work as on a real record of that size.
+                for r in ranges { _ = gcmOpen(UnsafeRawBufferPointer(rebasing: all[r]), into: o.baseAddress!) }
+            }
+        }
+        results.lz4Decompress = bytes / timeMedian(runs) {
+            out.withUnsafeMutableBytes { o in
+                for (i, r) in ranges.enumerated() {
+                    if let c = compressed[i] {
+                        _ = c.withUnsafeBytes { LZ4_decompress_safe($0.baseAddress!.assumingMemoryBound(to: CChar.self), o.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(c.count), Int32(r.count)) }
+                    } else {
+                        o.baseAddress!.copyMemory(from: all.baseAddress! + r.lowerBound, byteCount: r.count)
+                    }
+                }
+            }
+        }
+        // Ceilings: compress-if-smaller + encrypt (and decrypt + decompress) per chunk on every
+        // core, no reading, no writing, no framing.
+        let sealedCopy = sealedChunks
+        nonisolated(unsafe) let all = all  // read-only for the duration of concurrentPerform
+        let compressedFlags = compressed.map { $0 != nil }
+        results.sealCeiling = bytes / timeMedian(runs) {
+            DispatchQueue.concurrentPerform(iterations: cores) { worker in
+                var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
+                var sealed = [UInt8](repeating: 0, count: chunkSize + 64)
+                scratch.withUnsafeMutableBytes { s in sealed.withUnsafeMutableBytes { o in
+                    for i in stride(from: worker, to: ranges.count, by: cores) {
+                        let r = ranges[i]
+                        let n = LZ4_compress_default(all.baseAddress!.advanced(by: r.lowerBound).assumingMemoryBound(to: CChar.self),
+                                                     s.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(r.count), Int32(r.count - 1))
+                        let source = n > 0 ? UnsafeRawBufferPointer(rebasing: s[0..<Int(n)]) : UnsafeRawBufferPointer(rebasing: all[r])
+                        gcmSeal(source, into: o.baseAddress!)
+                    }
+                } }
+            }
+        }
+        results.openCeiling = bytes / timeMedian(runs) {
+            DispatchQueue.concurrentPerform(iterations: cores) { worker in
+                var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
+                var plain = [UInt8](repeating: 0, count: chunkSize + 64)
+                scratch.withUnsafeMutableBytes { s in plain.withUnsafeMutableBytes { p in
+                    for i in stride(from: worker, to: ranges.count, by: cores) {
+                        let sealed = sealedCopy[i]
+                        let ok = sealed.withUnsafeBytes { gcmOpen($0, into: compressedFlags[i] ? s.baseAddress! : p.baseAddress!) }
+                        precondition(ok, "baseline decrypt failed")
+                        if compressedFlags[i] {
+                            _ = LZ4_decompress_safe(s.baseAddress!.assumingMemoryBound(to: CChar.self), p.baseAddress!.assumingMemoryBound(to: CChar.self),
+                                                    Int32(sealed.count - 16), Int32(ranges[i].count))
+                        }
+                    }
+                } }
+            }
+        }
+    }
+    return results
+}
+
+// MARK: run
+
+func mbps(_ bytes: Int, _ seconds: Double) -> Double { Double(bytes) / 1e6 / seconds }
+func f(_ v: Double) -> String { String(format: "%8.0f", v) }
+func r(_ v: Double) -> String { String(format: "%5.2fx", v) }
+
+let work = options.dataDir
+let keyPath = "\(work)/bench.key"
+try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+if !FileManager.default.fileExists(atPath: keyPath) { _ = runMeasured([options.safechat, "keygen", keyPath]) }
+let ageAvailable = FileManager.default.isExecutableFile(atPath: "/usr/bin/age") && FileManager.default.isExecutableFile(atPath: "/usr/bin/age-keygen")
+let ageIdentity = "\(work)/age-identity.txt"
+var ageRecipient = ""
+if ageAvailable {
+    if !FileManager.default.fileExists(atPath: ageIdentity) { _ = runMeasured(["age-keygen", "-o", ageIdentity]) }
+    let text = (try? String(contentsOfFile: ageIdentity, encoding: .utf8)) ?? ""
+    ageRecipient = text.split(separator: "\n").first { $0.hasPrefix("# public key: ") }.map { String($0.dropFirst(14)) } ?? ""
+}
+
+print("safechat-bench: \(options.sizeMiB) MiB per data set, median of \(options.runs) runs, \(cores) cores, chunk 1 MiB")
+print("MB/s are 10^6 bytes of plaintext per second; files are read from the page cache and written to /dev/null.\n")
+var verdicts: [(String, Bool)] = []
+
+struct CommandResults {
+    var seal = 0.0, open = 0.0, sealRSS = 0, openRSS = 0, sealedSize = 0, ageEncrypt = 0.0, ageDecrypt = 0.0
+}
+
+// Child processes first, for every data set: a child's peak RSS (from wait4) starts from its
+// parent's at spawn time, so the bench must not have touched the big in-memory baselines yet.
+var commandResults: [String: CommandResults] = [:]
+for name in options.datasets {
+    let path = try prepare(name)
+    let sealedPath = "\(work)/\(name)-\(options.sizeMiB)MiB.sealed"
+    _ = runMeasured([options.safechat, "seal", "-q", "--key", keyPath, path, sealedPath])
+    let size = options.sizeMiB << 20
+    _ = runMeasured(["cat", path])  // warm the page cache
+    var c = CommandResults()
+    let seals = (0..<options.runs).map { _ in runMeasured([options.safechat, "seal", "-q", "--key", keyPath, path, "/dev/null"]) }
+    let opens = (0..<options.runs).map { _ in runMeasured([options.safechat, "open", "-q", "--key", keyPath, sealedPath, "/dev/null"]) }
+    c.seal = mbps(size, median(seals.map(\.seconds)))
+    c.open = mbps(size, median(opens.map(\.seconds)))
+    c.sealRSS = seals.map(\.peakRSS).max()!
+    c.openRSS = opens.map(\.peakRSS).max()!
+    c.sealedSize = (try FileManager.default.attributesOfItem(atPath: sealedPath)[.size] as? Int) ?? 0
+    if ageAvailable, !ageRecipient.isEmpty {
+        let agePath = "\(work)/\(name)-\(options.sizeMiB)MiB.age"
+        _ = runMeasured(["age", "-r", ageRecipient, "-o", agePath, path])
+        let ageRuns = max(3, options.runs / 2)
+        c.ageEncrypt = mbps(size, median((0..<ageRuns).map { _ in runMeasured(["age", "-r", ageRecipient, "-o", "/dev/null", path]).seconds }))
+        c.ageDecrypt = mbps(size, median((0..<ageRuns).map { _ in runMeasured(["age", "-d", "-i", ageIdentity, "-o", "/dev/null", agePath]).seconds }))
+        try? FileManager.default.removeItem(atPath: agePath)
+    }
+    try? FileManager.default.removeItem(atPath: sealedPath)
+    commandResults[name] = c
+}
+
+for name in options.datasets {
+    let path = try prepare(name)
+    let size = options.sizeMiB << 20
+    let c = commandResults[name]!
+    let raw = measureRaw(readWhole(path))
+    print("== \(name): \(size >> 20) MiB, sealed \(String(format: "%.1f", Double(c.sealedSize) / Double(size) * 100))% of plaintext")
+    print("                                   MB/s")
+    print("  safechat seal                \(f(c.seal))   peak RSS \(c.sealRSS >> 20) MiB")
+    print("  safechat open                \(f(c.open))   peak RSS \(c.openRSS >> 20) MiB")
+    print("  raw AES-256-GCM encrypt 1c   \(f(raw.gcmEncrypt))")
+    print("  raw AES-256-GCM decrypt 1c   \(f(raw.gcmDecrypt))")
+    print("  raw LZ4 compress 1c          \(f(raw.lz4Compress))")
+    print("  raw LZ4 decompress 1c        \(f(raw.lz4Decompress))")
+    print("  LZ4+GCM ceiling seal \(cores)c      \(f(raw.sealCeiling))")
+    print("  LZ4+GCM ceiling open \(cores)c      \(f(raw.openCeiling))")
+    if ageAvailable {
+        print("  age encrypt                  \(f(c.ageEncrypt))")
+        print("  age decrypt                  \(f(c.ageDecrypt))")
+    }
+    print("  ratios: seal/ceiling \(r(c.seal / raw.sealCeiling))  open/ceiling \(r(c.open / raw.openCeiling))", terminator: "")
+    if ageAvailable { print("  seal/age \(r(c.seal / c.ageEncrypt))  open/age \(r(c.open / c.ageDecrypt))") } else { print() }
+    print()
+
+    verdicts.append(("\(name): seal >= 80% of the LZ4+GCM ceiling", c.seal >= 0.8 * raw.sealCeiling))
+    verdicts.append(("\(name): open >= 80% of the LZ4+GCM ceiling", c.open >= 0.8 * raw.openCeiling))
+    verdicts.append(("\(name): peak RSS < 64 MiB", max(c.sealRSS, c.openRSS) < 64 << 20))
+    if name == "random" {
+        verdicts.append(("random: seal >= 2000 MB/s", c.seal >= 2000))
+        verdicts.append(("random: open >= 2500 MB/s", c.open >= 2500))
+        if ageAvailable {
+            verdicts.append(("random: seal >= 2x age", c.seal >= 2 * c.ageEncrypt))
+            verdicts.append(("random: open >= 2x age", c.open >= 2 * c.ageDecrypt))
+        }
+    }
+}
+
+print("targets:")
+for (name, ok) in verdicts { print("  \(ok ? "PASS" : "MISS")  \(name)") }
