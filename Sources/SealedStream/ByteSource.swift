@@ -208,7 +208,7 @@ public struct MappedFileSource: ByteSource {
     }
 }
 
-/// A read-only, pre-faulted mapping of part of a file, unmapped on release.
+/// A read-only mapping of part of a file, unmapped on release.
 final class FileMapping: @unchecked Sendable {
     // Immutable after init; the mapped bytes are only read.
     private let base: UnsafeMutableRawPointer
@@ -222,8 +222,9 @@ final class FileMapping: @unchecked Sendable {
         let alignedOffset = offset - offset % Self.pageSize
         let lead = Int(offset - alignedOffset)
         mappedLength = lead + count
-        // MAP_POPULATE faults the pages in with one call instead of one fault per page.
-        let address = mmap(nil, mappedLength, PROT_READ, MAP_PRIVATE | MAP_POPULATE, descriptor, off_t(alignedOffset))
+        // No MAP_POPULATE: the pages then fault in inside the worker that uses them, on all cores,
+        // instead of in the single reading task (measured: faster).
+        let address = mmap(nil, mappedLength, PROT_READ, MAP_PRIVATE, descriptor, off_t(alignedOffset))
         guard let address, address != MAP_FAILED else { throw FileError(path: path, operation: "map", errno: errno) }
         base = address
         bytes = UnsafeRawBufferPointer(start: address + lead, count: count)

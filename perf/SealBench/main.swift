@@ -13,6 +13,7 @@ import CLZ4
 import Dispatch
 import Foundation
 import SealedStream
+import Synchronization
 
 struct Options {
     var sizeMiB = 1024
@@ -215,11 +216,13 @@ func measureRaw(_ data: [UInt8]) -> RawResults {
         nonisolated(unsafe) let all = all  // read-only for the duration of concurrentPerform
         let compressedFlags = compressed.map { $0 != nil }
         results.sealCeiling = bytes / timeMedian(runs) {
-            DispatchQueue.concurrentPerform(iterations: cores) { worker in
+            let next = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: cores) { _ in
                 var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
                 var sealed = [UInt8](repeating: 0, count: chunkSize + 64)
                 scratch.withUnsafeMutableBytes { s in sealed.withUnsafeMutableBytes { o in
-                    for i in stride(from: worker, to: ranges.count, by: cores) {
+                    // Chunks are handed out one at a time, so uneven chunks balance across cores.
+                    while case let i = next.add(1, ordering: .relaxed).oldValue, i < ranges.count {
                         let r = ranges[i]
                         let n = LZ4_compress_default(all.baseAddress!.advanced(by: r.lowerBound).assumingMemoryBound(to: CChar.self),
                                                      s.baseAddress!.assumingMemoryBound(to: CChar.self), Int32(r.count), Int32(r.count - 1))
@@ -230,11 +233,12 @@ func measureRaw(_ data: [UInt8]) -> RawResults {
             }
         }
         results.openCeiling = bytes / timeMedian(runs) {
-            DispatchQueue.concurrentPerform(iterations: cores) { worker in
+            let next = Atomic<Int>(0)
+            DispatchQueue.concurrentPerform(iterations: cores) { _ in
                 var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
                 var plain = [UInt8](repeating: 0, count: chunkSize + 64)
                 scratch.withUnsafeMutableBytes { s in plain.withUnsafeMutableBytes { p in
-                    for i in stride(from: worker, to: ranges.count, by: cores) {
+                    while case let i = next.add(1, ordering: .relaxed).oldValue, i < ranges.count {
                         let sealed = sealedCopy[i]
                         let ok = sealed.withUnsafeBytes { gcmOpen($0, into: compressedFlags[i] ? s.baseAddress! : p.baseAddress!) }
                         precondition(ok, "baseline decrypt failed")
