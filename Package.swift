@@ -1,17 +1,27 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers point one way: safechat (CLI) -> SealedStream (format + pipeline) -> COpenSSL / CLZ4 (C shims).
+// Layers point one way: safechat (CLI) -> SafeChatGateway / SafeChatClient -> SealedStream (format +
+// pipeline) -> COpenSSL / CLZ4 (C shims).
 let package = Package(
     name: "SafeChat",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "safechat", targets: ["safechat"]),
         .library(name: "SealedStream", targets: ["SealedStream"]),
+        .library(name: "SafeChatGateway", targets: ["SafeChatGateway"]),
+        .library(name: "SafeChatClient", targets: ["SafeChatClient"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/x-sheep/swift-property-based.git", from: "2.0.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/vapor/jwt-kit.git", from: "5.7.1"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-http-types.git", from: "1.8.0"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
     ],
     targets: [
         .systemLibrary(
@@ -28,10 +38,31 @@ let package = Package(
             name: "SealedStream",
             dependencies: ["COpenSSL", "CLZ4"]
         ),
+        .target(
+            name: "SafeChatGateway",
+            dependencies: [
+                "SealedStream",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdTLS", package: "hummingbird"),
+                .product(name: "HummingbirdCore", package: "hummingbird"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "JWTKit", package: "jwt-kit"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "SafeChatClient",
+            dependencies: [
+                "SealedStream",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
+        ),
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream",
+                "SealedStream", "SafeChatGateway", "SafeChatClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -50,6 +81,13 @@ let package = Package(
         .testTarget(
             name: "SafeChatCLITests",
             dependencies: ["safechat", "SealedStream"]
+        ),
+        .testTarget(
+            name: "SafeChatGatewayTests",
+            dependencies: [
+                "SafeChatGateway", "SealedStream",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+            ]
         ),
         .testTarget(
             name: "SealedStreamHeavyTests",

@@ -4,7 +4,10 @@
 /// byte, learns where each record starts (the manifest's offsets), and knows the offset of the
 /// last complete record, which is where an interrupted upload resumes. It buffers at most one
 /// header (92 bytes) and skips record bodies, so it costs almost nothing per byte.
-public struct FramingValidator: Sendable {
+///
+/// It is `Codable`, so a server can checkpoint it next to the bytes it has acknowledged and resume
+/// validation mid-record after a restart.
+public struct FramingValidator: Sendable, Codable {
     /// A record whose bytes have all arrived.
     public struct Record: Sendable, Equatable, Codable {
         public let index: UInt32
@@ -17,7 +20,7 @@ public struct FramingValidator: Sendable {
         public let isFinal: Bool
     }
 
-    private enum Phase: Sendable {
+    private enum Phase: Sendable, Codable {
         case streamHeader
         case recordHeader
         case body(RecordHeader, remaining: Int)

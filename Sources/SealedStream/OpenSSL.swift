@@ -174,3 +174,39 @@ public struct SHA256Hasher: ~Copyable {
         bytes.withUnsafeBytes { hash($0) }
     }
 }
+
+/// Hash functions the gateway offers for tus upload checksums.
+public enum DigestKind: String, Sendable, CaseIterable {
+    case sha1, sha256
+
+    var openSSLName: String { self == .sha1 ? "SHA1" : "SHA256" }
+}
+
+/// An incremental digest (SHA-1 or SHA-256) from OpenSSL.
+public struct StreamingDigest: ~Copyable {
+    private let ctx: OpaquePointer
+
+    public init(_ algorithm: DigestKind) {
+        guard let ctx = EVP_MD_CTX_new(), let md = EVP_MD_fetch(nil, algorithm.openSSLName, nil) else {
+            fatalError("OpenSSL has no \(algorithm.openSSLName)")
+        }
+        defer { EVP_MD_free(md) }
+        precondition(EVP_DigestInit_ex2(ctx, md, nil) == 1, "digest init failed inside OpenSSL")
+        self.ctx = ctx
+    }
+
+    deinit { EVP_MD_CTX_free(ctx) }
+
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
+        guard bytes.count > 0 else { return }
+        precondition(EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) == 1, "digest update failed inside OpenSSL")
+    }
+
+    public consuming func finalize() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
+        var length: UInt32 = 0
+        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) }
+        precondition(ok == 1, "digest final failed inside OpenSSL")
+        return Array(digest.prefix(Int(length)))
+    }
+}

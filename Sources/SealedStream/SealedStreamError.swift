@@ -2,7 +2,7 @@
 ///
 /// Every attack on a stream maps to exactly one case, so a caller (and a user reading the CLI's
 /// message) can tell a wrong key from a corrupted header, a truncation, or a tampered chunk.
-public enum SealedStreamError: Error, Equatable, Sendable {
+public enum SealedStreamError: Error, Equatable, Sendable, Codable {
     /// The input held no bytes at all.
     case emptyInput
     /// The input ended inside the 92-byte stream header.

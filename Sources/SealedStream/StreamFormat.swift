@@ -111,7 +111,7 @@ public enum ChunkSize {
 /// Layout: `index u32 | flags u8 (bit 0 FINAL, bit 1 LZ4) | reserved 3 zero bytes |
 /// plaintext length u32 | body length u32`, all big-endian. The record is this header, then the
 /// body (ciphertext, `bodyLength` bytes), then the 16-byte GCM tag.
-public struct RecordHeader: Sendable, Equatable {
+public struct RecordHeader: Sendable, Equatable, Codable {
     public static let encodedLength = 16
     public static let tagLength = 16
     /// Chunk indices are u32, so a stream holds at most 2^32 chunks and no counter can wrap.
@@ -196,5 +196,19 @@ public struct RecordHeader: Sendable, Equatable {
         return RecordHeader(
             index: index, isFinal: isFinal, isCompressed: isCompressed,
             plaintextLength: plaintextLength, bodyLength: bodyLength)
+    }
+}
+
+extension StreamHeader: Codable {
+    /// Encoded as the 92 header bytes, so a decoded header passes the same validation as one read
+    /// from a stream.
+    public init(from decoder: any Decoder) throws {
+        let bytes = try decoder.singleValueContainer().decode([UInt8].self)
+        self = try StreamHeader.parse(bytes)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(encoded())
     }
 }

@@ -1,0 +1,147 @@
+import Foundation
+import SealedStream
+
+/// Where sealed bytes live. The routes see only this protocol, so an S3-compatible store can
+/// replace the local directory later.
+public protocol BlobStore: Sendable {
+    /// Opens the partial blob of an upload for appending, creating it if needed, and cuts it to
+    /// `offset` (bytes past the last acknowledged offset were never acknowledged).
+    func openPartial(_ id: FileID, truncatingTo offset: Int64) throws -> any PartialBlob
+    func removePartial(_ id: FileID) throws
+    /// Makes a finished upload's bytes durable under the file's id.
+    func promote(_ id: FileID) throws
+    func openBlob(_ id: FileID) throws -> any BlobReader
+    func removeBlob(_ id: FileID) throws
+}
+
+public protocol PartialBlob: AnyObject, Sendable {
+    var length: Int64 { get }
+    func append(_ bytes: UnsafeRawBufferPointer) throws
+    /// Flushes appended bytes to stable storage (before an offset is acknowledged).
+    func sync() throws
+    /// Cuts the blob back to `length` (an append that is being rolled back).
+    func truncate(to length: Int64) throws
+    /// Reads back bytes already appended (rehashing after a restart).
+    func read(at offset: Int64, count: Int) throws -> [UInt8]
+    func close()
+}
+
+public protocol BlobReader: Sendable {
+    var size: Int64 { get }
+    func read(at offset: Int64, count: Int) throws -> [UInt8]
+    func close()
+}
+
+/// Blobs as files: `<root>/partial/<id>` while uploading, `<root>/blobs/<id>` when finished.
+public struct LocalBlobStore: BlobStore {
+    let partialDirectory: String
+    let blobDirectory: String
+
+    public init(root: String) throws {
+        partialDirectory = root + "/partial"
+        blobDirectory = root + "/blobs"
+        for dir in [root, partialDirectory, blobDirectory] {
+            try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        }
+    }
+
+    func partialPath(_ id: FileID) -> String { "\(partialDirectory)/\(id)" }
+    func blobPath(_ id: FileID) -> String { "\(blobDirectory)/\(id)" }
+
+    public func openPartial(_ id: FileID, truncatingTo offset: Int64) throws -> any PartialBlob {
+        let path = partialPath(id)
+        let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+        let blob = LocalPartialBlob(descriptor: fd, path: path)
+        do {
+            try blob.truncate(to: offset)
+            if blob.length != offset { throw FileError(path: path, operation: "resume (shorter than its acknowledged offset)", errno: EIO) }
+        } catch {
+            blob.close()
+            throw error
+        }
+        return blob
+    }
+
+    public func removePartial(_ id: FileID) throws {
+        if unlink(partialPath(id)) != 0 && errno != ENOENT { throw FileError(path: partialPath(id), operation: "remove", errno: errno) }
+    }
+
+    public func promote(_ id: FileID) throws {
+        guard rename(partialPath(id), blobPath(id)) == 0 else { throw FileError(path: blobPath(id), operation: "store", errno: errno) }
+        syncDirectory(of: blobPath(id))
+    }
+
+    public func openBlob(_ id: FileID) throws -> any BlobReader {
+        let fd = open(blobPath(id), O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(path: blobPath(id), operation: "open", errno: errno) }
+        var info = stat()
+        fstat(fd, &info)
+        return LocalBlobReader(descriptor: fd, path: blobPath(id), size: Int64(info.st_size))
+    }
+
+    public func removeBlob(_ id: FileID) throws {
+        if unlink(blobPath(id)) != 0 && errno != ENOENT { throw FileError(path: blobPath(id), operation: "remove", errno: errno) }
+        syncDirectory(of: blobPath(id))
+    }
+}
+
+/// Positional reads, so concurrent downloads of one file share nothing.
+private func preadAll(_ fd: Int32, path: String, at offset: Int64, count: Int) throws -> [UInt8] {
+    var failure: Int32 = 0
+    let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
+        filled = 0
+        while filled < count {
+            let n = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
+            if n > 0 { filled += n } else if n < 0 && errno == EINTR { continue } else { failure = n < 0 ? errno : 0; break }
+        }
+    }
+    if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
+    return bytes
+}
+
+final class LocalPartialBlob: PartialBlob, @unchecked Sendable {
+    // Used by one request at a time: the upload manager hands a partial to a single appender.
+    let descriptor: Int32
+    let path: String
+    private(set) var length: Int64
+
+    init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+        length = Int64(lseek(descriptor, 0, SEEK_END))
+    }
+
+    func append(_ bytes: UnsafeRawBufferPointer) throws {
+        var done = 0
+        while done < bytes.count {
+            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(length) + off_t(done))
+            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
+                throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+            }
+        }
+        length += Int64(bytes.count)
+    }
+
+    func sync() throws {
+        if fdatasync(descriptor) != 0 { throw FileError(path: path, operation: "fsync", errno: errno) }
+    }
+
+    func truncate(to newLength: Int64) throws {
+        guard newLength < length else { return }
+        if ftruncate(descriptor, off_t(newLength)) != 0 { throw FileError(path: path, operation: "truncate", errno: errno) }
+        length = newLength
+    }
+
+    func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
+
+    func close() { Glibc.close(descriptor) }
+}
+
+struct LocalBlobReader: BlobReader {
+    let descriptor: Int32
+    let path: String
+    let size: Int64
+    func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
+    func close() { Glibc.close(descriptor) }
+}

@@ -1,0 +1,136 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import SealedStream
+
+/// Downloads and file management: GET/HEAD /download/{id} (ranges), /files, /files/{id},
+/// /files/{id}/chunks/{n}, DELETE /files/{id}. Only a file's owner sees it; for anyone else it
+/// does not exist (404).
+struct FileRoutes: Sendable {
+    let auth: Authenticator
+    let registry: any Registry
+    let blobs: any BlobStore
+
+    func register(on router: Router<GatewayContext>) {
+        router.get("download/:id") { request, context in try await download(request, context, headOnly: false) }
+        router.head("download/:id") { request, context in try await download(request, context, headOnly: true) }
+        router.get("files") { request, context in try await list(request, context) }
+        router.get("files/:id") { request, context in try jsonResponse(try await manifest(request, context)) }
+        router.get("files/:id/chunks/:n") { request, context in try await chunk(request, context) }
+        router.delete("files/:id") { request, context in try await remove(request, context) }
+    }
+
+    private func manifest(_ request: Request, _ context: GatewayContext) async throws -> FileManifest {
+        let user = try await auth.user(request)
+        let id = try fileID(context)
+        guard let manifest = try await registry.file(id), manifest.owner == user else { throw GatewayError.notFound("file") }
+        return manifest
+    }
+
+    struct Listing: Encodable {
+        struct Entry: Encodable { let file_id: String; let size: Int64; let plaintext_size: Int64; let created_at: Date; let metadata: [String: String] }
+        let files: [Entry]
+    }
+
+    func list(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let user = try await auth.user(request)
+        let files = try await registry.files(ownedBy: user).map {
+            Listing.Entry(file_id: $0.fileID.value, size: $0.size, plaintext_size: $0.plaintextSize, created_at: $0.createdAt, metadata: $0.metadata)
+        }
+        return try jsonResponse(Listing(files: files))
+    }
+
+    func remove(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let manifest = try await manifest(request, context)
+        try await registry.removeFile(manifest.fileID)
+        try blobs.removeBlob(manifest.fileID)
+        context.logger.info("file deleted", metadata: ["file_id": "\(manifest.fileID)"])
+        return Response(status: .noContent)
+    }
+
+    func chunk(_ request: Request, _ context: GatewayContext) async throws -> Response {
+        let manifest = try await manifest(request, context)
+        guard let text = context.parameters.get("n"), let n = Int(text), n >= 0, n < manifest.records.count else {
+            throw GatewayError.notFound("chunk")
+        }
+        let record = manifest.records[n]
+        return try serve(manifest, range: record.offset..<(record.offset + Int64(record.length)), status: .ok, extraHeaders: [
+            HTTPField.Name("SafeChat-Chunk-Index")!: "\(n)",
+        ], headOnly: false)
+    }
+
+    /// The sealed stream, whole or by RFC 9110 byte range (a-b, a-, -n), with a strong ETag.
+    func download(_ request: Request, _ context: GatewayContext, headOnly: Bool) async throws -> Response {
+        let manifest = try await manifest(request, context)
+        let etag = "\"\(manifest.sha256)\""
+        var rangeHeader = request.headers[.range]
+        // If-Range: serve the range only if the client's copy is this exact file.
+        if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
+        let size = manifest.size
+        guard let rangeHeader else {
+            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly)
+        }
+        switch ByteRange.parse(rangeHeader, size: size) {
+        case .satisfiable(let range):
+            return try serve(manifest, range: range, status: .partialContent,
+                             extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly)
+        case .unsatisfiable:
+            throw GatewayError(.rangeNotSatisfiable, "range_not_satisfiable", "the requested range is outside the file's \(size) bytes",
+                               headers: [.contentRange: "bytes */\(size)"])
+        case .ignored:
+            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly)
+        }
+    }
+
+    private func serve(_ manifest: FileManifest, range: Range<Int64>, status: HTTPResponse.Status,
+                       extraHeaders: HTTPFields, headOnly: Bool) throws -> Response {
+        var headers = extraHeaders
+        headers[.contentType] = "application/octet-stream"
+        headers[.acceptRanges] = "bytes"
+        headers[.eTag] = "\"\(manifest.sha256)\""
+        headers[.contentLength] = "\(range.count)"
+        headers[.cacheControl] = "private, no-transform"
+        if headOnly { return Response(status: status, headers: headers) }
+        let blob = try blobs.openBlob(manifest.fileID)
+        let body = ResponseBody(contentLength: Int(range.count)) { writer in
+            defer { blob.close() }
+            var offset = range.lowerBound
+            while offset < range.upperBound {
+                let count = Int(min(Int64(1 << 20), range.upperBound - offset))
+                let bytes = try blob.read(at: offset, count: count)
+                guard bytes.count == count else { throw FileError.truncated("blob \(manifest.fileID)") }
+                try await writer.write(ByteBuffer(bytes: bytes))
+                offset += Int64(count)
+            }
+            try await writer.finish(nil)
+        }
+        return Response(status: status, headers: headers, body: body)
+    }
+}
+
+/// One RFC 9110 byte range against a representation of `size` bytes.
+enum ByteRange: Equatable {
+    case satisfiable(Range<Int64>)
+    case unsatisfiable
+    /// Not a single byte range we serve (several ranges, another unit, bad syntax): send it all.
+    case ignored
+
+    static func parse(_ header: String, size: Int64) -> ByteRange {
+        guard header.hasPrefix("bytes="), header.utf8.count < 200 else { return .ignored }
+        let spec = header.dropFirst(6).trimmingCharacters(in: .whitespaces)
+        guard !spec.contains(","), let dash = spec.firstIndex(of: "-") else { return .ignored }
+        let first = spec[..<dash], last = spec[spec.index(after: dash)...]
+        if first.isEmpty {
+            // "-n": the last n bytes.
+            guard let n = Int64(last), n >= 0 else { return .ignored }
+            guard n > 0, size > 0 else { return .unsatisfiable }
+            return .satisfiable(max(0, size - n)..<size)
+        }
+        guard let start = Int64(first), start >= 0 else { return .ignored }
+        guard start < size else { return .unsatisfiable }
+        if last.isEmpty { return .satisfiable(start..<size) }
+        guard let end = Int64(last), end >= start else { return .ignored }
+        return .satisfiable(start..<(min(end, size - 1) + 1))
+    }
+}

@@ -1,0 +1,25 @@
+import Foundation
+
+/// Everything `safechat serve` can be told, from flags or environment variables.
+public struct GatewayConfiguration: Sendable {
+    public var host = "127.0.0.1"
+    public var port = 8080
+    public var dataDirectory = "./safechat-data"
+    /// Largest sealed stream accepted, in bytes.
+    public var maxFileSize: Int64 = 64 << 30
+    /// Sealed bytes one user may store (finished files and uploads in progress).
+    public var userQuota: Int64 = 256 << 30
+    public var tokenLifetime: TimeInterval = 12 * 3600
+    /// An upload not finished within this time is removed.
+    public var uploadExpiry: TimeInterval = 24 * 3600
+    /// Starts with the prototype's demo account user1 / password123.
+    public var demo = false
+    public var tlsCertificatePath: String?
+    public var tlsKeyPath: String?
+
+    public init() {}
+
+    /// JWT issuer and audience; tokens from another deployment or for another service are refused.
+    public var tokenIssuer = "safechat-gateway"
+    public var tokenAudience = "safechat"
+}

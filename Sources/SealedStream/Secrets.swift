@@ -1,0 +1,44 @@
+import COpenSSL
+
+/// Randomness, password hashing and secret comparison for the layers above, from OpenSSL.
+public enum Secrets {
+    /// `count` bytes from OpenSSL's CSPRNG.
+    public static func randomBytes(_ count: Int) -> [UInt8] {
+        var bytes = [UInt8](repeating: 0, count: count)
+        bytes.withUnsafeMutableBytes { OpenSSL.randomBytes($0) }
+        return bytes
+    }
+
+    /// Lowercase hex of `count` random bytes (identifiers, file names).
+    public static func randomHex(_ count: Int) -> String { hex(randomBytes(count)) }
+
+    /// Compares two secrets in time that depends only on their lengths.
+    public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        a.withUnsafeBytes { a in b.withUnsafeBytes { b in OpenSSL.constantTimeEqual(a, b) } }
+    }
+
+    /// scrypt (RFC 7914) through OpenSSL's EVP_PBE_scrypt.
+    public static func scrypt(password: [UInt8], salt: [UInt8], n: UInt64, r: UInt64, p: UInt64, length: Int) -> [UInt8]? {
+        var out = [UInt8](repeating: 0, count: length)
+        // N=2^15, r=8 needs 32 MiB; allow up to 4x that so stronger parameters still work.
+        let maxMemory: UInt64 = 128 << 20
+        let ok = password.withUnsafeBytes { pw in
+            salt.withUnsafeBytes { s in
+                out.withUnsafeMutableBytes { o in
+                    EVP_PBE_scrypt(
+                        pw.baseAddress?.assumingMemoryBound(to: CChar.self), pw.count,
+                        s.baseAddress?.assumingMemoryBound(to: UInt8.self), s.count,
+                        n, r, p, maxMemory, o.baseAddress?.assumingMemoryBound(to: UInt8.self), length)
+                }
+            }
+        }
+        return ok == 1 ? out : nil
+    }
+
+    public static func hex(_ bytes: some Sequence<UInt8>) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out = [UInt8]()
+        for b in bytes { out.append(digits[Int(b >> 4)]); out.append(digits[Int(b & 0x0F)]) }
+        return String(decoding: out, as: UTF8.self)
+    }
+}

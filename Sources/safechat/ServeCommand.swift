@@ -1,0 +1,91 @@
+import ArgumentParser
+import Foundation
+import Logging
+import SafeChatGateway
+
+struct ServeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "serve",
+        abstract: "Run the SafeChat gateway.",
+        discussion: """
+            Everything lives in the data directory: users.json, signing.key (the JWT key, 0600), \
+            registry/ (one JSON manifest per file and per upload) and data/ (sealed bytes). Each \
+            option can also come from the environment variable named in its help.
+            """)
+
+    @Flag(help: "Create the prototype's demo account user1 / password123 (never in production).")
+    var demo = false
+
+    @Option(help: "Address to listen on [SAFECHAT_HOST].")
+    var host: String = ProcessInfo.processInfo.environment["SAFECHAT_HOST"] ?? "127.0.0.1"
+
+    @Option(help: "Port; 0 picks a free one [SAFECHAT_PORT].")
+    var port: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_PORT"] ?? "") ?? 8080
+
+    @Option(help: "Data directory [SAFECHAT_DATA_DIR].")
+    var dataDir: String = ProcessInfo.processInfo.environment["SAFECHAT_DATA_DIR"] ?? "./safechat-data"
+
+    @Option(help: "Largest sealed file accepted, e.g. 64G [SAFECHAT_MAX_FILE_SIZE].")
+    var maxFileSize: String = ProcessInfo.processInfo.environment["SAFECHAT_MAX_FILE_SIZE"] ?? "64G"
+
+    @Option(help: "Storage per user, e.g. 256G [SAFECHAT_QUOTA].")
+    var quota: String = ProcessInfo.processInfo.environment["SAFECHAT_QUOTA"] ?? "256G"
+
+    @Option(help: "Token lifetime in seconds [SAFECHAT_TOKEN_LIFETIME].")
+    var tokenLifetime: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_TOKEN_LIFETIME"] ?? "") ?? 12 * 3600
+
+    @Option(help: "Seconds before an unfinished upload is removed [SAFECHAT_UPLOAD_EXPIRY].")
+    var uploadExpiry: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_UPLOAD_EXPIRY"] ?? "") ?? 24 * 3600
+
+    @Option(help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
+    var tlsCert: String? = ProcessInfo.processInfo.environment["SAFECHAT_TLS_CERT"]
+
+    @Option(help: "TLS private key (PEM) [SAFECHAT_TLS_KEY].")
+    var tlsKey: String? = ProcessInfo.processInfo.environment["SAFECHAT_TLS_KEY"]
+
+    func validate() throws {
+        guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
+        guard parseByteCount(maxFileSize) != nil else { throw ValidationError("--max-file-size takes a size such as 500M or 64G") }
+        guard parseByteCount(quota) != nil else { throw ValidationError("--quota takes a size such as 500M or 256G") }
+        guard tokenLifetime > 0, uploadExpiry > 0 else { throw ValidationError("lifetimes must be positive") }
+        guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+    }
+
+    func run() async throws {
+        try await reportingFailures("serve") {
+            var configuration = GatewayConfiguration()
+            configuration.host = host
+            configuration.port = port
+            configuration.dataDirectory = dataDir
+            configuration.maxFileSize = parseByteCount(maxFileSize)!
+            configuration.userQuota = parseByteCount(quota)!
+            configuration.tokenLifetime = TimeInterval(tokenLifetime)
+            configuration.uploadExpiry = TimeInterval(uploadExpiry)
+            configuration.demo = demo
+            configuration.tlsCertificatePath = tlsCert
+            configuration.tlsKeyPath = tlsKey
+            LoggingSystem.bootstrap { label in
+                var handler = StreamLogHandler.standardError(label: label)
+                handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .info
+                return handler
+            }
+            let logger = Logger(label: "safechat.gateway")
+            if demo { logger.warning("demo mode: the account user1 / password123 exists; never run this in production") }
+            let gateway = try await Gateway(configuration: configuration, logger: logger)
+            let scheme = tlsCert == nil ? "http" : "https"
+            try await gateway.run { port in
+                logger.info("listening", metadata: ["url": "\(scheme)://\(host):\(port)", "data_dir": "\(dataDir)"])
+            }
+        }
+    }
+}
+
+/// "1234", "500K", "500M", "64G", "2T" (powers of 1024).
+func parseByteCount(_ text: String) -> Int64? {
+    let units: [Character: Int64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+    if let last = text.uppercased().last, let unit = units[last], let n = Int64(text.dropLast()), n >= 0 {
+        let (value, overflow) = n.multipliedReportingOverflow(by: unit)
+        return overflow ? nil : value
+    }
+    return Int64(text).flatMap { $0 >= 0 ? $0 : nil }
+}
