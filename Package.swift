@@ -87,6 +87,8 @@ let package = Package(
             dependencies: [
                 "SafeChatGateway", "SealedStream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(

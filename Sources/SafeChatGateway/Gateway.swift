@@ -44,19 +44,9 @@ public struct Gateway: Sendable {
 
     public static func usersPath(dataDirectory: String) -> String { dataDirectory + "/users.json" }
 
-    /// The router with every route and middleware.
+    /// The router with every route.
     public func makeRouter() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        router.middlewares.add(MethodOverrideMiddleware())
-        router.middlewares.add(CORSMiddleware(
-            allowOrigin: .all,
-            allowHeaders: ["Authorization", "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
-                           "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "X-HTTP-Method-Override", "X-Requested-With",
-                           "Range", "If-Range"].compactMap { HTTPField.Name($0) },
-            allowMethods: [.post, .head, .patch, .options, .get, .delete],
-            exposedHeaders: ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
-                             "Tus-Extension", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires",
-                             "Content-Range", "Accept-Ranges", "ETag"]))
         let auth = Authenticator(users: users, tokens: tokens)
         router.post("login") { request, context in try await auth.login(request, context: context) }
         router.get("get_chat_key") { _, _ -> Response in
@@ -81,7 +71,7 @@ public struct Gateway: Sendable {
             server = try .tls(.http1(), tlsConfiguration: tls)
         }
         return Application(
-            router: makeRouter(), server: server,
+            responder: FrontResponder(routes: makeRouter().buildResponder()), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
             services: [ExpirySweeper(uploads: uploads, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
@@ -119,24 +109,38 @@ struct ExpirySweeper: Service {
     }
 }
 
-/// tus's X-HTTP-Method-Override: a POST that says it is a PATCH, HEAD or DELETE is routed as one
-/// (for clients and proxies that only speak GET and POST).
-struct MethodOverrideMiddleware: RouterMiddleware {
+/// What every request passes before routing: CORS (browsers' preflights included) and tus's
+/// X-HTTP-Method-Override, which must change the method before the router picks a route.
+struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
     typealias Context = GatewayContext
+    let routes: Routes
+    let cors = CORSMiddleware<GatewayContext>(
+        allowOrigin: .all,
+        allowHeaders: ["Authorization", "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
+                       "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "X-HTTP-Method-Override", "X-Requested-With",
+                       "Range", "If-Range"].compactMap { HTTPField.Name($0) },
+        allowMethods: [.post, .head, .patch, .options, .get, .delete],
+        exposedHeaders: ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
+                         "Tus-Extension", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires",
+                         "Content-Range", "Accept-Ranges", "ETag"])
 
-    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
-        guard request.method == .post, let override = request.headers[.httpMethodOverride]?.uppercased() else {
-            return try await next(request, context)
+    func respond(to request: Request, context: Context) async throws -> Response {
+        try await cors.handle(request, context: context) { request, context in
+            try await routes.respond(to: try Self.applyingMethodOverride(request), context: context)
         }
-        let method: HTTPRequest.Method
+    }
+
+    /// A POST that says it is a PATCH, HEAD or DELETE is routed as one (for clients and proxies
+    /// that only speak GET and POST).
+    static func applyingMethodOverride(_ request: Request) throws -> Request {
+        guard request.method == .post, let override = request.headers[.httpMethodOverride]?.uppercased() else { return request }
+        var head = request.head
         switch override {
-        case "PATCH": method = .patch
-        case "DELETE": method = .delete
-        case "HEAD": method = .head
+        case "PATCH": head.method = .patch
+        case "DELETE": head.method = .delete
+        case "HEAD": head.method = .head
         default: throw GatewayError.badRequest("X-HTTP-Method-Override supports PATCH, HEAD and DELETE")
         }
-        var head = request.head
-        head.method = method
-        return try await next(Request(head: head, body: request.body), context)
+        return Request(head: head, body: request.body)
     }
 }

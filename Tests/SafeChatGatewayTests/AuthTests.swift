@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SealedStream
+
+@Suite struct AuthTests {
+    @Test func loginIssuesATokenThatOpensTheAPI() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let client = try await HTTP.login(server.base)
+        #expect(try await client.send(.GET, "/files").status == 200)
+        #expect(try await client.send(.GET, "/files", authorized: false).status == 401)
+        let reply = try await HTTP(base: server.base).send(.POST, "/login", body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
+        #expect(reply.json["expires_at"] is String)
+        await server.stop()
+    }
+
+    @Test func wrongUserAndWrongPasswordGetTheSameAnswer() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let anonymous = HTTP(base: server.base)
+        func attempt(_ user: String, _ password: String) async throws -> (Reply, Double) {
+            let start = Date()
+            let reply = try await anonymous.send(.POST, "/login", body: Array("{\"username\":\"\(user)\",\"password\":\"\(password)\"}".utf8))
+            return (reply, Date().timeIntervalSince(start))
+        }
+        let (wrongPassword, t1) = try await attempt("user1", "not-the-password")
+        let (wrongUser, t2) = try await attempt("nobody", "not-the-password")
+        #expect(wrongPassword.status == 401 && wrongUser.status == 401)
+        #expect(wrongPassword.body == wrongUser.body)
+        // Both pay for one scrypt; neither answers in a fraction of the other's time.
+        #expect(t1 > 0.02 && t2 > 0.02, "\(t1) \(t2)")
+        #expect(max(t1, t2) / min(t1, t2) < 3, "\(t1) \(t2)")
+        #expect(try await anonymous.send(.POST, "/login", body: Array("not json".utf8)).status == 400)
+        await server.stop()
+    }
+
+    @Test func repeatedFailuresAreThrottledWithRetryAfter() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let anonymous = HTTP(base: server.base)
+        var statuses: [Int] = []
+        for _ in 0..<7 {
+            let reply = try await anonymous.send(.POST, "/login", body: Array(#"{"username":"user1","password":"wrong-guess"}"#.utf8))
+            statuses.append(reply.status)
+            if reply.status == 429 { #expect(Int(reply.header("Retry-After") ?? "") ?? 0 >= 1) }
+        }
+        #expect(statuses.prefix(5).allSatisfy { $0 == 401 })
+        #expect(statuses.last == 429)
+        // Even the right password waits out the lock.
+        let locked = try await anonymous.send(.POST, "/login", body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
+        #expect(locked.status == 429)
+        await server.stop()
+    }
+
+    @Test func forgedExpiredWrongAudienceAndUnsignedTokensAreRefused() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let keyPath = server.dataDirectory + "/signing.key"
+        let good = try await HTTP.login(server.base)
+        var refused: [String: String] = [:]
+        // Same key, but already expired.
+        let expiredIssuer = try await TokenService(signingKeyPath: keyPath, issuer: "safechat-gateway", audience: "safechat", lifetime: -60)
+        refused["expired"] = try await expiredIssuer.issue(for: "user1").token
+        // Same key, another audience / another issuer.
+        refused["wrong audience"] = try await TokenService(signingKeyPath: keyPath, issuer: "safechat-gateway", audience: "elsewhere", lifetime: 600).issue(for: "user1").token
+        refused["wrong issuer"] = try await TokenService(signingKeyPath: keyPath, issuer: "someone", audience: "safechat", lifetime: 600).issue(for: "user1").token
+        // Another key.
+        let otherKey = FileManager.default.temporaryDirectory.appendingPathComponent("other-\(UUID().uuidString).key").path
+        refused["foreign key"] = try await TokenService(signingKeyPath: otherKey, issuer: "safechat-gateway", audience: "safechat", lifetime: 600).issue(for: "user1").token
+        try? FileManager.default.removeItem(atPath: otherKey)
+        // A valid token with its signature or payload changed.
+        let parts = good.token!.split(separator: ".").map(String.init)
+        var signature = Array(parts[2].utf8); signature[3] = signature[3] == UInt8(ascii: "A") ? UInt8(ascii: "B") : UInt8(ascii: "A")
+        refused["forged signature"] = parts[0] + "." + parts[1] + "." + String(decoding: signature, as: UTF8.self)
+        let payload = try JSONSerialization.jsonObject(with: TokenService.base64URLDecode(parts[1])!) as! [String: Any]
+        var admin = payload; admin["sub"] = "admin"
+        refused["changed payload"] = parts[0] + "." + base64URL(try JSONSerialization.data(withJSONObject: admin)) + "." + parts[2]
+        // alg=none and other algorithms.
+        refused["alg none"] = base64URL(Data(#"{"alg":"none","typ":"JWT"}"#.utf8)) + "." + parts[1] + "."
+        refused["alg HS512"] = base64URL(Data(#"{"alg":"HS512","typ":"JWT"}"#.utf8)) + "." + parts[1] + "." + parts[2]
+        refused["garbage"] = "not.a.token"
+        for (name, token) in refused {
+            let reply = try await HTTP(base: server.base, token: token).send(.GET, "/files")
+            #expect(reply.status == 401, "\(name) token: \(reply.status)")
+            #expect(reply.json["error"] as? String == "unauthorized")
+        }
+        #expect(try await good.send(.GET, "/files").status == 200)
+        await server.stop()
+    }
+
+    @Test func removedUsersLoseAccessAndUsersCanBeAddedWhileRunning() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        // A second store over the same file, as `safechat user add` would open it.
+        let cli = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+        try await cli.add("alice", password: "correct horse battery")
+        let alice = try await HTTP.login(server.base, user: "alice", password: "correct horse battery")
+        #expect(try await alice.send(.GET, "/files").status == 200)
+        try await cli.remove("alice")
+        #expect(try await alice.send(.GET, "/files").status == 401)
+        await #expect(throws: UserStoreError.self) { try await cli.add("bad name!", password: "whatever123") }
+        await #expect(throws: UserStoreError.self) { try await cli.add("bob", password: "short") }
+        var info = stat()
+        stat(Gateway.usersPath(dataDirectory: server.dataDirectory), &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        stat(server.dataDirectory + "/signing.key", &info)
+        #expect(info.st_mode & 0o777 == 0o600)
+        await server.stop()
+    }
+
+    @Test func thePrototypesKeyEndpointNoLongerHandsOutKeys() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let reply = try await HTTP.login(server.base).send(.GET, "/get_chat_key")
+        #expect(reply.status == 410)
+        await server.stop()
+    }
+}
+
+func base64URL(_ data: Data) -> String {
+    data.base64EncodedString().replacingOccurrences(of: "+", with: "-").replacingOccurrences(of: "/", with: "_").replacingOccurrences(of: "=", with: "")
+}

@@ -1,0 +1,131 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+@testable import SafeChatGateway
+import SealedStream
+import Hummingbird
+import Logging
+
+/// A real gateway on an ephemeral loopback port, over its own data directory.
+final class TestGateway: @unchecked Sendable {
+    let dataDirectory: String
+    let port: Int
+    let gateway: Gateway
+    private let task: Task<Void, any Error>
+    var base: String { "http://127.0.0.1:\(port)" }
+
+    static func start(dataDirectory: String? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
+        let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        var configuration = GatewayConfiguration()
+        configuration.port = 0
+        configuration.dataDirectory = dir
+        configuration.demo = true
+        configure(&configuration)
+        var logger = Logger(label: "test-gateway")
+        logger.logLevel = .critical
+        let gateway = try await Gateway(configuration: configuration, logger: logger)
+        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+        let app = try gateway.makeApplication { port in portContinuation.yield(port) }
+        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+        var iterator = portStream.makeAsyncIterator()
+        guard let port = await iterator.next() else { throw CancellationError() }
+        return TestGateway(dataDirectory: dir, port: port, gateway: gateway, task: task)
+    }
+
+    private init(dataDirectory: String, port: Int, gateway: Gateway, task: Task<Void, any Error>) {
+        self.dataDirectory = dataDirectory
+        self.port = port
+        self.gateway = gateway
+        self.task = task
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = await task.result
+    }
+
+    func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
+}
+
+/// A response with its body collected.
+struct Reply {
+    let status: Int
+    let headers: HTTPHeaders
+    let body: [UInt8]
+    var text: String { String(decoding: body, as: UTF8.self) }
+    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
+    func header(_ name: String) -> String? { headers.first(name: name) }
+}
+
+/// A small HTTP client for the tests.
+struct HTTP {
+    let base: String
+    var token: String?
+
+    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+              authorized: Bool = true) async throws -> Reply {
+        var request = HTTPClientRequest(url: base + path)
+        request.method = method
+        if authorized, let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
+        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let bytes = method == .HEAD ? ByteBuffer() : try await response.body.collect(upTo: 256 << 20)
+        return Reply(status: Int(response.status.code), headers: response.headers, body: Array(buffer: bytes))
+    }
+
+    static func login(_ base: String, user: String = "user1", password: String = "password123") async throws -> HTTP {
+        let reply = try await HTTP(base: base).send(.POST, "/login", body: Array("{\"username\":\"\(user)\",\"password\":\"\(password)\"}".utf8))
+        guard reply.status == 200, let token = reply.json["token"] as? String else {
+            throw NSError(domain: "login", code: reply.status, userInfo: [NSLocalizedDescriptionKey: reply.text])
+        }
+        return HTTP(base: base, token: token)
+    }
+
+    /// tus: create an upload of `length` bytes; returns its path (/uploads/<id>).
+    func createUpload(length: Int, metadata: String? = nil) async throws -> String {
+        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Length", "\(length)")]
+        if let metadata { headers.append(("Upload-Metadata", metadata)) }
+        let reply = try await send(.POST, "/uploads", headers: headers)
+        guard reply.status == 201, let location = reply.header("Location") else {
+            throw NSError(domain: "create", code: reply.status, userInfo: [NSLocalizedDescriptionKey: reply.text])
+        }
+        return location
+    }
+
+    func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = []) async throws -> Reply {
+        try await send(.PATCH, path, headers: [("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"),
+                                               ("Content-Type", "application/offset+octet-stream")] + extraHeaders, body: Array(body))
+    }
+}
+
+/// A sealed stream of `size` plaintext bytes (random, so it is stored raw) under a fresh key.
+func sealedStream(plaintextSize: Int, chunkSize: Int = 1 << 16) async throws -> (key: SessionKey, plaintext: [UInt8], sealed: [UInt8]) {
+    let key = SessionKey.random()
+    let plaintext = Secrets.randomBytes(plaintextSize)
+    var sealed = [UInt8]()
+    for try await piece in try Sealer(key: key, options: SealOptions(chunkSize: chunkSize)).seal(ArrayByteSource(plaintext)) {
+        sealed += piece
+    }
+    return (key, plaintext, sealed)
+}
+
+func openStream(_ sealed: [UInt8], key: SessionKey) async throws -> [UInt8] {
+    var out = [UInt8]()
+    for try await piece in Opener(key: key).open(ArrayByteSource(sealed)) { out += piece }
+    return out
+}
+
+func fingerprint(_ bytes: some Sequence<UInt8>) -> String {
+    let array = Array(bytes)
+    return "\(array.count) bytes sha256:\(Secrets.hex(SHA256Hasher.hash(array)).prefix(16))"
+}
+
+enum SHA1 {
+    static func digest(_ bytes: [UInt8]) -> [UInt8] {
+        var digest = StreamingDigest(.sha1)
+        bytes.withUnsafeBytes { digest.update($0) }
+        return digest.finalize()
+    }
+}
