@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(
             name: "SafeChatGatewayTests",
             dependencies: [
-                "SafeChatGateway", "SealedStream",
+                "SafeChatGateway", "SealedStream", "safechat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -1,0 +1,152 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SealedStream
+
+/// Crashes, restarts and load: what is acknowledged survives, and the registry stays consistent.
+@Suite struct ResilienceTests {
+    @Test func thirtyTwoConcurrentUploadsAndARestart() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let client = try await HTTP.login(server.base)
+        let streams = try await withThrowingTaskGroup(of: (SessionKey, [UInt8], [UInt8]).self) { group in
+            for i in 0..<32 { group.addTask { try await sealedStream(plaintextSize: 50_000 + i * 3_000) } }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let ids = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+            for (i, stream) in streams.enumerated() {
+                group.addTask {
+                    if i % 2 == 0 {
+                        let reply = try await client.send(.POST, "/upload", body: stream.2)
+                        return (i, reply.json["file_id"] as? String ?? "failed \(reply.status)")
+                    }
+                    let path = try await client.createUpload(length: stream.2.count)
+                    let half = stream.2.count / 2
+                    _ = try await client.patch(path, offset: 0, stream.2.prefix(half))
+                    let reply = try await client.patch(path, offset: half, stream.2[half...])
+                    return (i, reply.status == 204 ? String(path.split(separator: "/").last!) : "failed \(reply.status)")
+                }
+            }
+            return try await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
+        }
+        #expect(Set(ids.values).count == 32 && ids.values.allSatisfy { FileID($0) != nil }, "\(ids.values.filter { FileID($0) == nil })")
+        await server.stop()
+
+        // A new process over the same data directory sees exactly the same files.
+        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory)
+        let again = try await HTTP.login(restarted.base)
+        let listed = try #require(try await again.send(.GET, "/files").json["files"] as? [[String: Any]])
+        #expect(Set(listed.compactMap { $0["file_id"] as? String }) == Set(ids.values))
+        for (i, id) in ids {
+            let body = try await again.send(.GET, "/download/\(id)").body
+            #expect(fingerprint(try await openStream(body, key: streams[i].0)) == fingerprint(streams[i].1), "file \(i)")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/files").count == 32)
+        await restarted.stop()
+    }
+
+    @Test func aClientKilledMidUploadResumesFromTheGatewaysOffset() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let client = try await HTTP.login(server.base)
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 3_000_000)
+        let path = try await client.createUpload(length: sealed.count)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sealed-\(UUID().uuidString)")
+        try Data(sealed).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        // curl sends slowly; it is killed with SIGKILL partway.
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", server.base + path,
+                          "-H", "Authorization: Bearer \(client.token!)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
+                          "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
+        try curl.run()
+        try await Task.sleep(for: .milliseconds(1200))
+        kill(curl.processIdentifier, SIGKILL)
+        curl.waitUntilExit()
+        // The gateway keeps what arrived and validated; HEAD says where to go on.
+        var offset = 0
+        for _ in 0..<50 {
+            let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
+            offset = Int(head.header("Upload-Offset") ?? "0") ?? 0
+            if offset > 0 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(offset > 0 && offset < sealed.count, "offset \(offset)")
+        let rest = try await client.patch(path, offset: offset, sealed[offset...])
+        #expect(rest.status == 204)
+        let id = String(path.split(separator: "/").last!)
+        let body = try await client.send(.GET, "/download/\(id)").body
+        #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+        await server.stop()
+    }
+
+    @Test func aServerKilledWithSIGKILLMidUploadKeepsEveryAcknowledgedByte() async throws {
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var client = try await HTTP.login(server.base)
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 4_000_000)
+        let path = try await client.createUpload(length: sealed.count)
+        // An acknowledged first part that ends mid-record.
+        let acknowledged = 1_000_003
+        #expect(try await client.patch(path, offset: 0, sealed.prefix(acknowledged)).status == 204)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("rest-\(UUID().uuidString)")
+        try Data(sealed[acknowledged...]).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", server.base + path,
+                          "-H", "Authorization: Bearer \(client.token!)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: \(acknowledged)",
+                          "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
+        try curl.run()
+        try await Task.sleep(for: .milliseconds(1000))
+        server.kill()
+        curl.waitUntilExit()
+
+        server = try ServerProcess(dataDirectory: dataDirectory)
+        defer { server.kill() }
+        client = try await HTTP.login(server.base)
+        let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
+        let offset = try #require(Int(head.header("Upload-Offset") ?? ""))
+        #expect(offset >= acknowledged, "the acknowledged \(acknowledged) bytes survive (offset \(offset))")
+        #expect(try await client.patch(path, offset: offset, sealed[offset...]).status == 204)
+        let id = String(path.split(separator: "/").last!)
+        let body = try await client.send(.GET, "/download/\(id)").body
+        #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+    }
+}
+
+/// `safechat serve` as a child process, killed with SIGKILL by the tests.
+struct ServerProcess {
+    let process: Process
+    let base: String
+
+    init(dataDirectory: String) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
+        process.arguments = ["serve", "--demo", "--port", "0", "--data-dir", dataDirectory]
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // The "listening" log line carries the URL.
+        var seen = ""
+        let handle = log.fileHandleForReading
+        while !seen.contains("url=http") {
+            let data = handle.availableData
+            if data.isEmpty { throw CocoaError(.fileReadUnknown) }
+            seen += String(decoding: data, as: UTF8.self)
+        }
+        let url = seen.split(separator: " ").first { $0.hasPrefix("url=") }!.dropFirst(4)
+        base = String(url)
+        // Keep draining the log so the server never blocks on a full pipe.
+        Thread { while !handle.availableData.isEmpty {} }.start()
+    }
+
+    func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
