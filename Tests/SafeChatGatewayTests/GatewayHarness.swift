@@ -129,3 +129,27 @@ enum SHA1 {
         return digest.finalize()
     }
 }
+
+/// Runs a command to completion without blocking a Swift concurrency thread: the gateway under
+/// test shares the cooperative pool with the test, so a blocking wait could starve it.
+func runProcess(_ arguments: [String], in directory: URL) async throws -> (status: Int32, output: String) {
+    try await withCheckedThrowingContinuation { continuation in
+        Thread {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = arguments
+            process.currentDirectoryURL = directory
+            let pipe = Pipe()
+            process.standardOutput = pipe
+            process.standardError = pipe
+            do {
+                try process.run()
+                let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                process.waitUntilExit()
+                continuation.resume(returning: (process.terminationStatus, output))
+            } catch {
+                continuation.resume(throwing: error)
+            }
+        }.start()
+    }
+}
