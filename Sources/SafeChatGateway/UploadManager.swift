@@ -48,6 +48,20 @@ public actor UploadManager {
         return state
     }
 
+    /// creation-defer-length: fixes the length of an upload created without one.
+    func declareLength(_ id: FileID, user: String, length: Int64) async throws {
+        var state = try await upload(id, for: user)
+        if let existing = state.length {
+            guard existing == length else { throw GatewayError.badRequest("Upload-Length is already \(existing)") }
+            return
+        }
+        guard !busy.contains(id) else { throw GatewayError(.init(code: 423, reasonPhrase: "Locked"), "upload_busy", "another request is appending to this upload") }
+        guard length <= configuration.maxFileSize else { throw Self.tooLarge(configuration.maxFileSize) }
+        guard try await registry.usage(of: user) - state.offset + length <= configuration.userQuota else { throw Self.overQuota }
+        state.length = length
+        try await registry.putUpload(state)
+    }
+
     /// Hands out the right to append to `id` at `offset`.
     func beginAppend(_ id: FileID, user: String, offset: Int64, checksum: (DigestKind, [UInt8])?) async throws -> AppendSession {
         let state = try await upload(id, for: user)

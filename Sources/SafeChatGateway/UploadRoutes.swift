@@ -12,7 +12,7 @@ struct UploadRoutes: Sendable {
     let configuration: GatewayConfiguration
 
     static let tusVersion = "1.0.0"
-    static let extensions = "creation,creation-with-upload,termination,expiration,checksum"
+    static let extensions = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum"
     static let offsetContentType = "application/offset+octet-stream"
 
     func register(on router: Router<GatewayContext>) {
@@ -62,13 +62,22 @@ struct UploadRoutes: Sendable {
     func create(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let user = try await auth.user(request)
         try requireTusVersion(request)
-        guard let lengthText = request.headers[.uploadLength] else {
-            if request.headers[.uploadDeferLength] != nil {
-                throw GatewayError.badRequest("Upload-Defer-Length is not supported; send Upload-Length")
-            }
-            throw GatewayError.badRequest("Upload-Length is required")
+        // A client sealing on the fly does not know the sealed length up front: it defers it, and the
+        // stream's FINAL record ends the upload.
+        let length: Int64?
+        switch (request.headers[.uploadLength], request.headers[.uploadDeferLength]) {
+        case (let text?, nil):
+            guard let value = Int64(text), value >= 0 else { throw GatewayError.badRequest("Upload-Length must be a non-negative integer") }
+            length = value
+        case (nil, "1"?):
+            length = nil
+        case (nil, _?):
+            throw GatewayError.badRequest("Upload-Defer-Length must be 1")
+        case (nil, nil):
+            throw GatewayError.badRequest("Upload-Length or Upload-Defer-Length: 1 is required")
+        case (_?, _?):
+            throw GatewayError.badRequest("send Upload-Length or Upload-Defer-Length, not both")
         }
-        guard let length = Int64(lengthText), length >= 0 else { throw GatewayError.badRequest("Upload-Length must be a non-negative integer") }
         let metadata = try parseMetadata(request.headers[.uploadMetadata])
         let state = try await manager.create(owner: user, length: length, metadata: metadata)
         var headers = tusHeaders(state)
@@ -94,6 +103,7 @@ struct UploadRoutes: Sendable {
         let state = try await manager.upload(id, for: user)
         var headers = tusHeaders(state)
         headers[.uploadOffset] = "\(state.offset)"
+        if state.length == nil { headers[.uploadDeferLength] = "1" }
         if let metadata = request.headers[.uploadMetadata] ?? encodeMetadata(state.metadata) { headers[.uploadMetadata] = metadata }
         return Response(status: .ok, headers: headers)
     }
@@ -113,6 +123,10 @@ struct UploadRoutes: Sendable {
                 throw GatewayError(.conflict, "offset_mismatch", "the upload is complete at \(manifest.size) bytes")
             }
             return Response(status: .noContent, headers: [.tusResumable: Self.tusVersion, .uploadOffset: "\(manifest.size)"])
+        }
+        if let lengthText = request.headers[.uploadLength] {
+            guard let length = Int64(lengthText), length >= offset else { throw GatewayError.badRequest("Upload-Length must be an integer no smaller than Upload-Offset") }
+            try await manager.declareLength(id, user: user, length: length)
         }
         let (state, _) = try await append(request, to: id, user: user, offset: offset, checksum: try parseChecksum(request))
         var headers = tusHeaders(state)

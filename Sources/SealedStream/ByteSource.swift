@@ -164,7 +164,7 @@ func systemRead(_ fd: Int32, _ buffer: UnsafeMutableRawPointer, _ count: Int) ->
 /// A mapping is only valid while the file keeps its length: if another process truncates the file
 /// while it is being read, touching the lost pages raises SIGBUS. Callers that map files they do
 /// not control should handle that signal (the `safechat` CLI reports it and cleans up).
-public struct MappedFileSource: ByteSource {
+public struct MappedFileSource: ByteSource, Sendable {
     public let descriptor: Int32
     private let path: String
     private let size: Int64

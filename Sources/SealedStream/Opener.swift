@@ -20,7 +20,14 @@ public struct Opener: Sendable {
     }
 
     public func open<Source: ByteSource>(_ source: Source) -> OpenedPieces<Source> {
-        OpenedPieces(key: key, source: source, windowCapacity: windowCapacity)
+        OpenedPieces(key: key, source: source, windowCapacity: windowCapacity, resume: nil)
+    }
+
+    /// Opens the records of a stream from record `index` on, for resuming a download: `source`
+    /// starts at that record's first byte, and `header` is the stream's header (from its manifest).
+    /// The key commitment is checked before anything is read.
+    public func open<Source: ByteSource>(_ source: Source, resumingAt index: UInt32, header: StreamHeader) -> OpenedPieces<Source> {
+        OpenedPieces(key: key, source: source, windowCapacity: windowCapacity, resume: (header, index))
     }
 }
 
@@ -30,9 +37,15 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
     let key: SessionKey
     let source: Source
     let windowCapacity: Int?
+    let resume: (header: StreamHeader, index: UInt32)?
 
     public func makeAsyncIterator() -> Iterator {
-        Iterator(key: key, source: source, windowCapacity: windowCapacity)
+        var iterator = Iterator(key: key, source: source, windowCapacity: windowCapacity)
+        if let resume {
+            iterator.resumeHeader = resume.header
+            iterator.nextIndex = resume.index
+        }
+        return iterator
     }
 
     public struct Iterator: AsyncIteratorProtocol {
@@ -47,6 +60,8 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
         var pendingError: (any Error)?
         /// Once failed, always failed.
         var failure: (any Error)?
+        /// Set when resuming mid-stream: the header comes from elsewhere, not from `source`.
+        var resumeHeader: StreamHeader?
 
         /// The stream header, available after the first call to `next()`.
         public var header: StreamHeader? { opener?.header }
@@ -75,8 +90,13 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
         }
 
         private mutating func readHeader() async throws {
-            let bytes = try await source.read(exactly: StreamHeader.encodedLength)
-            let header = try bytes.withUnsafeBytes { try StreamHeader.parse($0) }
+            let header: StreamHeader
+            if let resumeHeader {
+                header = resumeHeader
+            } else {
+                let bytes = try await source.read(exactly: StreamHeader.encodedLength)
+                header = try bytes.withUnsafeBytes { try StreamHeader.parse($0) }
+            }
             opener = try ChunkOpener(key: key, header: header)
             window = OrderedWindow(capacity: windowCapacity ?? OrderedWindow<[UInt8]>.defaultCapacity(chunkSize: header.chunkSize))
         }

@@ -36,6 +36,18 @@ public struct Sealer: Sendable {
         try self.init(key: key, options: options, salt: salt)
     }
 
+    /// A sealer that produces the stream of `header` again, to resume sending it after an
+    /// interruption. Sealing is deterministic given the key, the header and the plaintext, so the
+    /// same plaintext gives the same bytes. The caller must make sure the plaintext is unchanged
+    /// (e.g. by comparing each re-sealed record's tag with the one sent before): different plaintext
+    /// under the same header reuses GCM nonces. Throws ``SealedStreamError/wrongKey`` if `header`
+    /// was not made with `key`.
+    public init(key: SessionKey, resuming header: StreamHeader) throws(SealedStreamError) {
+        let options = SealOptions(chunkSize: header.chunkSize, compress: header.codec == .lz4)
+        try self.init(key: key, options: options, salt: header.salt)
+        guard chunkSealer.header == header else { throw .wrongKey }
+    }
+
     /// A sealer with a chosen salt. Only for reproducing fixed test vectors: sealing different
     /// plaintext under the same key and salt reuses GCM nonces.
     @_spi(Testing)
@@ -110,3 +122,5 @@ public struct SealedPieces<Source: ByteSource>: AsyncSequence {
         }
     }
 }
+
+extension SealedPieces: Sendable where Source: Sendable {}

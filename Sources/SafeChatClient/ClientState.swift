@@ -1,0 +1,81 @@
+/// SafeChatClient: talking to a SafeChat gateway — login and the stored token, resumable sealed
+/// uploads and downloads, and listing and deleting files. Files are sealed and opened on this
+/// machine; the gateway only ever sees sealed bytes.
+import Foundation
+import SealedStream
+
+/// Where the client keeps its state: `$XDG_CONFIG_HOME/safechat` (default `~/.config/safechat`),
+/// mode 0700, every file in it 0600.
+public struct ClientDirectory: Sendable {
+    public let path: String
+
+    public init(environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let base = environment["XDG_CONFIG_HOME"].flatMap { $0.isEmpty ? nil : $0 }
+            ?? (environment["HOME"] ?? NSHomeDirectory()) + "/.config"
+        path = base + "/safechat"
+    }
+
+    func ensure(_ sub: String = "") throws -> String {
+        let dir = sub.isEmpty ? path : path + "/" + sub
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        return dir
+    }
+
+    func write(_ value: some Encodable, to file: String) throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        encoder.dateEncodingStrategy = .iso8601
+        let writer = try AtomicFileWriter(destination: file, permissions: 0o600)
+        try writer.write(Array(try encoder.encode(value)))
+        try writer.commit()
+    }
+
+    func read<T: Decodable>(_ type: T.Type, from file: String) -> T? {
+        guard let data = FileManager.default.contents(atPath: file) else { return nil }
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        return try? decoder.decode(type, from: data)
+    }
+}
+
+/// The gateway this machine is logged in to, and the token it gave.
+public struct ClientSession: Codable, Sendable {
+    public var server: String
+    public var user: String
+    public var token: String
+    public var expiresAt: Date
+
+    static func file(_ directory: ClientDirectory) -> String { directory.path + "/session.json" }
+
+    public static func load(from directory: ClientDirectory) throws -> ClientSession {
+        guard let session = directory.read(ClientSession.self, from: file(directory)) else {
+            throw ClientError.notLoggedIn
+        }
+        guard session.expiresAt > Date() else { throw ClientError.sessionExpired(session.server) }
+        return session
+    }
+
+    public func save(to directory: ClientDirectory) throws {
+        _ = try directory.ensure()
+        try directory.write(self, to: Self.file(directory))
+    }
+}
+
+/// Errors the client reports as one line.
+public enum ClientError: Error, CustomStringConvertible {
+    case notLoggedIn
+    case sessionExpired(String)
+    case server(status: Int, code: String, message: String)
+    case protocolViolation(String)
+    case fileChanged(String)
+
+    public var description: String {
+        switch self {
+        case .notLoggedIn: "not logged in: run `safechat login --server URL --user NAME` first"
+        case .sessionExpired(let server): "your session with \(server) expired: run `safechat login` again"
+        case .server(let status, let code, let message): "gateway answered \(status) \(code): \(message)"
+        case .protocolViolation(let what): "unexpected answer from the gateway: \(what)"
+        case .fileChanged(let path): "\(path) changed while it was being uploaded; run the command again to start over"
+        }
+    }
+}

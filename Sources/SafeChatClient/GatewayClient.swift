@@ -1,0 +1,155 @@
+import AsyncHTTPClient
+import Foundation
+import NIOCore
+import NIOHTTP1
+import SealedStream
+
+/// The gateway's HTTP API (docs/API.md), as typed calls.
+public struct GatewayClient: Sendable {
+    public let server: String
+    public let token: String?
+    let http: HTTPClient
+
+    public init(server: String, token: String? = nil, http: HTTPClient = .shared) {
+        self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
+        self.token = token
+        self.http = http
+    }
+
+    public init(session: ClientSession) { self.init(server: session.server, token: session.token) }
+
+    func request(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = []) -> HTTPClientRequest {
+        var request = HTTPClientRequest(url: server + path)
+        request.method = method
+        if let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
+        for (name, value) in headers { request.headers.add(name: name, value: value) }
+        return request
+    }
+
+    /// Sends a request and turns any non-2xx answer into ``ClientError/server(status:code:message:)``.
+    func send(_ request: HTTPClientRequest, timeout: TimeAmount = .minutes(5)) async throws -> HTTPClientResponse {
+        let response = try await http.execute(request, timeout: timeout)
+        guard (200..<300).contains(Int(response.status.code)) else {
+            let body = try? await response.body.collect(upTo: 64 * 1024)
+            let json = body.flatMap { try? JSONSerialization.jsonObject(with: Data($0.readableBytesView)) as? [String: Any] } ?? [:]
+            throw ClientError.server(status: Int(response.status.code), code: json["error"] as? String ?? "error",
+                                     message: json["message"] as? String ?? response.status.reasonPhrase)
+        }
+        return response
+    }
+
+    func json<T: Decodable>(_ type: T.Type, _ response: HTTPClientResponse) async throws -> T {
+        let body = try await response.body.collect(upTo: 64 << 20)
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .iso8601
+        do { return try decoder.decode(type, from: Data(body.readableBytesView)) } catch {
+            throw ClientError.protocolViolation("cannot read \(type): \(error)")
+        }
+    }
+
+    // MARK: accounts
+
+    struct LoginReply: Decodable { let token: String; let expires_at: Date }
+
+    public func login(user: String, password: String) async throws -> ClientSession {
+        var request = self.request(.POST, "/login", headers: [("Content-Type", "application/json")])
+        request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["username": user, "password": password])))
+        let reply = try await json(LoginReply.self, try await send(request, timeout: .seconds(60)))
+        return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expires_at)
+    }
+
+    // MARK: files
+
+    public struct FileEntry: Decodable, Sendable {
+        public let file_id: String
+        public let size: Int64
+        public let plaintext_size: Int64
+        public let created_at: Date
+        public let metadata: [String: String]
+    }
+
+    public func files() async throws -> [FileEntry] {
+        struct Listing: Decodable { let files: [FileEntry] }
+        return try await json(Listing.self, try await send(request(.GET, "/files"))).files
+    }
+
+    public func remove(_ fileID: String) async throws {
+        _ = try await send(request(.DELETE, "/files/\(try Self.checked(fileID))"))
+    }
+
+    /// What a download needs from a file's manifest.
+    public struct Manifest: Decodable, Sendable {
+        public struct Record: Decodable, Sendable { public let index: UInt32; public let offset: Int64; public let length: Int; public let plaintextLength: Int }
+        public let fileID: String
+        public let size: Int64
+        public let plaintextSize: Int64
+        public let chunkSize: Int
+        public let header: StreamHeader
+        public let sha256: String
+        public let records: [Record]
+    }
+
+    public func manifest(_ fileID: String) async throws -> Manifest {
+        try await json(Manifest.self, try await send(request(.GET, "/files/\(try Self.checked(fileID))")))
+    }
+
+    /// The sealed bytes of `fileID` from `offset` on, streamed.
+    func download(_ fileID: String, from offset: Int64, etag: String) async throws -> HTTPClientResponse {
+        var headers: [(String, String)] = []
+        if offset > 0 { headers = [("Range", "bytes=\(offset)-"), ("If-Range", "\"\(etag)\"")] }
+        let response = try await send(request(.GET, "/download/\(try Self.checked(fileID))", headers: headers), timeout: .hours(24))
+        let expected = offset > 0 ? 206 : 200
+        guard Int(response.status.code) == expected else {
+            throw ClientError.protocolViolation("expected \(expected) for the download, got \(response.status.code)")
+        }
+        return response
+    }
+
+    static func checked(_ fileID: String) throws -> String {
+        guard fileID.utf8.count == 32, fileID.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }) else {
+            throw ClientError.protocolViolation("'\(fileID)' is not a file id (32 lowercase hex digits)")
+        }
+        return fileID
+    }
+
+    // MARK: tus
+
+    /// Creates an upload whose length is given at the end (the stream is sealed on the fly).
+    func createUpload(metadata: [String: [UInt8]]) async throws -> String {
+        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Defer-Length", "1")]
+        if !metadata.isEmpty {
+            headers.append(("Upload-Metadata", metadata.sorted { $0.key < $1.key }
+                .map { "\($0.key) \(Data($0.value).base64EncodedString())" }.joined(separator: ",")))
+        }
+        let response = try await send(request(.POST, "/uploads", headers: headers))
+        guard let location = response.headers.first(name: "Location"), location.hasPrefix("/uploads/") else {
+            throw ClientError.protocolViolation("no upload Location in the answer")
+        }
+        return location
+    }
+
+    /// The gateway's offset for an upload, or nil if it no longer knows it. A finished upload
+    /// reports its full length.
+    func uploadOffset(_ location: String) async throws -> Int64? {
+        let response = try await http.execute(request(.HEAD, location, headers: [("Tus-Resumable", "1.0.0")]), timeout: .seconds(60))
+        switch response.status.code {
+        case 200: return response.headers.first(name: "Upload-Offset").flatMap { Int64($0) }
+        case 404, 410: return nil
+        default: throw ClientError.server(status: Int(response.status.code), code: "head_failed", message: "cannot query the upload")
+        }
+    }
+
+    /// Streams `body` into the upload from `offset`; returns the new offset.
+    func patch<Body: AsyncSequence & Sendable>(_ location: String, offset: Int64, body: Body) async throws -> Int64
+    where Body.Element == ByteBuffer {
+        var request = self.request(.PATCH, location, headers: [
+            ("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"), ("Content-Type", "application/offset+octet-stream"),
+        ])
+        request.body = .stream(body, length: .unknown)
+        let response = try await send(request, timeout: .hours(24))
+        guard let text = response.headers.first(name: "Upload-Offset"), let newOffset = Int64(text) else {
+            throw ClientError.protocolViolation("no Upload-Offset after PATCH")
+        }
+        return newOffset
+    }
+}

@@ -1,0 +1,114 @@
+import ArgumentParser
+import Foundation
+import SafeChatClient
+import SealedStream
+
+struct LoginCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "login",
+        abstract: "Log in to a gateway; later commands use the stored token.",
+        discussion: "The password is read from the terminal, or from stdin when stdin is not a terminal. The server URL and token are kept 0600 in $XDG_CONFIG_HOME/safechat/session.json.")
+
+    @Option(help: "Gateway URL, e.g. http://127.0.0.1:8080.") var server: String
+    @Option(help: "User name.") var user: String
+
+    func run() async throws {
+        try await reportingFailures("login") {
+            guard let url = URL(string: server), ["http", "https"].contains(url.scheme ?? ""), url.host != nil else {
+                throw CLIError(description: "--server must be an http:// or https:// URL")
+            }
+            let password = try readPassword(prompt: "Password for \(user)@\(server): ")
+            let session = try await GatewayClient(server: server).login(user: user, password: password)
+            try session.save(to: ClientDirectory())
+            printError("logged in to \(session.server) as \(user) until \(session.expiresAt)")
+        }
+    }
+}
+
+struct UploadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "upload",
+        abstract: "Seal files and upload them; prints each file's id on stdout, one per line.",
+        discussion: "Run the same command again after any interruption: each file resumes from the gateway's offset (unless it changed, then it starts over).")
+
+    @Option(help: "Session key file.") var key: String
+    @Option(help: "Chunk size (64K to 16M).") var chunkSize: String = "1M"
+    @Flag(help: "Store every chunk raw.") var noCompress = false
+    @Flag(name: .shortAndLong, help: "No progress bar.") var quiet = false
+    @Argument(help: "Files to upload.") var files: [String]
+
+    func validate() throws {
+        guard !files.isEmpty else { throw ValidationError("name at least one file") }
+        guard let bytes = parseSize(chunkSize), ChunkSize.log2(of: bytes) != nil else {
+            throw ValidationError("--chunk-size must be a power of two from 64K to 16M")
+        }
+    }
+
+    func run() async throws {
+        try await reportingFailures("upload") {
+            let session = try ClientSession.load(from: ClientDirectory())
+            let key = try await readKeyFile(key)
+            let total = files.reduce(Int64(0)) { sum, path in
+                sum + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0)
+            }
+            let progress = ProgressBar(label: "uploading", total: total, enabled: !quiet && Terminal.standardError.isInteractive)
+            let uploader = Uploader(client: GatewayClient(session: session), directory: ClientDirectory(), key: key,
+                                    options: SealOptions(chunkSize: parseSize(chunkSize)!, compress: !noCompress))
+            for path in files {
+                let id = try await uploader.upload(path: path) { progress.advance(by: $0) }
+                // Written straight to fd 1, so each id is out as soon as its file is stored.
+                try FileSink(descriptor: STDOUT_FILENO, path: "standard output").write(Array((id + "\n").utf8))
+            }
+            progress.finish()
+        }
+    }
+}
+
+struct DownloadCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "download",
+        abstract: "Download a file by id and open it.",
+        discussion: "Chunks are verified as they arrive; OUT appears only after the final chunk verifies. Run the same command again to resume an interrupted download.")
+
+    @Option(help: "Session key file.") var key: String
+    @Option(name: .shortAndLong, help: "Output file (default: the file id).") var output: String?
+    @Flag(name: .shortAndLong, help: "No progress bar.") var quiet = false
+    @Argument(help: "The file id.") var fileID: String
+
+    func run() async throws {
+        try await reportingFailures("download") {
+            let session = try ClientSession.load(from: ClientDirectory())
+            let key = try await readKeyFile(key)
+            let client = GatewayClient(session: session)
+            let manifest = try await client.manifest(fileID)
+            let progress = ProgressBar(label: "downloading", total: manifest.plaintextSize, enabled: !quiet && Terminal.standardError.isInteractive)
+            try await Downloader(client: client, key: key).download(fileID, to: output ?? fileID) { progress.advance(by: $0) }
+            progress.finish()
+        }
+    }
+}
+
+struct FilesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "files", abstract: "List your files on the gateway.")
+
+    func run() async throws {
+        try await reportingFailures("files") {
+            let files = try await GatewayClient(session: try ClientSession.load(from: ClientDirectory())).files()
+            let formatter = ISO8601DateFormatter()
+            for file in files {
+                print("\(file.file_id)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.created_at))")
+            }
+        }
+    }
+}
+
+struct RemoveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Delete a file from the gateway.")
+    @Argument(help: "The file id.") var fileID: String
+
+    func run() async throws {
+        try await reportingFailures("rm") {
+            try await GatewayClient(session: try ClientSession.load(from: ClientDirectory())).remove(fileID)
+        }
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SealedStream
+
+/// The `safechat` client commands against a real gateway, as subprocesses.
+@Suite struct ClientCommandTests {
+    static let safechat = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat").path
+
+    /// A scratch directory with its own client config (XDG_CONFIG_HOME) and a session key.
+    struct Workspace {
+        let url: URL
+        var config: String { url.appendingPathComponent("config").path }
+        func path(_ name: String) -> String { url.appendingPathComponent(name).path }
+
+        init() throws {
+            url = FileManager.default.temporaryDirectory.appendingPathComponent("client-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
+        }
+
+        func run(_ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, output: String) {
+            var command = ["env", "XDG_CONFIG_HOME=\(config)", ClientCommandTests.safechat] + arguments
+            if let stdin { command = ["sh", "-c", "printf '%s\\n' \"$0\" | \"$@\"", stdin] + command }
+            return try await runProcess(command, in: url)
+        }
+
+        func start(_ arguments: [String]) throws -> Process {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: ClientCommandTests.safechat)
+            process.arguments = arguments
+            process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": config]) { $1 }
+            process.currentDirectoryURL = url
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            return process
+        }
+
+        func remove() { try? FileManager.default.removeItem(at: url) }
+    }
+
+    static func ready(_ server: TestGateway) async throws -> Workspace {
+        let ws = try Workspace()
+        let login = try await ws.run(["login", "--server", server.base, "--user", "user1"], stdin: "password123")
+        #expect(login.status == 0, "\(login.output)")
+        #expect(try await ws.run(["keygen", "key"]).status == 0)
+        return ws
+    }
+
+    @Test func loginUploadSeveralFilesListDownloadAndRemove() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let ws = try await Self.ready(server)
+        defer { ws.remove() }
+        var info = stat()
+        #expect(stat(ws.config + "/safechat/session.json", &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let a = Secrets.randomBytes(700_000), b = Array(String(repeating: "chat beside the transfers\n", count: 40_000).utf8)
+        try Data(a).write(to: URL(fileURLWithPath: ws.path("a")))
+        try Data(b).write(to: URL(fileURLWithPath: ws.path("b")))
+        let upload = try await ws.run(["upload", "-q", "--key", "key", "a", "b"])
+        #expect(upload.status == 0, "\(upload.output)")
+        let ids = upload.output.split(separator: "\n").map(String.init).filter { FileID($0) != nil }
+        #expect(ids.count == 2)
+        let listing = try await ws.run(["files"])
+        #expect(ids.allSatisfy { listing.output.contains($0) })
+        #expect(try await ws.run(["download", "-q", "--key", "key", ids[0], "-o", "a.out"]).status == 0)
+        #expect(try await ws.run(["download", "-q", "--key", "key", ids[1], "-o", "b.out"]).status == 0)
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("a.out")))) == fingerprint(a))
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("b.out")))) == fingerprint(b))
+        // The gateway holds only sealed bytes and a sealed name.
+        let manifest = try await HTTP.login(server.base).send(.GET, "/files/\(ids[0])").json
+        let name = try #require((manifest["metadata"] as? [String: String])?["name"])
+        let sealedName = Array(try #require(Data(base64Encoded: name)))
+        #expect(sealedName.starts(with: Array("SAFECHAT".utf8)), "the name is a sealed stream")
+        let key = try SessionKey(hexEncoded: try String(contentsOfFile: ws.path("key"), encoding: .utf8))
+        #expect(try await openStream(sealedName, key: key) == Array("a".utf8))
+        // A wrong key fails before anything is written.
+        #expect(try await ws.run(["keygen", "other"]).status == 0)
+        let wrong = try await ws.run(["download", "-q", "--key", "other", ids[0], "-o", "wrong.out"])
+        #expect(wrong.status == 2 && wrong.output.contains("wrong key"))
+        #expect(!FileManager.default.fileExists(atPath: ws.path("wrong.out")))
+        #expect(try await ws.run(["rm", ids[0]]).status == 0)
+        let gone = try await ws.run(["download", "-q", "--key", "key", ids[0], "-o", "gone.out"])
+        #expect(gone.status == 1 && gone.output.contains("404"), "\(gone.output)")
+        await server.stop()
+    }
+
+    @Test func anUploadKilledMidwayResumesWhereTheGatewayStopped() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let ws = try await Self.ready(server)
+        defer { ws.remove() }
+        let plaintext = Secrets.randomBytes(300 << 20)
+        try Data(plaintext).write(to: URL(fileURLWithPath: ws.path("big")))
+        let client = try ws.start(["upload", "-q", "--key", "key", "big"])
+        // Kill the client once the gateway has part of the file.
+        let partialDirectory = server.dataDirectory + "/data/partial"
+        var partialID: String?
+        for _ in 0..<2000 {
+            if let name = try FileManager.default.contentsOfDirectory(atPath: partialDirectory).first,
+               let size = try FileManager.default.attributesOfItem(atPath: partialDirectory + "/" + name)[.size] as? Int, size > 20 << 20 {
+                partialID = name
+                break
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        kill(client.processIdentifier, SIGKILL)
+        client.waitUntilExit()
+        let id = try #require(partialID)
+        let resumed = try await ws.run(["upload", "-q", "--key", "key", "big"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(resumed.output.trimmingCharacters(in: .whitespacesAndNewlines) == id, "the same upload finished")
+        let download = try await ws.run(["download", "-q", "--key", "key", id, "-o", "big.out"])
+        #expect(download.status == 0)
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("big.out")))) == fingerprint(plaintext))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: ws.config + "/safechat/uploads").isEmpty)
+        await server.stop()
+    }
+
+    /// Same name, size and mtime, different bytes: resuming would re-seal different plaintext under
+    /// the same nonces, so the client must notice and start afresh with a new salt.
+    @Test func aFileChangedBetweenAttemptsStartsAfreshInsteadOfReusingNonces() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let ws = try await Self.ready(server)
+        defer { ws.remove() }
+        var plaintext = Secrets.randomBytes(300 << 20)
+        let path = ws.path("big")
+        try Data(plaintext).write(to: URL(fileURLWithPath: path))
+        let client = try ws.start(["upload", "-q", "--key", "key", "big"])
+        let partialDirectory = server.dataDirectory + "/data/partial"
+        var firstID: String?
+        for _ in 0..<2000 {
+            if let name = try FileManager.default.contentsOfDirectory(atPath: partialDirectory).first,
+               let size = try FileManager.default.attributesOfItem(atPath: partialDirectory + "/" + name)[.size] as? Int, size > 20 << 20 {
+                firstID = name
+                break
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        kill(client.processIdentifier, SIGKILL)
+        client.waitUntilExit()
+        let first = try #require(firstID)
+        // Change one byte in the first chunk and put the old mtime back.
+        var info = stat()
+        stat(path, &info)
+        plaintext[1000] ^= 0xFF
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        try handle.seek(toOffset: 1000)
+        try handle.write(contentsOf: Data([plaintext[1000]]))
+        try handle.close()
+        var times = [info.st_atim, info.st_mtim]
+        utimensat(AT_FDCWD, path, &times, 0)
+        let again = try await ws.run(["upload", "-q", "--key", "key", "big"])
+        #expect(again.status == 0, "\(again.output)")
+        let id = again.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(FileID(id) != nil && id != first, "a new upload, with a new salt")
+        #expect(try await ws.run(["download", "-q", "--key", "key", id, "-o", "big.out"]).status == 0)
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("big.out")))) == fingerprint(plaintext))
+        await server.stop()
+    }
+
+    @Test func anInterruptedDownloadResumesFromTheLastVerifiedChunk() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let ws = try await Self.ready(server)
+        defer { ws.remove() }
+        let plaintext = Secrets.randomBytes(20 << 20)
+        try Data(plaintext).write(to: URL(fileURLWithPath: ws.path("f")))
+        let upload = try await ws.run(["upload", "-q", "--key", "key", "f"])
+        let id = upload.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        // A download that stopped after 7.5 chunks of verified plaintext: the torn chunk is dropped.
+        let partial = ws.path(".f.out.\(id).safechat-download")
+        try Data(plaintext.prefix(7 << 20 + 500_000)).write(to: URL(fileURLWithPath: partial))
+        let resumed = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
+        #expect(resumed.status == 0, "\(resumed.output)")
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
+        #expect(!FileManager.default.fileExists(atPath: partial))
+        await server.stop()
+    }
+}
