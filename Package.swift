@@ -68,7 +68,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "safechat-bench",
-            dependencies: ["SealedStream", "COpenSSL", "CLZ4"],
+            dependencies: ["SealedStream", "SafeChatGateway", "COpenSSL", "CLZ4"],
             path: "perf/SealBench"
         ),
         .testTarget(

@@ -30,6 +30,12 @@ public struct Downloader: Sendable {
         let manifest = try await client.manifest(fileID)
         // Checks the key commitment before a byte is fetched.
         _ = try ChunkOpener(key: key, header: manifest.header)
+        var existing = stat()
+        if stat(output, &existing) == 0, (existing.st_mode & S_IFMT) != S_IFREG {
+            // A device or pipe (/dev/null, a FIFO): stream verified chunks into it; nothing to rename.
+            try await stream(fileID, manifest: manifest, into: output, progress: progress)
+            return
+        }
         let partial = Self.partialPath(for: output, fileID: fileID)
         let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
@@ -46,8 +52,7 @@ public struct Downloader: Sendable {
         progress(done * manifest.chunkSize)
         let start = done == 0 ? 0 : manifest.records[done].offset
         let response = try await client.download(fileID, from: start, etag: manifest.sha256)
-        let bytes = response.body.map { Array($0.readableBytesView) }
-        let source = AsyncSequenceByteSource(bytes)
+        let source = ResponseByteSource(response.body)
         let opener = Opener(key: key)
         let sink = FileSink(descriptor: fd, path: partial)
         do {
@@ -63,5 +68,43 @@ public struct Downloader: Sendable {
         try sink.sync()
         guard rename(partial, output) == 0 else { throw FileError(path: output, operation: "rename into place", errno: errno) }
         syncDirectory(of: output)
+    }
+
+    private func stream(_ fileID: String, manifest: GatewayClient.Manifest, into output: String,
+                        progress: @escaping @Sendable (Int) -> Void) async throws {
+        let fd = open(output, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw FileError(path: output, operation: "open", errno: errno) }
+        defer { close(fd) }
+        let response = try await client.download(fileID, from: 0, etag: manifest.sha256)
+        let sink = FileSink(descriptor: fd, path: output)
+        for try await plaintext in Opener(key: key).open(ResponseByteSource(response.body)) {
+            try sink.write(plaintext)
+            progress(plaintext.count)
+        }
+    }
+}
+
+/// A byte source over a response body: NIO buffers are copied once, straight into the arrays the
+/// opener asks for.
+struct ResponseByteSource: ByteSource {
+    var iterator: HTTPClientResponse.Body.AsyncIterator
+    var pending = ByteBuffer()
+
+    init(_ body: HTTPClientResponse.Body) { iterator = body.makeAsyncIterator() }
+
+    mutating func read(exactly count: Int) async throws -> ByteChunk {
+        var out = [UInt8]()
+        out.reserveCapacity(count)
+        while out.count < count {
+            if pending.readableBytes == 0 {
+                guard let next = try await iterator.next() else { break }
+                pending = next
+                continue
+            }
+            let take = min(count - out.count, pending.readableBytes)
+            pending.withUnsafeReadableBytes { out.append(contentsOf: $0.prefix(take)) }
+            pending.moveReaderIndex(forwardBy: take)
+        }
+        return ByteChunk(out)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SealedStream
 
 /// Where sealed bytes live. The routes see only this protocol, so an S3-compatible store can
@@ -29,6 +30,8 @@ public protocol PartialBlob: AnyObject, Sendable {
 public protocol BlobReader: Sendable {
     var size: Int64 { get }
     func read(at offset: Int64, count: Int) throws -> [UInt8]
+    /// Reads straight into a NIO buffer (no intermediate copy on the download path).
+    func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws
     func close()
 }
 
@@ -143,5 +146,21 @@ struct LocalBlobReader: BlobReader {
     let path: String
     let size: Int64
     func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
+
+    func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws {
+        var failure: Int32 = 0
+        var filled = 0
+        while filled < count && failure == 0 {
+            let written = buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: count - filled) { out in
+                let n = pread(descriptor, out.baseAddress!, count - filled, off_t(offset) + off_t(filled))
+                if n > 0 { return n }
+                failure = n < 0 ? (errno == EINTR ? 0 : errno) : -1
+                return 0
+            }
+            filled += written
+        }
+        if failure == -1 { throw FileError.truncated(path) }
+        if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
+    }
     func close() { Glibc.close(descriptor) }
 }

@@ -96,11 +96,12 @@ struct FileRoutes: Sendable {
         let body = ResponseBody(contentLength: Int(range.count)) { writer in
             defer { blob.close() }
             var offset = range.lowerBound
+            let allocator = ByteBufferAllocator()
             while offset < range.upperBound {
                 let count = Int(min(Int64(1 << 20), range.upperBound - offset))
-                let bytes = try blob.read(at: offset, count: count)
-                guard bytes.count == count else { throw FileError.truncated("blob \(manifest.fileID)") }
-                try await writer.write(ByteBuffer(bytes: bytes))
+                var buffer = allocator.buffer(capacity: count)
+                try blob.read(at: offset, count: count, into: &buffer)
+                try await writer.write(buffer)
                 offset += Int64(count)
             }
             try await writer.finish(nil)

@@ -36,6 +36,13 @@ public struct FileManifest: Codable, Sendable, Equatable {
         public let offset: Int64
         public let length: Int
         public let plaintextLength: Int
+
+        public init(index: UInt32, offset: Int64, length: Int, plaintextLength: Int) {
+            self.index = index
+            self.offset = offset
+            self.length = length
+            self.plaintextLength = plaintextLength
+        }
     }
 
     public let fileID: FileID
@@ -53,6 +60,21 @@ public struct FileManifest: Codable, Sendable, Equatable {
     /// The client's own metadata (e.g. the file name encrypted under the session key), opaque here.
     public let metadata: [String: String]
     public let records: [Record]
+
+    public init(fileID: FileID, owner: String, createdAt: Date, expiresAt: Date?, size: Int64, plaintextSize: Int64,
+                chunkSize: Int, header: StreamHeader, sha256: String, metadata: [String: String], records: [Record]) {
+        self.fileID = fileID
+        self.owner = owner
+        self.createdAt = createdAt
+        self.expiresAt = expiresAt
+        self.size = size
+        self.plaintextSize = plaintextSize
+        self.chunkSize = chunkSize
+        self.header = header
+        self.sha256 = sha256
+        self.metadata = metadata
+        self.records = records
+    }
 }
 
 /// What the registry records of an upload in progress.

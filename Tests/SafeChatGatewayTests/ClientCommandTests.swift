@@ -79,6 +79,10 @@ import SealedStream
         let wrong = try await ws.run(["download", "-q", "--key", "other", ids[0], "-o", "wrong.out"])
         #expect(wrong.status == 2 && wrong.output.contains("wrong key"))
         #expect(!FileManager.default.fileExists(atPath: ws.path("wrong.out")))
+        // A device as output is written into, never renamed over.
+        #expect(try await ws.run(["download", "-q", "--key", "key", ids[0], "-o", "/dev/null"]).status == 0)
+        var device = stat()
+        #expect(stat("/dev/null", &device) == 0 && (device.st_mode & S_IFMT) == S_IFCHR)
         #expect(try await ws.run(["rm", ids[0]]).status == 0)
         let gone = try await ws.run(["download", "-q", "--key", "key", ids[0], "-o", "gone.out"])
         #expect(gone.status == 1 && gone.output.contains("404"), "\(gone.output)")

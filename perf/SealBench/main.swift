@@ -12,6 +12,7 @@ import COpenSSL
 import CLZ4
 import Dispatch
 import Foundation
+import SafeChatGateway
 import SealedStream
 import Synchronization
 
@@ -21,6 +22,10 @@ struct Options {
     var dataDir = "perf/.data"
     var safechat = ".build/release/safechat"
     var datasets = ["random", "text", "mixed"]
+    /// Only write the data sets and print their paths (for perf/gateway-bench.sh).
+    var prepareOnly = false
+    /// Only measure registry write latency with this many files recorded.
+    var registryFiles: Int?
 
     init(_ args: [String]) {
         var i = 1
@@ -32,7 +37,9 @@ struct Options {
             case "--data-dir": dataDir = value()
             case "--safechat": safechat = value()
             case "--datasets": datasets = value().split(separator: ",").map(String.init)
-            default: fail("usage: safechat-bench [--size-mib N] [--runs N] [--data-dir DIR] [--safechat PATH] [--datasets random,text,mixed]")
+            case "--prepare-only": prepareOnly = true
+            case "--registry-files": guard let n = Int(value()), n > 0 else { fail("--registry-files takes a positive number") }; registryFiles = n
+            default: fail("usage: safechat-bench [--size-mib N] [--runs N] [--data-dir DIR] [--safechat PATH] [--datasets random,text,mixed] [--prepare-only] [--registry-files N]")
             }
             i += 1
         }
@@ -260,6 +267,15 @@ func mbps(_ bytes: Int, _ seconds: Double) -> Double { Double(bytes) / 1e6 / sec
 func f(_ v: Double) -> String { String(format: "%8.0f", v) }
 func r(_ v: Double) -> String { String(format: "%5.2fx", v) }
 
+if options.prepareOnly {
+    for name in options.datasets { print(try prepare(name)) }
+    exit(0)
+}
+if let files = options.registryFiles {
+    try await registryBench(files: files)
+    exit(0)
+}
+
 let work = options.dataDir
 let keyPath = "\(work)/bench.key"
 try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
@@ -348,3 +364,36 @@ for name in options.datasets {
 
 print("targets:")
 for (name, ok) in verdicts { print("  \(ok ? "PASS" : "MISS")  \(name)") }
+
+// MARK: registry
+
+/// Records `files` manifests (each with 64 records, like a 64 MiB file) in a fresh JSON registry and
+/// reports the latency of each write (fsync included) over the last tenth, i.e. at ~`files` files.
+func registryBench(files: Int) async throws {
+    let dir = "\(options.dataDir)/registry-bench"
+    try? FileManager.default.removeItem(atPath: dir)
+    let registry = try JSONFileRegistry(directory: dir)
+    let header = try StreamHeader.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "Fixtures/golden-v1/sealed.bin")).prefix(92)))
+    let records = (0..<64).map { FileManifest.Record(index: UInt32($0), offset: 92 + Int64($0) * 1_048_608, length: 1_048_608, plaintextLength: 1 << 20) }
+    var latencies: [Double] = []
+    latencies.reserveCapacity(files)
+    let start = DispatchTime.now().uptimeNanoseconds
+    for i in 0..<files {
+        let manifest = FileManifest(fileID: FileID.random(), owner: "user\(i % 100)", createdAt: Date(), expiresAt: nil,
+                                    size: 92 + 64 * 1_048_608, plaintextSize: 64 << 20, chunkSize: 1 << 20, header: header,
+                                    sha256: String(repeating: "0", count: 64), metadata: ["name": "c2VhbGVk"], records: records)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        try await registry.putFile(manifest)
+        latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)
+        if (i + 1) % 10_000 == 0 { FileHandle.standardError.write(Data("  \(i + 1) files\n".utf8)) }
+    }
+    let total = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+    let tail = Array(latencies.suffix(max(1, files / 10))).sorted()
+    let all = latencies.sorted()
+    func pct(_ values: [Double], _ p: Double) -> Double { values[min(values.count - 1, Int(Double(values.count) * p))] }
+    print("registry: \(files) files in \(String(format: "%.1f", total)) s")
+    print(String(format: "  write latency, all writes:        p50 %.2f ms  p99 %.2f ms  max %.2f ms", pct(all, 0.5), pct(all, 0.99), all.last!))
+    print(String(format: "  write latency, last %d writes: p50 %.2f ms  p99 %.2f ms  max %.2f ms", tail.count, pct(tail, 0.5), pct(tail, 0.99), tail.last!))
+    print("  target p99 < 5 ms at \(files) files: \(pct(tail, 0.99) < 5 ? "PASS" : "MISS")")
+    try? FileManager.default.removeItem(atPath: dir)
+}
