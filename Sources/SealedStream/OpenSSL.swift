@@ -16,13 +16,6 @@ enum OpenSSL {
         return cipher
     }()
 
-    nonisolated(unsafe) static let sha256: OpaquePointer = {
-        guard let md = EVP_MD_fetch(nil, "SHA256", nil) else {
-            fatalError("OpenSSL has no SHA-256 implementation; is libcrypto 3 installed?")
-        }
-        return md
-    }()
-
     static let gcmTagLength = 16
     static let gcmNonceLength = 12
     static let aes256KeyLength = 32
@@ -133,35 +126,20 @@ extension UnsafeRawBufferPointer {
     }
 }
 
-/// An incremental SHA-256, for hashing streams that are never held whole in memory.
+/// SHA-256, incrementally or in one call.
 public struct SHA256Hasher: ~Copyable {
-    private let ctx: OpaquePointer
+    private var digest = StreamingDigest(.sha256)
 
-    public init() {
-        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
-        precondition(EVP_DigestInit_ex2(ctx, OpenSSL.sha256, nil) == 1, "SHA-256 init failed inside OpenSSL")
-        self.ctx = ctx
-    }
+    public init() {}
 
-    deinit { EVP_MD_CTX_free(ctx) }
-
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count > 0 else { return }
-        precondition(EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) == 1, "SHA-256 update failed inside OpenSSL")
-    }
+    public mutating func update(_ bytes: UnsafeRawBufferPointer) { digest.update(bytes) }
 
     public mutating func update(_ bytes: [UInt8]) {
         bytes.withUnsafeBytes { update($0) }
     }
 
     /// The 32-byte digest; the hasher cannot be used afterwards.
-    public consuming func finalize() -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 32)
-        var length: UInt32 = 0
-        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) }
-        precondition(ok == 1 && length == 32, "SHA-256 final failed inside OpenSSL")
-        return digest
-    }
+    public consuming func finalize() -> [UInt8] { digest.finalize() }
 
     /// SHA-256 of `bytes` in one call.
     public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
@@ -175,11 +153,20 @@ public struct SHA256Hasher: ~Copyable {
     }
 }
 
-/// Hash functions the gateway offers for tus upload checksums.
+/// Hash functions offered through ``StreamingDigest`` (the gateway's tus checksums use both).
 public enum DigestKind: String, Sendable, CaseIterable {
     case sha1, sha256
 
-    var openSSLName: String { self == .sha1 ? "SHA1" : "SHA256" }
+    /// Fetched once per algorithm and shared: fetched algorithm objects are immutable.
+    nonisolated(unsafe) fileprivate static let sha1Method: OpaquePointer = fetch("SHA1")
+    nonisolated(unsafe) fileprivate static let sha256Method: OpaquePointer = fetch("SHA256")
+
+    fileprivate var method: OpaquePointer { self == .sha1 ? Self.sha1Method : Self.sha256Method }
+
+    private static func fetch(_ name: String) -> OpaquePointer {
+        guard let md = EVP_MD_fetch(nil, name, nil) else { fatalError("OpenSSL has no \(name) implementation; is libcrypto 3 installed?") }
+        return md
+    }
 }
 
 /// An incremental digest (SHA-1 or SHA-256) from OpenSSL.
@@ -187,11 +174,8 @@ public struct StreamingDigest: ~Copyable {
     private let ctx: OpaquePointer
 
     public init(_ algorithm: DigestKind) {
-        guard let ctx = EVP_MD_CTX_new(), let md = EVP_MD_fetch(nil, algorithm.openSSLName, nil) else {
-            fatalError("OpenSSL has no \(algorithm.openSSLName)")
-        }
-        defer { EVP_MD_free(md) }
-        precondition(EVP_DigestInit_ex2(ctx, md, nil) == 1, "digest init failed inside OpenSSL")
+        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
+        precondition(EVP_DigestInit_ex2(ctx, algorithm.method, nil) == 1, "digest init failed inside OpenSSL")
         self.ctx = ctx
     }
 

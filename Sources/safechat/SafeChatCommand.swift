@@ -25,13 +25,16 @@ struct SafeChatCommand: AsyncParsableCommand {
 
 /// The pipeline allocates one chunk-sized buffer per chunk in flight. With glibc's defaults such
 /// blocks are handed back to the kernel when freed, so every chunk faults in freshly zeroed pages;
-/// measured, that is a third of the CPU time of `open`. Keeping freed blocks in the heap bounds memory
-/// to the window's high-water mark (tens of MiB) and removes that cost.
+/// measured, that is a third of the CPU time of `open`. Serving them from the heap removes that cost;
+/// a bounded trim threshold and arena count keep what the heap holds on to small (each thread's
+/// arena would otherwise keep up to the threshold).
 func tuneAllocator() {
     #if canImport(Glibc)
-    let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3  // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD in <malloc.h>
+    // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD and M_ARENA_MAX in <malloc.h>.
+    let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3, arenaMax: Int32 = -8
     _ = glibcMallopt(mmapThreshold, 32 << 20)
-    _ = glibcMallopt(trimThreshold, 128 << 20)
+    _ = glibcMallopt(trimThreshold, 16 << 20)
+    _ = glibcMallopt(arenaMax, 4)
     #endif
 }
 

@@ -39,6 +39,25 @@ import SealedStream
         func remove() { try? FileManager.default.removeItem(at: url) }
     }
 
+    /// Starts `safechat upload FILE` and kills it with SIGKILL once the gateway holds 20 MiB of it;
+    /// returns the upload's id.
+    static func killedUpload(_ ws: Workspace, server: TestGateway, file: String) async throws -> String? {
+        let client = try ws.start(["upload", "-q", "--key", "key", file])
+        defer {
+            kill(client.processIdentifier, SIGKILL)
+            client.waitUntilExit()
+        }
+        let partialDirectory = server.dataDirectory + "/data/partial"
+        for _ in 0..<2000 {
+            if let name = try FileManager.default.contentsOfDirectory(atPath: partialDirectory).first,
+               let size = try FileManager.default.attributesOfItem(atPath: partialDirectory + "/" + name)[.size] as? Int, size > 20 << 20 {
+                return name
+            }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        return nil
+    }
+
     static func ready(_ server: TestGateway) async throws -> Workspace {
         let ws = try Workspace()
         let login = try await ws.run(["login", "--server", server.base, "--user", "user1"], stdin: "password123")
@@ -96,21 +115,7 @@ import SealedStream
         defer { ws.remove() }
         let plaintext = Secrets.randomBytes(300 << 20)
         try Data(plaintext).write(to: URL(fileURLWithPath: ws.path("big")))
-        let client = try ws.start(["upload", "-q", "--key", "key", "big"])
-        // Kill the client once the gateway has part of the file.
-        let partialDirectory = server.dataDirectory + "/data/partial"
-        var partialID: String?
-        for _ in 0..<2000 {
-            if let name = try FileManager.default.contentsOfDirectory(atPath: partialDirectory).first,
-               let size = try FileManager.default.attributesOfItem(atPath: partialDirectory + "/" + name)[.size] as? Int, size > 20 << 20 {
-                partialID = name
-                break
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        kill(client.processIdentifier, SIGKILL)
-        client.waitUntilExit()
-        let id = try #require(partialID)
+        let id = try #require(try await Self.killedUpload(ws, server: server, file: "big"))
         let resumed = try await ws.run(["upload", "-q", "--key", "key", "big"])
         #expect(resumed.status == 0, "\(resumed.output)")
         #expect(resumed.output.trimmingCharacters(in: .whitespacesAndNewlines) == id, "the same upload finished")
@@ -131,20 +136,7 @@ import SealedStream
         var plaintext = Secrets.randomBytes(300 << 20)
         let path = ws.path("big")
         try Data(plaintext).write(to: URL(fileURLWithPath: path))
-        let client = try ws.start(["upload", "-q", "--key", "key", "big"])
-        let partialDirectory = server.dataDirectory + "/data/partial"
-        var firstID: String?
-        for _ in 0..<2000 {
-            if let name = try FileManager.default.contentsOfDirectory(atPath: partialDirectory).first,
-               let size = try FileManager.default.attributesOfItem(atPath: partialDirectory + "/" + name)[.size] as? Int, size > 20 << 20 {
-                firstID = name
-                break
-            }
-            try await Task.sleep(for: .milliseconds(5))
-        }
-        kill(client.processIdentifier, SIGKILL)
-        client.waitUntilExit()
-        let first = try #require(firstID)
+        let first = try #require(try await Self.killedUpload(ws, server: server, file: "big"))
         // Change one byte in the first chunk and put the old mtime back.
         var info = stat()
         stat(path, &info)

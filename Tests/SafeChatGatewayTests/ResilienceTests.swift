@@ -56,12 +56,7 @@ import SealedStream
         try Data(sealed).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
         // curl sends slowly; it is killed with SIGKILL partway.
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", server.base + path,
-                          "-H", "Authorization: Bearer \(client.token!)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: 0",
-                          "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
-        try curl.run()
+        let curl = try slowPatch(server.base + path, token: client.token!, offset: 0, file: file)
         try await Task.sleep(for: .milliseconds(1200))
         kill(curl.processIdentifier, SIGKILL)
         curl.waitUntilExit()
@@ -95,12 +90,7 @@ import SealedStream
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("rest-\(UUID().uuidString)")
         try Data(sealed[acknowledged...]).write(to: file)
         defer { try? FileManager.default.removeItem(at: file) }
-        let curl = Process()
-        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", server.base + path,
-                          "-H", "Authorization: Bearer \(client.token!)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: \(acknowledged)",
-                          "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
-        try curl.run()
+        let curl = try slowPatch(server.base + path, token: client.token!, offset: acknowledged, file: file)
         try await Task.sleep(for: .milliseconds(1000))
         server.kill()
         curl.waitUntilExit()
@@ -116,6 +106,17 @@ import SealedStream
         let body = try await client.send(.GET, "/download/\(id)").body
         #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
     }
+}
+
+/// A tus PATCH of `file` sent by curl at 1 MB/s, so a test can kill one side partway.
+func slowPatch(_ url: String, token: String, offset: Int, file: URL) throws -> Process {
+    let curl = Process()
+    curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", url,
+                      "-H", "Authorization: Bearer \(token)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: \(offset)",
+                      "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
+    try curl.run()
+    return curl
 }
 
 /// `safechat serve` as a child process, killed with SIGKILL by the tests.
