@@ -80,11 +80,14 @@ public actor UploadManager {
         }
         hashes[id] = nil
         busy.insert(id)
-        let limit = min(state.length ?? configuration.maxFileSize, configuration.maxFileSize)
-        let quotaLeft = configuration.userQuota - (try await registry.usage(of: user)) + (state.length ?? state.offset)
+        // The most this upload may grow to: its declared length or the maximum file size, and what
+        // the quota leaves once the user's other files and uploads are counted.
+        let lengthLimit = min(state.length ?? configuration.maxFileSize, configuration.maxFileSize)
+        let usedElsewhere = try await registry.usage(of: user) - (state.length ?? state.offset)
+        let quotaLimit = configuration.userQuota - usedElsewhere
         return AppendSession(state: state, partial: partial, hash: hash, checksum: checksum,
-                             limit: min(limit, state.offset + max(0, quotaLeft)),
-                             limitIsQuota: quotaLeft < limit - state.offset, maxFileSize: configuration.maxFileSize)
+                             limit: max(state.offset, min(lengthLimit, quotaLimit)),
+                             limitIsQuota: quotaLimit < lengthLimit, maxFileSize: configuration.maxFileSize)
     }
 
     /// How an append ended.

@@ -108,6 +108,42 @@ import SealedStream
     }
 }
 
+extension ResilienceTests {
+    /// SIGTERM stops the gateway within its grace period; an upload cut off by it keeps every byte
+    /// that arrived, durably, and resumes after a restart.
+    @Test func sigtermMidUploadStopsCleanlyAndLeavesAResumableOffset() async throws {
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var client = try await HTTP.login(server.base)
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 16_000_000)
+        let path = try await client.createUpload(length: sealed.count)
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("all-\(UUID().uuidString)")
+        try Data(sealed).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        // 16 MB at 1 MB/s outlasts the 10 s grace period.
+        let curl = try slowPatch(server.base + path, token: client.token!, offset: 0, file: file)
+        try await Task.sleep(for: .milliseconds(1500))
+        let stopped = Date()
+        kill(server.process.processIdentifier, SIGTERM)
+        while server.process.isRunning && Date().timeIntervalSince(stopped) < 30 { try await Task.sleep(for: .milliseconds(50)) }
+        #expect(!server.process.isRunning, "the gateway stops within its grace period")
+        #expect(server.process.terminationReason == .exit && server.process.terminationStatus == 0)
+        kill(curl.processIdentifier, SIGKILL)
+        curl.waitUntilExit()
+
+        server = try ServerProcess(dataDirectory: dataDirectory)
+        defer { server.kill() }
+        client = try await HTTP.login(server.base)
+        let offset = try #require(Int(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") ?? ""))
+        #expect(offset > 1_000_000 && offset < sealed.count, "what arrived before the shutdown is kept (offset \(offset))")
+        #expect(try await client.patch(path, offset: offset, sealed[offset...]).status == 204)
+        let id = String(path.split(separator: "/").last!)
+        let body = try await client.send(.GET, "/download/\(id)").body
+        #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+    }
+}
+
 /// A tus PATCH of `file` sent by curl at 1 MB/s, so a test can kill one side partway.
 func slowPatch(_ url: String, token: String, offset: Int, file: URL) throws -> Process {
     let curl = Process()
