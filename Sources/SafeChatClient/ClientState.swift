@@ -30,6 +30,7 @@ public struct ClientDirectory: Sendable {
         try writer.commit()
     }
 
+    /// The decoded file, or nil if it is missing or damaged (callers then start from scratch).
     func read<T: Decodable>(_ type: T.Type, from file: String) -> T? {
         guard let data = FileManager.default.contents(atPath: file) else { return nil }
         let decoder = JSONDecoder()

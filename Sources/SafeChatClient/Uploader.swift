@@ -46,6 +46,8 @@ public struct Uploader: Sendable {
         let name = Secrets.hex(SHA256Hasher.hash(Array("\(client.server)\n\(absolute)".utf8)))
         let stateFile = "\(uploads)/\(name).json", tagsFile = "\(uploads)/\(name).tags"
 
+        // Resume only the same file, unchanged by size and mtime, sealed under this key (Sealer
+        // refuses a header made with another key) on an upload the gateway still has.
         if let state = directory.read(ResumeState.self, from: stateFile), state.size == Int64(info.st_size),
            state.modified == modified, state.server == client.server,
            let sealer = try? Sealer(key: key, resuming: state.header),

@@ -153,12 +153,14 @@ struct UploadRoutes: Sendable {
                 do {
                     try session.append(buffer)
                 } catch {
-                    _ = try? await manager.endAppend(session, .refused)
-                    throw error
+                    throw RefusedBody(reason: error)
                 }
             }
-        } catch let error as GatewayError {
-            throw error
+        } catch let refused as RefusedBody {
+            _ = try? await manager.endAppend(session, .refused)
+            if let error = refused.reason as? GatewayError { throw error }
+            manager.logger.error("upload append failed", metadata: ["upload_id": "\(id)", "error": "\(refused.reason)"])
+            throw GatewayError(.internalServerError, "storage_error", "the gateway could not store the upload; nothing was kept")
         } catch {
             // The body stream failed: the client went away or the server is shutting down.
             _ = try await manager.endAppend(session, .interrupted)
@@ -166,6 +168,10 @@ struct UploadRoutes: Sendable {
         }
         return try await manager.endAppend(session, .completed)
     }
+
+    /// A body the gateway refuses (bad framing, over a limit, a storage failure), as opposed to one
+    /// the network cut short.
+    private struct RefusedBody: Error { let reason: any Error }
 
     private func tusHeaders(_ state: UploadState) -> HTTPFields {
         var headers: HTTPFields = [.tusResumable: Self.tusVersion, .cacheControl: "no-store",
