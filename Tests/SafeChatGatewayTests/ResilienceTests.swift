@@ -50,7 +50,8 @@ import SealedStream
         let server = try await TestGateway.start()
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
-        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 3_000_000)
+        // Large enough that socket buffers cannot swallow it all before curl is killed.
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 16_000_000)
         let path = try await client.createUpload(length: sealed.count)
         let file = FileManager.default.temporaryDirectory.appendingPathComponent("sealed-\(UUID().uuidString)")
         try Data(sealed).write(to: file)
