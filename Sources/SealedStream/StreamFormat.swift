@@ -1,3 +1,11 @@
+/// SealedStream: the sealed-stream format and the pipeline that produces and consumes it.
+///
+/// A file is cut into chunks; each chunk is LZ4-compressed when that shrinks it and encrypted with
+/// AES-256-GCM under a per-stream key derived (HKDF-SHA256) from the session key and a random salt.
+/// Start with ``Sealer`` and ``Opener`` (streaming, parallel, back-pressured), ``ChunkOpener``
+/// (one chunk, random access) and ``FramingValidator`` (keyless checks, for the gateway). The byte
+/// layouts are in this file; docs/FORMAT.md specifies them. Every primitive comes from OpenSSL 3
+/// (see `OpenSSL.swift`), compression from liblz4.
 /// Byte layouts and structural rules of sealed-stream format version 1 (docs/FORMAT.md).
 ///
 /// Everything here is keyless: the gateway validates a stream's framing with these types alone,

@@ -19,13 +19,12 @@ struct InputFile {
             guard descriptor >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
         }
         var info = stat()
-        if fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFREG {
-            size = Int64(info.st_size)
-        } else if fstat(descriptor, &info) == 0, (info.st_mode & S_IFMT) == S_IFDIR {
+        let known = fstat(descriptor, &info) == 0
+        if known && (info.st_mode & S_IFMT) == S_IFDIR {
+            Glibc.close(descriptor)
             throw CLIError(description: "\(path) is a directory")
-        } else {
-            size = nil
         }
+        size = known && (info.st_mode & S_IFMT) == S_IFREG ? Int64(info.st_size) : nil
     }
 
     func close() { if descriptor != STDIN_FILENO { _ = Glibc.close(descriptor) } }

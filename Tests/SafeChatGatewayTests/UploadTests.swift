@@ -199,4 +199,21 @@ import SealedStream
         #expect(fingerprint(try await openStream(try await client.send(.GET, "/download/\(id)").body, key: key)) == fingerprint(plaintext))
         await server.stop()
     }
+
+    @Test func abandonedUploadsAreRemovedPastTheirExpiry() async throws {
+        let server = try await TestGateway.start { $0.uploadExpiry = 1 }
+        defer { server.removeData() }
+        let client = try await HTTP.login(server.base)
+        let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
+        let path = try await client.createUpload(length: sealed.count)
+        #expect(try await client.patch(path, offset: 0, sealed.prefix(50_000)).status == 204)
+        let expires = try #require(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Expires"))
+        #expect(expires.hasSuffix("GMT"))
+        #expect(try await server.gateway.uploads.removeExpired(now: Date()) == 0, "not expired yet")
+        #expect(try await server.gateway.uploads.removeExpired(now: Date().addingTimeInterval(5)) == 1)
+        #expect(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).status == 404)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/partial").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
+        await server.stop()
+    }
 }
