@@ -51,8 +51,9 @@ public struct Downloader: Sendable {
         }
         progress(done * manifest.chunkSize)
         let start = done == 0 ? 0 : manifest.records[done].offset
-        let response = try await client.download(fileID, from: start, etag: manifest.sha256)
-        let source = ResponseByteSource(response.body)
+        let (pieces, task) = try client.downloadPieces(fileID, from: start, etag: manifest.sha256, chunkSize: manifest.chunkSize)
+        defer { task.cancel() }
+        let source = AsyncSequenceByteSource(pieces)
         let opener = Opener(key: key)
         let sink = FileSink(descriptor: fd, path: partial)
         do {
@@ -75,36 +76,12 @@ public struct Downloader: Sendable {
         let fd = open(output, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: output, operation: "open", errno: errno) }
         defer { close(fd) }
-        let response = try await client.download(fileID, from: 0, etag: manifest.sha256)
+        let (pieces, task) = try client.downloadPieces(fileID, from: 0, etag: manifest.sha256, chunkSize: manifest.chunkSize)
+        defer { task.cancel() }
         let sink = FileSink(descriptor: fd, path: output)
-        for try await plaintext in Opener(key: key).open(ResponseByteSource(response.body)) {
+        for try await plaintext in Opener(key: key).open(AsyncSequenceByteSource(pieces)) {
             try sink.write(plaintext)
             progress(plaintext.count)
         }
-    }
-}
-
-/// A byte source over a response body: NIO buffers are copied once, straight into the arrays the
-/// opener asks for.
-struct ResponseByteSource: ByteSource {
-    var iterator: HTTPClientResponse.Body.AsyncIterator
-    var pending = ByteBuffer()
-
-    init(_ body: HTTPClientResponse.Body) { iterator = body.makeAsyncIterator() }
-
-    mutating func read(exactly count: Int) async throws -> ByteChunk {
-        var out = [UInt8]()
-        out.reserveCapacity(count)
-        while out.count < count {
-            if pending.readableBytes == 0 {
-                guard let next = try await iterator.next() else { break }
-                pending = next
-                continue
-            }
-            let take = min(count - out.count, pending.readableBytes)
-            pending.withUnsafeReadableBytes { out.append(contentsOf: $0.prefix(take)) }
-            pending.moveReaderIndex(forwardBy: take)
-        }
-        return ByteChunk(out)
     }
 }

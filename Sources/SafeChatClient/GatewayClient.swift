@@ -93,16 +93,21 @@ public struct GatewayClient: Sendable {
         try await json(Manifest.self, try await send(request(.GET, "/files/\(try Self.checked(fileID))")))
     }
 
-    /// The sealed bytes of `fileID` from `offset` on, streamed.
-    func download(_ fileID: String, from offset: Int64, etag: String) async throws -> HTTPClientResponse {
-        var headers: [(String, String)] = []
-        if offset > 0 { headers = [("Range", "bytes=\(offset)-"), ("If-Range", "\"\(etag)\"")] }
-        let response = try await send(request(.GET, "/download/\(try Self.checked(fileID))", headers: headers), timeout: .hours(24))
-        let expected = offset > 0 ? 206 : 200
-        guard Int(response.status.code) == expected else {
-            throw ClientError.protocolViolation("expected \(expected) for the download, got \(response.status.code)")
+    /// The sealed bytes of `fileID` from `offset` (a record boundary) on, cut into the pieces the
+    /// opener reads (see ``RecordDelegate``). Cancel the returned task when done with the pieces.
+    func downloadPieces(_ fileID: String, from offset: Int64, etag: String, chunkSize: Int) throws -> (RecordPieces, HTTPClient.Task<Void>) {
+        var headers = HTTPHeaders()
+        if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
+        if offset > 0 {
+            headers.add(name: "Range", value: "bytes=\(offset)-")
+            headers.add(name: "If-Range", value: "\"\(etag)\"")
         }
-        return response
+        let request = try HTTPClient.Request(url: server + "/download/\(try Self.checked(fileID))", method: .GET, headers: headers)
+        let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let delegate = RecordDelegate(startsWithStreamHeader: offset == 0, chunkSize: chunkSize,
+                                      expectedStatus: offset > 0 ? 206 : 200, continuation: continuation)
+        let task = http.execute(request: request, delegate: delegate)
+        return (RecordPieces(stream: stream, delegate: delegate), task)
     }
 
     static func checked(_ fileID: String) throws -> String {
