@@ -93,6 +93,11 @@ final class RecordDelegate: HTTPClientResponseDelegate, @unchecked Sendable {
 
     func didReceiveError(task: HTTPClient.Task<Void>, _ error: any Error) {
         continuation.finish(throwing: error)
+        // Nobody will take more pieces: release a read that waits for them.
+        flow.withLockedValue { state -> EventLoopPromise<Void>? in
+            defer { state.resume = nil }
+            return state.resume
+        }?.fail(error)
     }
 
     func didFinishRequest(task: HTTPClient.Task<Void>) throws {
