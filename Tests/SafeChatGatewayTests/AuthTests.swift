@@ -37,7 +37,7 @@ import SealedStream
         // other even on a loaded machine. A user lookup that skipped scrypt would answer in ~1 ms.
         let fastestPassword = passwordTimes.min()!, fastestUser = userTimes.min()!
         #expect(fastestPassword > 0.02 && fastestUser > 0.02, "\(passwordTimes) \(userTimes)")
-        #expect(max(fastestPassword, fastestUser) / min(fastestPassword, fastestUser) < 4, "\(passwordTimes) \(userTimes)")
+        #expect(max(fastestPassword, fastestUser) / min(fastestPassword, fastestUser) < 5, "\(passwordTimes) \(userTimes)")
         #expect(try await anonymous.send(.POST, "/login", body: Array("not json".utf8)).status == 400)
         await server.stop()
     }
