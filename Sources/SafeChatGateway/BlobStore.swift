@@ -9,6 +9,7 @@ public protocol BlobStore: Sendable {
     /// `offset` (bytes past the last acknowledged offset were never acknowledged).
     func openPartial(_ id: FileID, truncatingTo offset: Int64) throws -> any PartialBlob
     func removePartial(_ id: FileID) throws
+    func partialExists(_ id: FileID) -> Bool
     /// Makes a finished upload's bytes durable under the file's id.
     func promote(_ id: FileID) throws
     func openBlob(_ id: FileID) throws -> any BlobReader
@@ -69,6 +70,8 @@ public struct LocalBlobStore: BlobStore {
     public func removePartial(_ id: FileID) throws {
         if unlink(partialPath(id)) != 0 && errno != ENOENT { throw FileError(path: partialPath(id), operation: "remove", errno: errno) }
     }
+
+    public func partialExists(_ id: FileID) -> Bool { access(partialPath(id), F_OK) == 0 }
 
     public func promote(_ id: FileID) throws {
         guard rename(partialPath(id), blobPath(id)) == 0 else { throw FileError(path: blobPath(id), operation: "store", errno: errno) }

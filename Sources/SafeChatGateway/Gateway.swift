@@ -37,6 +37,7 @@ public struct Gateway: Sendable {
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
         uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, logger: logger)
+        try await uploads.reconcile()
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")
         }

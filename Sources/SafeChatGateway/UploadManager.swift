@@ -149,11 +149,23 @@ public actor UploadManager {
             fileID: state.uploadID, owner: state.owner, createdAt: Date(), expiresAt: nil, size: state.offset,
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
             sha256: Secrets.hex(hash.finalize()), metadata: state.metadata, records: records)
-        try blobs.promote(state.uploadID)
         try await registry.putFile(manifest)
+        try blobs.promote(state.uploadID)
         try await registry.removeUpload(state.uploadID)
         logger.info("file stored", metadata: ["file_id": "\(manifest.fileID)", "owner": "\(manifest.owner)", "bytes": "\(manifest.size)"])
         return manifest
+    }
+
+    /// Finishes what a crash interrupted between recording a file and retiring its upload: a manifest
+    /// whose bytes are still under the upload's name gets them moved into place, and the upload's
+    /// state is dropped. Run once at start, before requests are served.
+    public func reconcile() async throws {
+        for state in try await registry.uploads() {
+            guard try await registry.file(state.uploadID) != nil else { continue }
+            if blobs.partialExists(state.uploadID) { try blobs.promote(state.uploadID) }
+            try await registry.removeUpload(state.uploadID)
+            logger.notice("finished an interrupted completion", metadata: ["file_id": "\(state.uploadID)"])
+        }
     }
 
     /// tus termination: removes an upload in progress.

@@ -145,6 +145,33 @@ extension ResilienceTests {
     }
 }
 
+extension ResilienceTests {
+    /// A crash after the manifest is written but before the bytes are moved into place is finished
+    /// at the next start.
+    @Test func aCompletionInterruptedByACrashIsFinishedAtStart() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let client = try await HTTP.login(server.base)
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 300_000)
+        let path = try await client.createUpload(length: sealed.count)
+        let id = try #require(FileID(String(path.split(separator: "/").last!)))
+        let state = try #require(try await server.gateway.registry.upload(id))
+        #expect(try await client.patch(path, offset: 0, sealed).status == 204)
+        await server.stop()
+        // Put the data directory back in the state of that crash.
+        let data = server.dataDirectory + "/data"
+        #expect(rename("\(data)/blobs/\(id)", "\(data)/partial/\(id)") == 0)
+        try await server.gateway.registry.putUpload(state)
+        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory)
+        let again = try await HTTP.login(restarted.base)
+        let body = try await again.send(.GET, "/download/\(id)").body
+        #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+        #expect(try await again.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") == "\(sealed.count)")
+        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
+        await restarted.stop()
+    }
+}
+
 /// A tus PATCH of `file` sent by curl at 1 MB/s, so a test can kill one side partway.
 func slowPatch(_ url: String, token: String, offset: Int, file: URL) throws -> Process {
     let curl = Process()
