@@ -40,18 +40,20 @@ public struct Downloader: Sendable {
         let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
         defer { close(fd) }
-        // Whole chunks already verified; a torn last chunk is dropped and fetched again.
+        // Whole chunks already verified; a torn last chunk is dropped and fetched again. Sizes come
+        // from the validated stream header, not from the manifest's other fields, which only the
+        // gateway vouches for.
         var info = stat()
         fstat(fd, &info)
-        let chunkSize = Int64(manifest.chunkSize)
+        let chunkSize = Int64(manifest.header.chunkSize)
         var done = min(Int(Int64(info.st_size) / chunkSize), manifest.records.count - 1)
         if done < 0 { done = 0 }
         guard ftruncate(fd, off_t(Int64(done) * chunkSize)) == 0, lseek(fd, 0, SEEK_END) >= 0 else {
             throw FileError(path: partial, operation: "truncate", errno: errno)
         }
-        progress(done * manifest.chunkSize)
+        progress(done * manifest.header.chunkSize)
         let start = done == 0 ? 0 : manifest.records[done].offset
-        let (pieces, task) = try client.downloadPieces(fileID, from: start, etag: manifest.sha256, chunkSize: manifest.chunkSize)
+        let (pieces, task) = try client.downloadPieces(fileID, from: start, etag: manifest.sha256, chunkSize: manifest.header.chunkSize)
         defer { task.cancel() }
         let source = AsyncSequenceByteSource(pieces)
         let opener = Opener(key: key)
@@ -76,7 +78,7 @@ public struct Downloader: Sendable {
         let fd = open(output, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: output, operation: "open", errno: errno) }
         defer { close(fd) }
-        let (pieces, task) = try client.downloadPieces(fileID, from: 0, etag: manifest.sha256, chunkSize: manifest.chunkSize)
+        let (pieces, task) = try client.downloadPieces(fileID, from: 0, etag: manifest.sha256, chunkSize: manifest.header.chunkSize)
         defer { task.cancel() }
         let sink = FileSink(descriptor: fd, path: output)
         for try await plaintext in Opener(key: key).open(AsyncSequenceByteSource(pieces)) {
