@@ -51,10 +51,9 @@ public struct Uploader: Sendable {
         if let state = directory.read(ResumeState.self, from: stateFile), state.size == Int64(info.st_size),
            state.modified == modified, state.server == client.server,
            let sealer = try? Sealer(key: key, resuming: state.header),
-           let offset = try await client.uploadOffset(state.location) {
+           try await client.uploadOffset(state.location) != nil {
             do {
-                let id = try await send(fd: fd, path: path, sealer: sealer, location: state.location, offset: offset,
-                                        tagsFile: tagsFile, knownTags: readTags(tagsFile), progress: progress)
+                let id = try await resume(fd: fd, path: path, sealer: sealer, location: state.location, tagsFile: tagsFile, progress: progress)
                 try? FileManager.default.removeItem(atPath: stateFile)
                 try? FileManager.default.removeItem(atPath: tagsFile)
                 return id
@@ -84,6 +83,25 @@ public struct Uploader: Sendable {
         let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
         for try await piece in sealer.seal(ArrayByteSource(Array(name.utf8.prefix(1024)))) { sealed += piece }
         return sealed
+    }
+
+    /// Sends the rest of an upload from the gateway's offset. Right after an interruption the gateway
+    /// may still be closing the old request (423) or moving its offset (409): ask again, briefly.
+    private func resume(fd: Int32, path: String, sealer: Sealer, location: String, tagsFile: String,
+                        progress: @escaping @Sendable (Int) -> Void) async throws -> String {
+        var attempt = 0
+        while true {
+            guard let offset = try await client.uploadOffset(location) else {
+                throw ClientError.protocolViolation("the gateway no longer knows the upload \(location)")
+            }
+            do {
+                return try await send(fd: fd, path: path, sealer: sealer, location: location, offset: offset,
+                                      tagsFile: tagsFile, knownTags: readTags(tagsFile), progress: progress)
+            } catch ClientError.server(let status, _, _) where (status == 409 || status == 423) && attempt < 20 {
+                attempt += 1
+                try await Task.sleep(for: .milliseconds(250))
+            }
+        }
     }
 
     private func send(fd: Int32, path: String, sealer: Sealer, location: String, offset: Int64, tagsFile: String,
