@@ -30,6 +30,7 @@ public struct GatewayClient: Sendable {
     func send(_ request: HTTPClientRequest, timeout: TimeAmount = .minutes(5)) async throws -> HTTPClientResponse {
         let response = try await http.execute(request, timeout: timeout)
         guard (200..<300).contains(Int(response.status.code)) else {
+            // The status is the error; the JSON body only adds words, so a missing or odd one is fine.
             let body = try? await response.body.collect(upTo: 64 * 1024)
             let json = body.flatMap { try? JSONSerialization.jsonObject(with: Data($0.readableBytesView)) as? [String: Any] } ?? [:]
             throw ClientError.server(status: Int(response.status.code), code: json["error"] as? String ?? "error",

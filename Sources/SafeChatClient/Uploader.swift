@@ -54,11 +54,11 @@ public struct Uploader: Sendable {
            try await client.uploadOffset(state.location) != nil {
             do {
                 let id = try await resume(fd: fd, path: path, sealer: sealer, location: state.location, tagsFile: tagsFile, progress: progress)
-                try? FileManager.default.removeItem(atPath: stateFile)
-                try? FileManager.default.removeItem(atPath: tagsFile)
+                forgetResumeState(stateFile, tagsFile)
                 return id
             } catch ClientError.fileChanged {
                 // Same name, size and mtime, different bytes: never re-seal it under the old salt.
+                // Best effort: an abandoned upload the gateway keeps anyway expires on its own.
                 _ = try? await client.send(client.request(.DELETE, state.location, headers: [("Tus-Resumable", "1.0.0")]))
             }
         }
@@ -71,8 +71,7 @@ public struct Uploader: Sendable {
         _ = lseek(fd, 0, SEEK_SET)
         let id = try await send(fd: fd, path: path, sealer: sealer, location: location, offset: 0,
                                 tagsFile: tagsFile, knownTags: [], progress: progress)
-        try? FileManager.default.removeItem(atPath: stateFile)
-        try? FileManager.default.removeItem(atPath: tagsFile)
+        forgetResumeState(stateFile, tagsFile)
         return id
     }
 
@@ -117,6 +116,12 @@ public struct Uploader: Sendable {
             throw ClientError.protocolViolation("the gateway stopped at \(newOffset) bytes")
         }
         return String(location.split(separator: "/").last!)
+    }
+
+    /// Drops a finished upload's resume state. The upload is already complete on the gateway, so a
+    /// file that cannot be removed only costs a HEAD next time (which reports it complete).
+    private func forgetResumeState(_ files: String...) {
+        for file in files { _ = unlink(file) }
     }
 
     private func readTags(_ file: String) -> [[UInt8]] {
