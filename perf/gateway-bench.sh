@@ -17,7 +17,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 .ci/install-packages nginx curl time
-swift build -c release >/dev/null
+swift build -c release --static-swift-stdlib >/dev/null
 bin=$PWD/.build/release/safechat
 work=$(mktemp -d /tmp/safechat-gwbench.XXXXXX)
 cleanup() {

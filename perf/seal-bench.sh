@@ -4,5 +4,5 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 .ci/install-packages age
-swift build -c release >/dev/null
+swift build -c release --static-swift-stdlib >/dev/null
 exec .build/release/safechat-bench --safechat .build/release/safechat --data-dir perf/.data "$@"

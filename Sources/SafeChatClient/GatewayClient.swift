@@ -104,7 +104,7 @@ public struct GatewayClient: Sendable {
             headers.add(name: "If-Range", value: "\"\(etag)\"")
         }
         let request = try HTTPClient.Request(url: server + "/download/\(try Self.checked(fileID))", method: .GET, headers: headers)
-        let (stream, continuation) = AsyncThrowingStream<[UInt8], any Error>.makeStream()
+        let (stream, continuation) = AsyncThrowingStream<ByteChunk, any Error>.makeStream()
         let delegate = RecordDelegate(startsWithStreamHeader: offset == 0, chunkSize: chunkSize,
                                       expectedStatus: offset > 0 ? 206 : 200, continuation: continuation)
         let task = http.execute(request: request, delegate: delegate)

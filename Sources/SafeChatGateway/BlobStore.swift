@@ -33,6 +33,9 @@ public protocol BlobReader: Sendable {
     func read(at offset: Int64, count: Int) throws -> [UInt8]
     /// Reads straight into a NIO buffer (no intermediate copy on the download path).
     func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws
+    /// A descriptor of the blob as a local file, if it is one, for sending it with sendfile(2);
+    /// valid until ``close()``.
+    var fileDescriptor: Int32? { get }
     func close()
 }
 
@@ -148,6 +151,7 @@ struct LocalBlobReader: BlobReader {
     let descriptor: Int32
     let path: String
     let size: Int64
+    var fileDescriptor: Int32? { descriptor }
     func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
 
     func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws {

@@ -2,6 +2,7 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import NIOCore
 import SealedStream
 
 /// Downloads and file management: GET/HEAD /download/{id} (ranges), /files, /files/{id},
@@ -57,7 +58,7 @@ struct FileRoutes: Sendable {
         let record = manifest.records[n]
         return try serve(manifest, range: record.offset..<(record.offset + Int64(record.length)), status: .ok, extraHeaders: [
             HTTPField.Name("SafeChat-Chunk-Index")!: "\(n)",
-        ], headOnly: false)
+        ], headOnly: false, channel: context.channel)
     }
 
     /// The sealed stream, whole or by RFC 9110 byte range (a-b, a-, -n), with a strong ETag.
@@ -69,22 +70,23 @@ struct FileRoutes: Sendable {
         if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
         let size = manifest.size
         guard let rangeHeader else {
-            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly)
+            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
         }
         switch ByteRange.parse(rangeHeader, size: size) {
         case .satisfiable(let range):
             return try serve(manifest, range: range, status: .partialContent,
-                             extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly)
+                             extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly,
+                             channel: context.channel)
         case .unsatisfiable:
             throw GatewayError(.rangeNotSatisfiable, "range_not_satisfiable", "the requested range is outside the file's \(size) bytes",
                                headers: [.contentRange: "bytes */\(size)"])
         case .ignored:
-            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly)
+            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
         }
     }
 
     private func serve(_ manifest: FileManifest, range: Range<Int64>, status: HTTPResponse.Status,
-                       extraHeaders: HTTPFields, headOnly: Bool) throws -> Response {
+                       extraHeaders: HTTPFields, headOnly: Bool, channel: any Channel) throws -> Response {
         var headers = extraHeaders
         headers[.contentType] = "application/octet-stream"
         headers[.acceptRanges] = "bytes"
@@ -95,6 +97,12 @@ struct FileRoutes: Sendable {
         let blob = try blobs.openBlob(manifest.fileID)
         let body = ResponseBody(contentLength: Int(range.count)) { writer in
             defer { blob.close() }
+            if let descriptor = blob.fileDescriptor,
+               await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
+                try await writer.write(ByteBuffer())  // the sender's cue to send the file region
+                try await writer.finish(nil)
+                return
+            }
             var offset = range.lowerBound
             let allocator = ByteBufferAllocator()
             while offset < range.upperBound {

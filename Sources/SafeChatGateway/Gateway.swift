@@ -64,7 +64,7 @@ public struct Gateway: Sendable {
     /// The Hummingbird application, listening where the configuration says.
     /// - Parameter onServerRunning: called with the bound port once listening (tests bind port 0).
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        var server: HTTPServerBuilder = .http1()
+        var server: HTTPServerBuilder = .http1WithSendfile
         if let cert = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },

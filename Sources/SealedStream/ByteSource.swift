@@ -12,12 +12,15 @@ public protocol ByteSource {
     mutating func read(exactly count: Int) async throws -> ByteChunk
 }
 
-/// Bytes passed between pipeline stages without copying: an array, or a read-only mapping of part
-/// of a file (see ``MappedFileSource``), unmapped when the last copy of the chunk goes away.
+/// Bytes passed between pipeline stages without copying: an array, a read-only mapping of part of
+/// a file (see ``MappedFileSource``), or pieces of buffers another layer owns (network receive
+/// buffers), each kept alive until the last copy of the chunk goes away.
 public struct ByteChunk: Sendable {
-    private enum Storage: Sendable {
+    private enum Storage: @unchecked Sendable {
         case array([UInt8])
         case mapped(FileMapping, Range<Int>)
+        /// Immutable memory kept alive by `owner`; unchecked because the pointers are only read.
+        case borrowed([UnsafeRawBufferPointer], owner: any Sendable)
     }
 
     private let storage: Storage
@@ -25,29 +28,53 @@ public struct ByteChunk: Sendable {
     public init(_ bytes: [UInt8]) { storage = .array(bytes) }
     init(_ mapping: FileMapping, range: Range<Int>) { storage = .mapped(mapping, range) }
 
+    /// Bytes lying in `segments`, in order, without copying them.
+    ///
+    /// The caller guarantees that the memory stays valid and unchanged for as long as `owner` is
+    /// alive (for example: `owner` holds the NIO `ByteBuffer`s the segments point into, which are
+    /// never written again).
+    public init(unsafeBorrowing segments: [UnsafeRawBufferPointer], keptAliveBy owner: any Sendable) {
+        storage = .borrowed(segments, owner: owner)
+    }
+
     public static let empty = ByteChunk([])
 
     public var count: Int {
         switch storage {
         case .array(let bytes): bytes.count
         case .mapped(_, let range): range.count
+        case .borrowed(let segments, _): segments.reduce(0) { $0 + $1.count }
         }
     }
 
     public var isEmpty: Bool { count == 0 }
 
+    /// The bytes as one contiguous buffer (a copy when they are in several segments).
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
-        case .array(let bytes): try bytes.withUnsafeBytes(body)
-        case .mapped(let mapping, let range): try body(UnsafeRawBufferPointer(rebasing: mapping.bytes[range]))
+        case .array(let bytes): return try bytes.withUnsafeBytes(body)
+        case .mapped(let mapping, let range): return try body(UnsafeRawBufferPointer(rebasing: mapping.bytes[range]))
+        case .borrowed(let segments, let owner):
+            if segments.count == 1 { return try withExtendedLifetime(owner) { try body(segments[0]) } }
+            return try array.withUnsafeBytes(body)
         }
     }
 
-    /// The bytes as an array (a copy when mapped).
+    /// The bytes as they lie in memory, in order and without copying: one segment or several.
+    public func withUnsafeSegments<R>(_ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+        switch storage {
+        case .borrowed(let segments, let owner): return try withExtendedLifetime(owner) { try body(segments) }
+        default: return try withUnsafeBytes { try body([$0]) }
+        }
+    }
+
+    /// The bytes as an array (a copy unless they already are one).
     public var array: [UInt8] {
         switch storage {
-        case .array(let bytes): bytes
-        case .mapped(let mapping, let range): Array(mapping.bytes[range])
+        case .array(let bytes): return bytes
+        case .mapped(let mapping, let range): return Array(mapping.bytes[range])
+        case .borrowed(let segments, let owner):
+            return withExtendedLifetime(owner) { segments.reduce(into: [UInt8]()) { $0.append(contentsOf: $1) } }
         }
     }
 }
@@ -66,10 +93,10 @@ public struct ArrayByteSource: ByteSource, Sendable {
     }
 }
 
-/// A byte source over an `AsyncSequence` of byte arrays of any sizes (a network body, a pipe).
-public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Base.Element == [UInt8] {
+/// A byte source over an `AsyncSequence` of chunks of any sizes (a network body, a pipe).
+public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Base.Element == ByteChunk {
     private var iterator: Base.AsyncIterator
-    private var pending: [UInt8] = []
+    private var pending = ByteChunk.empty
     private var pendingStart = 0
 
     public init(_ base: Base) { iterator = base.makeAsyncIterator() }
@@ -80,14 +107,14 @@ public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Bas
             if pendingStart == pending.count {
                 guard let next = try await iterator.next() else { break }
                 // A piece that is exactly what is asked for is handed over without a copy.
-                if out.isEmpty && next.count == count { return ByteChunk(next) }
+                if out.isEmpty && next.count == count { return next }
                 pending = next
                 pendingStart = 0
                 continue
             }
             if out.isEmpty { out.reserveCapacity(count) }
             let take = min(count - out.count, pending.count - pendingStart)
-            out += pending[pendingStart..<(pendingStart + take)]
+            pending.withUnsafeBytes { out += $0[pendingStart..<(pendingStart + take)] }
             pendingStart += take
         }
         return ByteChunk(out)

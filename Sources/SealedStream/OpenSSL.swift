@@ -51,15 +51,16 @@ enum OpenSSL {
         precondition(ok, "AES-256-GCM encryption failed inside OpenSSL")
     }
 
-    /// Verifies `tag` and decrypts `ciphertext` into `plaintext` (the two may be the same memory).
+    /// Verifies `tag` and decrypts `ciphertext` (its segments in order) into `plaintext` (which may
+    /// be the same memory as a single segment).
     /// Returns false, with `plaintext` holding unverified bytes the caller must discard, when the tag
     /// does not verify.
     static func aesGCMOpen(
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
-        ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
+        ciphertext: [UnsafeRawBufferPointer], tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
     ) -> Bool {
         precondition(key.count == aes256KeyLength && nonce.count == gcmNonceLength)
-        precondition(ciphertext.count <= Int(Int32.max) && aad.count <= Int(Int32.max))
+        precondition(ciphertext.allSatisfy { $0.count <= Int(Int32.max) } && aad.count <= Int(Int32.max))
         guard tag.count == gcmTagLength else { return false }
         guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
         defer { EVP_CIPHER_CTX_free(ctx) }
@@ -68,16 +69,19 @@ enum OpenSSL {
         if aad.count > 0 {
             guard EVP_DecryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1 else { return false }
         }
-        if ciphertext.count > 0 {
+        // GCM is a stream mode: segments decrypt one after another into consecutive output.
+        var written = 0
+        for segment in ciphertext where segment.count > 0 {
             guard EVP_DecryptUpdate(
-                ctx, plaintext.assumingMemoryBound(to: UInt8.self), &outLength,
-                ciphertext.bytes, Int32(ciphertext.count)) == 1
+                ctx, plaintext.assumingMemoryBound(to: UInt8.self) + written, &outLength,
+                segment.bytes, Int32(segment.count)) == 1, Int(outLength) == segment.count
             else { return false }
+            written += segment.count
         }
         guard EVP_CIPHER_CTX_ctrl(
             ctx, EVP_CTRL_GCM_SET_TAG, Int32(gcmTagLength), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
         else { return false }
-        return EVP_DecryptFinal_ex(ctx, plaintext.assumingMemoryBound(to: UInt8.self) + ciphertext.count, &outLength) == 1
+        return EVP_DecryptFinal_ex(ctx, plaintext.assumingMemoryBound(to: UInt8.self) + written, &outLength) == 1
     }
 
     /// HKDF-SHA256 (RFC 5869) extract-and-expand into `output`.

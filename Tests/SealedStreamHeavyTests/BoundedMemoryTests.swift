@@ -60,7 +60,7 @@ import SealedStream
         let sealedCount = ByteCounter()
         let sealedPieces = sealer.seal(GeneratedSource(total: total)).map { piece in
             sealedCount.add(piece.count)
-            return piece
+            return ByteChunk(piece)
         }
         var opened: Int64 = 0
         var outputHash = SHA256Hasher()

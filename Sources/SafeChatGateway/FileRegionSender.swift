@@ -1,0 +1,86 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOHTTPTypesHTTP1
+
+/// Lets a download body go from the blob file to the socket with sendfile(2) on plain-HTTP
+/// connections, instead of being read into buffers and copied out again (measured: that pair of
+/// copies was most of the server's CPU on a download).
+///
+/// Hummingbird's response writer takes only byte buffers, so a route hands the file region to
+/// this connection's ``FileRegionSender`` first (``FileRegionSender/enqueue(_:on:)``) and then
+/// writes one empty body part; the sender, which sits below Hummingbird's HTTP-types codec where
+/// bodies may be file regions, swaps that empty part for the region. Connections with TLS have no
+/// sender (TLS needs the bytes), and routes fall back to copying.
+final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
+    typealias OutboundIn = HTTPServerResponsePart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    /// Regions handed over and not yet written, in response order.
+    private var queued = CircularBuffer<FileRegion>()
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        guard case .body(.byteBuffer(let buffer)) = unwrapOutboundIn(data), buffer.readableBytes == 0,
+              let region = queued.popFirst()
+        else {
+            context.write(data, promise: promise)
+            return
+        }
+        let written = promise ?? context.eventLoop.makePromise()
+        written.futureResult.whenComplete { _ in try? region.fileHandle.close() }
+        context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        while let region = queued.popFirst() { try? region.fileHandle.close() }
+    }
+
+    /// Queues `length` bytes of `descriptor` from `offset` as the next empty body part written on
+    /// `channel`. The descriptor is duplicated, so the caller keeps and closes its own.
+    /// - Returns: false if the connection has no sender (TLS) or is gone; nothing was queued then.
+    static func enqueue(descriptor: Int32, range: Range<Int64>, on channel: any Channel) async -> Bool {
+        do {
+            try await channel.eventLoop.submit {
+                let sender = try channel.pipeline.syncOperations.handler(type: FileRegionSender.self)
+                let copy = dup(descriptor)
+                guard copy >= 0 else { throw IOError(errnoCode: errno, reason: "dup") }
+                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: copy)
+                sender.queued.append(FileRegion(fileHandle: handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound)))
+            }.get()
+            return true
+        } catch {
+            return false
+        }
+    }
+}
+
+/// Hummingbird's HTTP/1 channel with a ``FileRegionSender`` placed between NIO's HTTP/1 encoder and
+/// the codec that turns HTTP-types parts into NIO HTTP/1 parts.
+struct SendfileHTTP1Channel: ServerChildChannel {
+    typealias Value = HTTP1Channel.Value
+    let base: HTTP1Channel
+
+    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
+        base.setup(channel: channel, logger: logger).flatMapThrowing { value in
+            let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
+            try channel.pipeline.syncOperations.addHandler(FileRegionSender(), position: .before(codec))
+            return value
+        }
+    }
+
+    func handle(value: Value, logger: Logger) async {
+        await base.handle(value: value, logger: logger)
+    }
+}
+
+extension HTTPServerBuilder {
+    /// Plain HTTP/1.1 whose downloads are sent with sendfile(2).
+    static var http1WithSendfile: HTTPServerBuilder {
+        HTTPServerBuilder { responder in SendfileHTTP1Channel(base: HTTP1Channel(responder: responder)) }
+    }
+}
