@@ -67,7 +67,9 @@ public struct Uploader: Sendable {
         let location = try await client.createUpload(metadata: ["name": try await sealedName(URL(fileURLWithPath: path).lastPathComponent)])
         try directory.write(ResumeState(path: absolute, size: Int64(info.st_size), modified: modified, server: client.server,
                                         location: location, header: sealer.header), to: stateFile)
-        FileManager.default.createFile(atPath: tagsFile, contents: nil, attributes: [.posixPermissions: 0o600])
+        guard FileManager.default.createFile(atPath: tagsFile, contents: nil, attributes: [.posixPermissions: 0o600]) else {
+            throw FileError(path: tagsFile, operation: "create", errno: errno)
+        }
         _ = lseek(fd, 0, SEEK_SET)
         let id = try await send(fd: fd, path: path, sealer: sealer, location: location, offset: 0,
                                 tagsFile: tagsFile, knownTags: [], progress: progress)

@@ -37,11 +37,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds before an unfinished upload is removed [SAFECHAT_UPLOAD_EXPIRY].")
     var uploadExpiry: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_UPLOAD_EXPIRY"] ?? "") ?? 24 * 3600
 
-    @Option(help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
-    var tlsCert: String? = ProcessInfo.processInfo.environment["SAFECHAT_TLS_CERT"]
+    @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
+    var tlsCertOption: String?
 
-    @Option(help: "TLS private key (PEM) [SAFECHAT_TLS_KEY].")
-    var tlsKey: String? = ProcessInfo.processInfo.environment["SAFECHAT_TLS_KEY"]
+    @Option(name: .customLong("tls-key"), help: "TLS private key (PEM) [SAFECHAT_TLS_KEY].")
+    var tlsKeyOption: String?
+
+    // An optional option cannot default to an environment variable, so the fallback happens here.
+    var tlsCert: String? { tlsCertOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_CERT"] }
+    var tlsKey: String? { tlsKeyOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_KEY"] }
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
