@@ -21,41 +21,45 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundIn = HTTPServerResponsePart
     typealias OutboundOut = HTTPServerResponsePart
 
-    /// Regions handed over and not yet written, in response order.
-    private var queued = CircularBuffer<FileRegion>()
+    /// Regions handed over and not yet written, in response order, each with the promise its
+    /// route waits on.
+    private var queued = CircularBuffer<(region: FileRegion, sent: EventLoopPromise<Void>)>()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .body(.byteBuffer(let buffer)) = unwrapOutboundIn(data), buffer.readableBytes == 0,
-              let region = queued.popFirst()
+              let (region, sent) = queued.popFirst()
         else {
             context.write(data, promise: promise)
             return
         }
         let written = promise ?? context.eventLoop.makePromise()
         written.futureResult.whenComplete { _ in try? region.fileHandle.close() }
+        written.futureResult.cascade(to: sent)
         context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        while let region = queued.popFirst() { try? region.fileHandle.close() }
+        while let (region, sent) = queued.popFirst() {
+            try? region.fileHandle.close()
+            sent.fail(ChannelError.ioOnClosedChannel)
+        }
     }
 
-    /// Queues `length` bytes of `descriptor` from `offset` as the next empty body part written on
-    /// `channel`. The descriptor is duplicated, so the caller keeps and closes its own.
-    /// - Returns: false if the connection has no sender (TLS) or is gone; nothing was queued then.
-    static func enqueue(descriptor: Int32, range: Range<Int64>, on channel: any Channel) async -> Bool {
-        do {
-            try await channel.eventLoop.submit {
-                let sender = try channel.pipeline.syncOperations.handler(type: FileRegionSender.self)
-                let copy = dup(descriptor)
-                guard copy >= 0 else { throw IOError(errnoCode: errno, reason: "dup") }
-                let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: copy)
-                sender.queued.append(FileRegion(fileHandle: handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound)))
-            }.get()
-            return true
-        } catch {
-            return false
-        }
+    /// Queues `range` of the file `descriptor` as the next empty body part written on `channel`.
+    /// The descriptor is duplicated, so the caller keeps and closes its own.
+    /// - Returns: a future that completes once the region has been written out (so the route stays
+    ///   in flight, and a graceful shutdown waits for it), or nil if the connection has no sender
+    ///   (TLS) or is gone; nothing was queued then.
+    static func enqueue(descriptor: Int32, range: Range<Int64>, on channel: any Channel) async -> EventLoopFuture<Void>? {
+        try? await channel.eventLoop.submit {
+            let sender = try channel.pipeline.syncOperations.handler(type: FileRegionSender.self)
+            let copy = dup(descriptor)
+            guard copy >= 0 else { throw IOError(errnoCode: errno, reason: "dup") }
+            let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: copy)
+            let sent = channel.eventLoop.makePromise(of: Void.self)
+            sender.queued.append((FileRegion(fileHandle: handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound)), sent))
+            return sent.futureResult
+        }.get()
     }
 }
 

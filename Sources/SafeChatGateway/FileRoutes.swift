@@ -98,8 +98,9 @@ struct FileRoutes: Sendable {
         let body = ResponseBody(contentLength: Int(range.count)) { writer in
             defer { blob.close() }
             if let descriptor = blob.fileDescriptor,
-               await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
+               let sent = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
                 try await writer.write(ByteBuffer())  // the sender's cue to send the file region
+                try await sent.get()
                 try await writer.finish(nil)
                 return
             }

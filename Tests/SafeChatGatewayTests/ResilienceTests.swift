@@ -146,6 +146,34 @@ extension ResilienceTests {
 }
 
 extension ResilienceTests {
+    /// Downloads go out with sendfile(2), queued all at once; the route still waits until the file
+    /// has been sent, so a graceful shutdown lets a download in flight finish.
+    @Test func sigtermMidDownloadLetsItFinish() async throws {
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        let server = try ServerProcess(dataDirectory: dataDirectory)
+        defer { server.kill() }
+        let client = try await HTTP.login(server.base)
+        let (_, _, sealed) = try await sealedStream(plaintextSize: 40_000_000)
+        let id = try #require(try await client.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
+        let output = FileManager.default.temporaryDirectory.appendingPathComponent("dl-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: output) }
+        // 40 MB at 8 MB/s: about 5 s, far more than the kernel's socket buffers hold, and well
+        // inside the 10 s grace period.
+        let curl = Process()
+        curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        curl.arguments = ["curl", "-s", "-f", "--limit-rate", "8M", "-o", output.path, "-H", "Authorization: Bearer \(client.token!)",
+                          server.base + "/download/\(id)"]
+        try curl.run()
+        try await Task.sleep(for: .milliseconds(1000))
+        kill(server.process.processIdentifier, SIGTERM)
+        curl.waitUntilExit()
+        server.process.waitUntilExit()
+        #expect(curl.terminationStatus == 0)
+        #expect(fingerprint(try Data(contentsOf: output)) == fingerprint(sealed))
+        #expect(server.process.terminationReason == .exit && server.process.terminationStatus == 0)
+    }
+
     /// A crash after the manifest is written but before the bytes are moved into place is finished
     /// at the next start.
     @Test func aCompletionInterruptedByACrashIsFinishedAtStart() async throws {
