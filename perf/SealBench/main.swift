@@ -2,12 +2,13 @@
 //
 // For each data set (random, text-like, mixed; --size-mib each) it measures, in one run:
 //   - `safechat seal FILE /dev/null` and `safechat open FILE.sealed /dev/null` (median of --runs,
-//     peak RSS of the child process from wait4),
+//     each run alternating with a run of the ceiling below so that both see the same conditions on a
+//     shared machine whose speed drifts; peak RSS of the child process from wait4),
 //   - raw OpenSSL AES-256-GCM encrypt/decrypt and raw liblz4 compress/decompress on the same bytes,
 //     one core each, and the same per-chunk LZ4+GCM work spread over every core with no I/O at all
 //     (the ceiling the pipeline is compared against),
 //   - `age` encrypting and decrypting the same file (X25519 recipient), when installed,
-// and prints the ratios and the issue's targets. Run it through perf/run.sh (release build).
+// and prints the ratios and the issue's targets. Run it through perf/seal-bench.sh (release build).
 import COpenSSL
 import CLZ4
 import Dispatch
@@ -163,17 +164,33 @@ func chunkRanges(_ count: Int) -> [Range<Int>] {
     stride(from: 0, to: count, by: chunkSize).map { $0..<min(count, $0 + chunkSize) }
 }
 
-struct RawResults {
+struct Throughputs {
     var gcmEncrypt = 0.0, gcmDecrypt = 0.0, lz4Compress = 0.0, lz4Decompress = 0.0
     var sealCeiling = 0.0, openCeiling = 0.0
+    /// `safechat seal` / `open`, timed alternately with the ceilings.
+    var seal = 0.0, open = 0.0
 }
 
-/// The raw numbers for one data set, all in MB/s of plaintext.
-func measureRaw(_ data: [UInt8]) -> RawResults {
+/// Runs `command` (returning its wall time) and `ceiling` alternately, `runs` times each, so both
+/// see the same machine conditions on a shared, drifting machine; their median seconds.
+func interleavedMedians(_ runs: Int, command: () -> Double, ceiling: () -> Void) -> (command: Double, ceiling: Double) {
+    var commandSeconds: [Double] = [], ceilingSeconds: [Double] = []
+    for _ in 0..<runs {
+        commandSeconds.append(command())
+        let start = DispatchTime.now().uptimeNanoseconds
+        ceiling()
+        ceilingSeconds.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return (median(commandSeconds), median(ceilingSeconds))
+}
+
+/// The raw numbers for one data set, all in MB/s of plaintext, and the CLI's seal and open timed
+/// alternately with the ceilings (`sealCommand` and `openCommand` return wall seconds).
+func measureThroughputs(_ data: [UInt8], sealCommand: () -> Double, openCommand: () -> Double) -> Throughputs {
     let ranges = chunkRanges(data.count)
     let bytes = Double(data.count) / 1e6
     let runs = max(3, options.runs)
-    var results = RawResults()
+    var results = Throughputs()
     // Compressed chunks (or nil when stored) for the decompress and open baselines.
     var compressed = [[UInt8]?](repeating: nil, count: ranges.count)
     var sealedChunks = [[UInt8]](repeating: [], count: ranges.count)
@@ -222,7 +239,7 @@ func measureRaw(_ data: [UInt8]) -> RawResults {
         let sealedCopy = sealedChunks
         nonisolated(unsafe) let all = all  // read-only for the duration of concurrentPerform
         let compressedFlags = compressed.map { $0 != nil }
-        results.sealCeiling = bytes / timeMedian(runs) {
+        let sealTimes = interleavedMedians(runs, command: sealCommand) {
             let next = Atomic<Int>(0)
             DispatchQueue.concurrentPerform(iterations: cores) { _ in
                 var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
@@ -239,7 +256,9 @@ func measureRaw(_ data: [UInt8]) -> RawResults {
                 } }
             }
         }
-        results.openCeiling = bytes / timeMedian(runs) {
+        results.sealCeiling = bytes / sealTimes.ceiling
+        results.seal = bytes / sealTimes.command
+        let openTimes = interleavedMedians(runs, command: openCommand) {
             let next = Atomic<Int>(0)
             DispatchQueue.concurrentPerform(iterations: cores) { _ in
                 var scratch = [UInt8](repeating: 0, count: chunkSize + 64)
@@ -257,6 +276,8 @@ func measureRaw(_ data: [UInt8]) -> RawResults {
                 } }
             }
         }
+        results.openCeiling = bytes / openTimes.ceiling
+        results.open = bytes / openTimes.command
     }
     return results
 }
@@ -294,11 +315,12 @@ print("MB/s are 10^6 bytes of plaintext per second; files are read from the page
 var verdicts: [(String, Bool)] = []
 
 struct CommandResults {
-    var seal = 0.0, open = 0.0, sealRSS = 0, openRSS = 0, sealedSize = 0, ageEncrypt = 0.0, ageDecrypt = 0.0
+    var sealRSS = 0, openRSS = 0, sealedSize = 0, ageEncrypt = 0.0, ageDecrypt = 0.0
 }
 
-// Child processes first, for every data set: a child's peak RSS (from wait4) starts from its
-// parent's at spawn time, so the bench must not have touched the big in-memory baselines yet.
+// Peak RSS of the child processes first, for every data set: a child's peak RSS (from wait4)
+// starts from its parent's at spawn time, so the bench must not have touched the big in-memory
+// baselines yet. Their throughput is measured later, alternating with the ceilings.
 var commandResults: [String: CommandResults] = [:]
 for name in options.datasets {
     let path = try prepare(name)
@@ -309,8 +331,6 @@ for name in options.datasets {
     var c = CommandResults()
     let seals = (0..<options.runs).map { _ in runMeasured([options.safechat, "seal", "-q", "--key", keyPath, path, "/dev/null"]) }
     let opens = (0..<options.runs).map { _ in runMeasured([options.safechat, "open", "-q", "--key", keyPath, sealedPath, "/dev/null"]) }
-    c.seal = mbps(size, median(seals.map(\.seconds)))
-    c.open = mbps(size, median(opens.map(\.seconds)))
     c.sealRSS = seals.map(\.peakRSS).max()!
     c.openRSS = opens.map(\.peakRSS).max()!
     c.sealedSize = (try FileManager.default.attributesOfItem(atPath: sealedPath)[.size] as? Int) ?? 0
@@ -322,7 +342,6 @@ for name in options.datasets {
         c.ageDecrypt = mbps(size, median((0..<ageRuns).map { _ in runMeasured(["age", "-d", "-i", ageIdentity, "-o", "/dev/null", agePath]).seconds }))
         try? FileManager.default.removeItem(atPath: agePath)
     }
-    try? FileManager.default.removeItem(atPath: sealedPath)
     commandResults[name] = c
 }
 
@@ -330,34 +349,38 @@ for name in options.datasets {
     let path = try prepare(name)
     let size = options.sizeMiB << 20
     let c = commandResults[name]!
-    let raw = measureRaw(readWhole(path))
+    let sealedPath = "\(work)/\(name)-\(options.sizeMiB)MiB.sealed"
+    let t = measureThroughputs(readWhole(path),
+                         sealCommand: { runMeasured([options.safechat, "seal", "-q", "--key", keyPath, path, "/dev/null"]).seconds },
+                         openCommand: { runMeasured([options.safechat, "open", "-q", "--key", keyPath, sealedPath, "/dev/null"]).seconds })
+    try? FileManager.default.removeItem(atPath: sealedPath)
     print("== \(name): \(size >> 20) MiB, sealed \(String(format: "%.1f", Double(c.sealedSize) / Double(size) * 100))% of plaintext")
     print("                                   MB/s")
-    print("  safechat seal                \(f(c.seal))   peak RSS \(c.sealRSS >> 20) MiB")
-    print("  safechat open                \(f(c.open))   peak RSS \(c.openRSS >> 20) MiB")
-    print("  raw AES-256-GCM encrypt 1c   \(f(raw.gcmEncrypt))")
-    print("  raw AES-256-GCM decrypt 1c   \(f(raw.gcmDecrypt))")
-    print("  raw LZ4 compress 1c          \(f(raw.lz4Compress))")
-    print("  raw LZ4 decompress 1c        \(f(raw.lz4Decompress))")
-    print("  LZ4+GCM ceiling seal \(cores)c      \(f(raw.sealCeiling))")
-    print("  LZ4+GCM ceiling open \(cores)c      \(f(raw.openCeiling))")
+    print("  safechat seal                \(f(t.seal))   peak RSS \(c.sealRSS >> 20) MiB")
+    print("  safechat open                \(f(t.open))   peak RSS \(c.openRSS >> 20) MiB")
+    print("  raw AES-256-GCM encrypt 1c   \(f(t.gcmEncrypt))")
+    print("  raw AES-256-GCM decrypt 1c   \(f(t.gcmDecrypt))")
+    print("  raw LZ4 compress 1c          \(f(t.lz4Compress))")
+    print("  raw LZ4 decompress 1c        \(f(t.lz4Decompress))")
+    print("  LZ4+GCM ceiling seal \(cores)c      \(f(t.sealCeiling))")
+    print("  LZ4+GCM ceiling open \(cores)c      \(f(t.openCeiling))")
     if ageAvailable {
         print("  age encrypt                  \(f(c.ageEncrypt))")
         print("  age decrypt                  \(f(c.ageDecrypt))")
     }
-    print("  ratios: seal/ceiling \(r(c.seal / raw.sealCeiling))  open/ceiling \(r(c.open / raw.openCeiling))", terminator: "")
-    if ageAvailable { print("  seal/age \(r(c.seal / c.ageEncrypt))  open/age \(r(c.open / c.ageDecrypt))") } else { print() }
+    print("  ratios: seal/ceiling \(r(t.seal / t.sealCeiling))  open/ceiling \(r(t.open / t.openCeiling))", terminator: "")
+    if ageAvailable { print("  seal/age \(r(t.seal / c.ageEncrypt))  open/age \(r(t.open / c.ageDecrypt))") } else { print() }
     print()
 
-    verdicts.append(("\(name): seal >= 80% of the LZ4+GCM ceiling", c.seal >= 0.8 * raw.sealCeiling))
-    verdicts.append(("\(name): open >= 80% of the LZ4+GCM ceiling", c.open >= 0.8 * raw.openCeiling))
+    verdicts.append(("\(name): seal >= 80% of the LZ4+GCM ceiling", t.seal >= 0.8 * t.sealCeiling))
+    verdicts.append(("\(name): open >= 80% of the LZ4+GCM ceiling", t.open >= 0.8 * t.openCeiling))
     verdicts.append(("\(name): peak RSS < 64 MiB", max(c.sealRSS, c.openRSS) < 64 << 20))
     if name == "random" {
-        verdicts.append(("random: seal >= 2000 MB/s", c.seal >= 2000))
-        verdicts.append(("random: open >= 2500 MB/s", c.open >= 2500))
+        verdicts.append(("random: seal >= 2000 MB/s", t.seal >= 2000))
+        verdicts.append(("random: open >= 2500 MB/s", t.open >= 2500))
         if ageAvailable {
-            verdicts.append(("random: seal >= 2x age", c.seal >= 2 * c.ageEncrypt))
-            verdicts.append(("random: open >= 2x age", c.open >= 2 * c.ageDecrypt))
+            verdicts.append(("random: seal >= 2x age", t.seal >= 2 * c.ageEncrypt))
+            verdicts.append(("random: open >= 2x age", t.open >= 2 * c.ageDecrypt))
         }
     }
 }
