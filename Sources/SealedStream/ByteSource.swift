@@ -108,7 +108,8 @@ public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Bas
                 guard let next = try await iterator.next() else { break }
                 // A piece that is exactly what is asked for is handed over without a copy.
                 if out.isEmpty && next.count == count { return next }
-                pending = next
+                // Pieces that do not line up are cut through an array, made once per piece.
+                pending = ByteChunk(next.array)
                 pendingStart = 0
                 continue
             }
