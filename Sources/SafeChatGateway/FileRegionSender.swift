@@ -13,7 +13,7 @@ import NIOHTTPTypesHTTP1
 /// copies was most of the server's CPU on a download).
 ///
 /// Hummingbird's response writer takes only byte buffers, so a route hands the file region to
-/// this connection's ``FileRegionSender`` first (``FileRegionSender/enqueue(_:on:)``) and then
+/// this connection's ``FileRegionSender`` first (``FileRegionSender/enqueue(descriptor:range:on:)``) and then
 /// writes one empty body part; the sender, which sits below Hummingbird's HTTP-types codec where
 /// bodies may be file regions, swaps that empty part for the region. Connections with TLS have no
 /// sender (TLS needs the bytes), and routes fall back to copying.
