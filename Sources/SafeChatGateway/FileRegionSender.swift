@@ -33,6 +33,7 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
             return
         }
         let written = promise ?? context.eventLoop.makePromise()
+        // The handle is ours alone (a dup); closing it fails only if it is already closed.
         written.futureResult.whenComplete { _ in try? region.fileHandle.close() }
         written.futureResult.cascade(to: sent)
         context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
