@@ -5,14 +5,21 @@ import SealedStream
 
 /// Downloads a file by id, opening every chunk as it arrives.
 ///
-/// Verified plaintext goes to a partial file (0600) beside the output, named after the file id;
-/// the output name appears only once the final chunk has verified. If the transfer breaks, running
-/// the same command again resumes from the last verified chunk with an HTTP Range request
-/// (If-Range on the file's ETag, so a changed file starts over). If a chunk fails to verify, the
+/// The file's records are split into stripes, each fetched with its own Range request on its own
+/// connection and event loop and opened there, so receiving and decrypting use every core (one
+/// connection kept one core busy and left the other idle). Each verified chunk is written at its
+/// place in the output (chunk n holds plaintext bytes n × chunk size onwards).
+///
+/// Verified plaintext goes to a partial file (0600) beside the output, named after the file id,
+/// with a small progress file beside it (``DownloadProgress``); the output name appears only once
+/// every chunk, the final one included, has verified. If the transfer breaks, running the same
+/// command again resumes every stripe from its last verified chunk. If a chunk fails to verify, the
 /// partial file is deleted: tampered bytes are never kept.
 public struct Downloader: Sendable {
     public let client: GatewayClient
     public let key: SessionKey
+    /// Connections one download uses at most (never more than the HTTP client's event loops).
+    public var maxStripes = 4
 
     public init(client: GatewayClient, key: SessionKey) {
         self.client = client
@@ -24,66 +31,100 @@ public struct Downloader: Sendable {
         return url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).\(fileID).safechat-download").path
     }
 
+    static func progressPath(forPartial partial: String) -> String { partial + ".progress" }
+
     /// Downloads `fileID` into `output`. `progress` gets plaintext bytes as they are verified
-    /// (including those already on disk from an earlier attempt).
+    /// (including those already on disk from an earlier attempt), possibly from several threads.
     public func download(_ fileID: String, to output: String, progress: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let manifest = try await client.manifest(fileID)
         // Checks the key commitment before a byte is fetched.
         _ = try ChunkOpener(key: key, header: manifest.header)
+        guard !manifest.records.isEmpty else { throw ClientError.protocolViolation("the manifest lists no records") }
         var existing = stat()
         if stat(output, &existing) == 0, (existing.st_mode & S_IFMT) != S_IFREG {
-            // A device or pipe (/dev/null, a FIFO): stream verified chunks into it; nothing to rename.
-            try await stream(fileID, manifest: manifest, into: output, progress: progress)
+            try await download(manifest, intoDevice: output, progress: progress)
             return
         }
         let partial = Self.partialPath(for: output, fileID: fileID)
+        let progressPath = Self.progressPath(forPartial: partial)
         let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
         defer { close(fd) }
-        // Whole chunks already verified; a torn last chunk is dropped and fetched again. Sizes come
-        // from the validated stream header, not from the manifest's other fields, which only the
-        // gateway vouches for.
-        var info = stat()
-        fstat(fd, &info)
-        let chunkSize = Int64(manifest.header.chunkSize)
-        var done = min(Int(Int64(info.st_size) / chunkSize), manifest.records.count - 1)
-        if done < 0 { done = 0 }
-        guard ftruncate(fd, off_t(Int64(done) * chunkSize)) == 0, lseek(fd, 0, SEEK_END) >= 0 else {
-            throw FileError(path: partial, operation: "truncate", errno: errno)
+        var stripes = DownloadProgress.load(progressPath, sha256: manifest.sha256, recordCount: manifest.records.count)
+        if stripes == nil {
+            // Nothing trustworthy to resume from: start over.
+            guard ftruncate(fd, 0) == 0 else { throw FileError(path: partial, operation: "truncate", errno: errno) }
+            stripes = DownloadProgress.fresh(recordCount: manifest.records.count, stripes: stripeCount)
         }
-        progress(done * manifest.header.chunkSize)
-        let start = done == 0 ? 0 : manifest.records[done].offset
-        let (pieces, task) = try client.downloadPieces(fileID, from: start, etag: manifest.sha256, chunkSize: manifest.header.chunkSize)
-        defer { task.cancel() }
-        let source = AsyncSequenceByteSource(pieces)
-        let opener = Opener(key: key)
+        let record = try DownloadProgress(creating: progressPath, sha256: manifest.sha256, stripes: stripes!)
+        defer { record.close() }
+        let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * Int64(manifest.header.chunkSize)
+        progress(Int(min(alreadyDone, manifest.plaintextSize)))
         let sink = FileSink(descriptor: fd, path: partial)
         do {
-            let chunks = done == 0 ? opener.open(source) : opener.open(source, resumingAt: UInt32(done), header: manifest.header)
-            for try await plaintext in chunks {
-                try sink.write(plaintext)
-                progress(plaintext.count)
-            }
+            try await fetch(manifest, stripes: record.stripes, into: sink, positioned: true, record: record, progress: progress)
         } catch let error as SealedStreamError {
             unlink(partial)
+            unlink(progressPath)
             throw error
         }
         try sink.sync()
         guard rename(partial, output) == 0 else { throw FileError(path: output, operation: "rename into place", errno: errno) }
+        unlink(progressPath)
         syncDirectory(of: output)
     }
 
-    private func stream(_ fileID: String, manifest: GatewayClient.Manifest, into output: String,
-                        progress: @escaping @Sendable (Int) -> Void) async throws {
+    /// Into a device or pipe (/dev/null, a FIFO): nothing to rename or resume. A device that can
+    /// seek takes chunks at their offsets from several stripes; a pipe takes them in order from one.
+    private func download(_ manifest: GatewayClient.Manifest, intoDevice output: String,
+                          progress: @escaping @Sendable (Int) -> Void) async throws {
         let fd = open(output, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: output, operation: "open", errno: errno) }
         defer { close(fd) }
-        let (pieces, task) = try client.downloadPieces(fileID, from: 0, etag: manifest.sha256, chunkSize: manifest.header.chunkSize)
-        defer { task.cancel() }
-        let sink = FileSink(descriptor: fd, path: output)
-        for try await plaintext in Opener(key: key).open(AsyncSequenceByteSource(pieces)) {
-            try sink.write(plaintext)
-            progress(plaintext.count)
+        let seekable = lseek(fd, 0, SEEK_CUR) >= 0
+        let stripes = DownloadProgress.fresh(recordCount: manifest.records.count, stripes: seekable ? stripeCount : 1)
+        try await fetch(manifest, stripes: stripes, into: FileSink(descriptor: fd, path: output), positioned: seekable,
+                        record: nil, progress: progress)
+    }
+
+    private var stripeCount: Int {
+        min(maxStripes, Array(client.http.eventLoopGroup.makeIterator()).count)
+    }
+
+    /// Fetches and opens every stripe concurrently, writing each verified chunk at its offset
+    /// (`positioned`) or in order (one stripe only), and noting each stripe's progress in `record`.
+    private func fetch(_ manifest: GatewayClient.Manifest, stripes: [DownloadProgress.Stripe], into sink: FileSink,
+                       positioned: Bool, record: DownloadProgress?, progress: @escaping @Sendable (Int) -> Void) async throws {
+        precondition(positioned || stripes.count == 1)
+        let loops = Array(client.http.eventLoopGroup.makeIterator())
+        let chunkSize = Int64(manifest.header.chunkSize)
+        let recordCount = manifest.records.count
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for (i, stripe) in stripes.enumerated() where stripe.next < stripe.end {
+                group.addTask { [client, key] in
+                    let (chunks, task) = try client.downloadChunks(
+                        manifest, key: key, records: stripe.next, to: stripe.end == recordCount ? nil : stripe.end,
+                        on: loops[i % loops.count])
+                    defer { task.cancel() }
+                    var next = stripe.next
+                    for try await chunk in chunks {
+                        if positioned {
+                            try sink.write(chunk.plaintext, at: Int64(chunk.index) * chunkSize)
+                        } else {
+                            try sink.write(chunk.plaintext)
+                        }
+                        next = Int(chunk.index) + 1
+                        try record?.record(stripe: i, next: next)
+                        progress(chunk.plaintext.count)
+                    }
+                    // The stream also ends early when the task is cancelled; that is not success.
+                    try Task.checkCancellation()
+                    guard next == stripe.end else {
+                        throw ClientError.protocolViolation("the download ended after chunk \(next) of \(stripe.end)")
+                    }
+                }
+            }
+            try await group.waitForAll()
         }
     }
 }

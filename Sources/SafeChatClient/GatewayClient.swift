@@ -94,21 +94,26 @@ public struct GatewayClient: Sendable {
         try await json(Manifest.self, try await send(request(.GET, "/files/\(try Self.checked(fileID))")))
     }
 
-    /// The sealed bytes of `fileID` from `offset` (a record boundary) on, cut into the pieces the
-    /// opener reads (see ``RecordDelegate``). Cancel the returned task when done with the pieces.
-    func downloadPieces(_ fileID: String, from offset: Int64, etag: String, chunkSize: Int) throws -> (RecordPieces, HTTPClient.Task<Void>) {
+    /// Downloads records `first..<end` of a file (through its FINAL record when `end` is nil) with
+    /// one Range request on `eventLoop`, and opens them as they arrive. Cancel the returned task when
+    /// done with the chunks.
+    func downloadChunks(_ manifest: Manifest, key: SessionKey, records first: Int, to end: Int?,
+                        on eventLoop: any EventLoop) throws -> (OpenedChunks, HTTPClient.Task<Void>) {
+        let count = manifest.records.count
+        precondition(first < (end ?? count) && (end ?? count) <= count)
+        let lastByte = end.map { String(manifest.records[$0].offset - 1) } ?? ""
         var headers = HTTPHeaders()
         if let token { headers.add(name: "Authorization", value: "Bearer \(token)") }
-        if offset > 0 {
-            headers.add(name: "Range", value: "bytes=\(offset)-")
-            headers.add(name: "If-Range", value: "\"\(etag)\"")
-        }
-        let request = try HTTPClient.Request(url: server + "/download/\(try Self.checked(fileID))", method: .GET, headers: headers)
-        let (stream, continuation) = AsyncThrowingStream<ByteChunk, any Error>.makeStream()
-        let delegate = RecordDelegate(startsWithStreamHeader: offset == 0, chunkSize: chunkSize,
-                                      expectedStatus: offset > 0 ? 206 : 200, continuation: continuation)
-        let task = http.execute(request: request, delegate: delegate)
-        return (RecordPieces(stream: stream, delegate: delegate), task)
+        headers.add(name: "Range", value: "bytes=\(manifest.records[first].offset)-\(lastByte)")
+        // A file id's bytes never change, but should they, a whole new body must not be mistaken
+        // for the range asked for.
+        headers.add(name: "If-Range", value: "\"\(manifest.sha256)\"")
+        let request = try HTTPClient.Request(url: server + "/download/\(try Self.checked(manifest.fileID))", method: .GET, headers: headers)
+        let opener = try IncrementalOpener(key: key, header: manifest.header, firstIndex: UInt32(first), endIndex: end.map { UInt32($0) })
+        let (stream, continuation) = AsyncThrowingStream<OpenedChunk, any Error>.makeStream()
+        let delegate = OpeningDelegate(opener: opener, expectedStatus: 206, continuation: continuation)
+        let task = http.execute(request: request, delegate: delegate, eventLoop: .delegateAndChannel(on: eventLoop))
+        return (OpenedChunks(stream: stream, delegate: delegate), task)
     }
 
     static func checked(_ fileID: String) throws -> String {

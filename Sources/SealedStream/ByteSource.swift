@@ -12,15 +12,12 @@ public protocol ByteSource {
     mutating func read(exactly count: Int) async throws -> ByteChunk
 }
 
-/// Bytes passed between pipeline stages without copying: an array, a read-only mapping of part of
-/// a file (see ``MappedFileSource``), or pieces of buffers another layer owns (network receive
-/// buffers), each kept alive until the last copy of the chunk goes away.
+/// Bytes passed between pipeline stages without copying: an array, or a read-only mapping of part
+/// of a file (see ``MappedFileSource``) kept alive until the last copy of the chunk goes away.
 public struct ByteChunk: Sendable {
     private enum Storage: @unchecked Sendable {
         case array([UInt8])
         case mapped(FileMapping, Range<Int>)
-        /// Immutable memory kept alive by `owner`; unchecked because the pointers are only read.
-        case borrowed([UnsafeRawBufferPointer], owner: any Sendable)
     }
 
     private let storage: Storage
@@ -28,43 +25,21 @@ public struct ByteChunk: Sendable {
     public init(_ bytes: [UInt8]) { storage = .array(bytes) }
     init(_ mapping: FileMapping, range: Range<Int>) { storage = .mapped(mapping, range) }
 
-    /// Bytes lying in `segments`, in order, without copying them.
-    ///
-    /// The caller guarantees that the memory stays valid and unchanged for as long as `owner` is
-    /// alive (for example: `owner` holds the NIO `ByteBuffer`s the segments point into, which are
-    /// never written again).
-    public init(unsafeBorrowing segments: [UnsafeRawBufferPointer], keptAliveBy owner: any Sendable) {
-        storage = .borrowed(segments, owner: owner)
-    }
-
     public static let empty = ByteChunk([])
 
     public var count: Int {
         switch storage {
         case .array(let bytes): bytes.count
         case .mapped(_, let range): range.count
-        case .borrowed(let segments, _): segments.reduce(0) { $0 + $1.count }
         }
     }
 
     public var isEmpty: Bool { count == 0 }
 
-    /// The bytes as one contiguous buffer (a copy when they are in several segments).
     public func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
         switch storage {
         case .array(let bytes): return try bytes.withUnsafeBytes(body)
         case .mapped(let mapping, let range): return try body(UnsafeRawBufferPointer(rebasing: mapping.bytes[range]))
-        case .borrowed(let segments, let owner):
-            if segments.count == 1 { return try withExtendedLifetime(owner) { try body(segments[0]) } }
-            return try array.withUnsafeBytes(body)
-        }
-    }
-
-    /// The bytes as they lie in memory, in order and without copying: one segment or several.
-    public func withUnsafeSegments<R>(_ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
-        switch storage {
-        case .borrowed(let segments, let owner): return try withExtendedLifetime(owner) { try body(segments) }
-        default: return try withUnsafeBytes { try body([$0]) }
         }
     }
 
@@ -73,8 +48,6 @@ public struct ByteChunk: Sendable {
         switch storage {
         case .array(let bytes): return bytes
         case .mapped(let mapping, let range): return Array(mapping.bytes[range])
-        case .borrowed(let segments, let owner):
-            return withExtendedLifetime(owner) { segments.reduce(into: [UInt8]()) { $0.append(contentsOf: $1) } }
         }
     }
 }

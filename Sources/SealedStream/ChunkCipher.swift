@@ -83,28 +83,33 @@ public struct ChunkOpener: Sendable {
             try open(
                 recordHeader,
                 aad: UnsafeRawBufferPointer(rebasing: raw[0..<RecordHeader.encodedLength]),
-                sealed: [UnsafeRawBufferPointer(rebasing: raw[RecordHeader.encodedLength...])])
+                sealed: UnsafeRawBufferPointer(rebasing: raw[RecordHeader.encodedLength...]))
         }
         return OpenedChunk(index: index, isFinal: recordHeader.isFinal, plaintext: plaintext)
     }
 
-    /// Authenticates and decrypts `sealed` (body then tag, lying in one or more segments) of an
-    /// already parsed record, then decompresses it if it is LZ4. Nothing is decompressed before the
-    /// tag verifies.
+    /// Starts decrypting the body of `recordHeader` (whose encoded bytes are `aad`) with `decryption`.
+    func begin(_ recordHeader: RecordHeader, aad: UnsafeRawBufferPointer, with decryption: GCMDecryption) -> Bool {
+        keys.streamKey.withUnsafeBytes { key in
+            keys.withNonce(for: recordHeader.index) { nonce in decryption.begin(key: key, nonce: nonce, aad: aad) }
+        }
+    }
+
+    /// Authenticates and decrypts `sealed` (body then tag) of an already parsed record, then
+    /// decompresses it if it is LZ4. Nothing is decompressed before the tag verifies.
     func open(
-        _ recordHeader: RecordHeader, aad: UnsafeRawBufferPointer, sealed: [UnsafeRawBufferPointer]
+        _ recordHeader: RecordHeader, aad: UnsafeRawBufferPointer, sealed: UnsafeRawBufferPointer
     ) throws(SealedStreamError) -> [UInt8] {
         precondition(aad.count == RecordHeader.encodedLength)
-        let (body, tag) = Self.splitBodyAndTag(sealed, bodyLength: recordHeader.bodyLength)
-        precondition(tag.count == RecordHeader.tagLength, "the record's length was checked when it was read")
+        precondition(sealed.count == recordHeader.sealedLength, "the record's length was checked when it was read")
+        let body = UnsafeRawBufferPointer(rebasing: sealed[..<recordHeader.bodyLength])
+        let tag = UnsafeRawBufferPointer(rebasing: sealed[recordHeader.bodyLength...])
         let index = recordHeader.index
 
         func decrypt(into out: UnsafeMutableRawPointer) -> Bool {
             keys.streamKey.withUnsafeBytes { key in
                 keys.withNonce(for: index) { nonce in
-                    tag.withUnsafeBytes { tag in
-                        OpenSSL.aesGCMOpen(key: key, nonce: nonce, aad: aad, ciphertext: body, tag: tag, plaintext: out)
-                    }
+                    OpenSSL.aesGCMOpen(key: key, nonce: nonce, aad: aad, ciphertext: body, tag: tag, plaintext: out)
                 }
             }
         }
@@ -138,20 +143,5 @@ public struct ChunkOpener: Sendable {
         }
         if let failure { throw failure }
         return plaintext
-    }
-
-    /// The first `bodyLength` bytes of `segments` (as segments) and the bytes after them (the tag,
-    /// copied: it may straddle two segments).
-    static func splitBodyAndTag(_ segments: [UnsafeRawBufferPointer], bodyLength: Int) -> (body: [UnsafeRawBufferPointer], tag: [UInt8]) {
-        var body: [UnsafeRawBufferPointer] = []
-        var tag: [UInt8] = []
-        var remaining = bodyLength
-        for segment in segments {
-            let inBody = min(remaining, segment.count)
-            if inBody > 0 { body.append(UnsafeRawBufferPointer(rebasing: segment[0..<inBody])) }
-            remaining -= inBody
-            tag.append(contentsOf: segment[inBody...])
-        }
-        return (body, tag)
     }
 }

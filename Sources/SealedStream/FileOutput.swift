@@ -5,7 +5,7 @@ import Darwin
 #endif
 
 /// Writes whole buffers to a file descriptor, retrying short writes and interruptions.
-public struct FileSink {
+public struct FileSink: Sendable {
     public let descriptor: Int32
     public let path: String
 
@@ -23,6 +23,18 @@ public struct FileSink {
         while offset < raw.count {
             let n = systemWrite(descriptor, raw.baseAddress! + offset, raw.count - offset)
             if n > 0 { offset += n; continue }
+            if n < 0 && errno == EINTR { continue }
+            throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+        }
+    }
+
+    /// Writes `bytes` at `offset` without moving the file position (pwrite), so several writers
+    /// can fill different parts of one file.
+    public func write(_ bytes: [UInt8], at offset: Int64) throws(FileError) {
+        var done = 0
+        while done < bytes.count {
+            let n = bytes.withUnsafeBytes { pwrite(descriptor, $0.baseAddress! + done, $0.count - done, off_t(offset) + off_t(done)) }
+            if n > 0 { done += n; continue }
             if n < 0 && errno == EINTR { continue }
             throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
         }

@@ -51,37 +51,17 @@ enum OpenSSL {
         precondition(ok, "AES-256-GCM encryption failed inside OpenSSL")
     }
 
-    /// Verifies `tag` and decrypts `ciphertext` (its segments in order) into `plaintext` (which may
-    /// be the same memory as a single segment).
+    /// Verifies `tag` and decrypts `ciphertext` into `plaintext` (which may be the same memory).
     /// Returns false, with `plaintext` holding unverified bytes the caller must discard, when the tag
     /// does not verify.
     static func aesGCMOpen(
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
-        ciphertext: [UnsafeRawBufferPointer], tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
+        ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
     ) -> Bool {
-        precondition(key.count == aes256KeyLength && nonce.count == gcmNonceLength)
-        precondition(ciphertext.allSatisfy { $0.count <= Int(Int32.max) } && aad.count <= Int(Int32.max))
-        guard tag.count == gcmTagLength else { return false }
-        guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
-        defer { EVP_CIPHER_CTX_free(ctx) }
-        var outLength: Int32 = 0
-        guard EVP_DecryptInit_ex2(ctx, aes256gcm, key.bytes, nonce.bytes, nil) == 1 else { return false }
-        if aad.count > 0 {
-            guard EVP_DecryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1 else { return false }
-        }
-        // GCM is a stream mode: segments decrypt one after another into consecutive output.
-        var written = 0
-        for segment in ciphertext where segment.count > 0 {
-            guard EVP_DecryptUpdate(
-                ctx, plaintext.assumingMemoryBound(to: UInt8.self) + written, &outLength,
-                segment.bytes, Int32(segment.count)) == 1, Int(outLength) == segment.count
-            else { return false }
-            written += segment.count
-        }
-        guard EVP_CIPHER_CTX_ctrl(
-            ctx, EVP_CTRL_GCM_SET_TAG, Int32(gcmTagLength), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
-        else { return false }
-        return EVP_DecryptFinal_ex(ctx, plaintext.assumingMemoryBound(to: UInt8.self) + written, &outLength) == 1
+        let decryption = GCMDecryption()
+        return decryption.begin(key: key, nonce: nonce, aad: aad)
+            && decryption.update(ciphertext, into: plaintext)
+            && decryption.finish(tag: tag)
     }
 
     /// HKDF-SHA256 (RFC 5869) extract-and-expand into `output`.
@@ -196,5 +176,48 @@ public struct StreamingDigest: ~Copyable {
         let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) }
         precondition(ok == 1, "digest final failed inside OpenSSL")
         return Array(digest.prefix(Int(length)))
+    }
+}
+
+/// One AES-256-GCM decryption fed in pieces: GCM is a stream mode, so ciphertext can be decrypted
+/// as it arrives and the tag checked at the end. Whatever `update` wrote is unverified until
+/// `finish` returns true; callers must not release it before. The context is reused from one
+/// `begin` to the next.
+final class GCMDecryption {
+    private let ctx: OpaquePointer
+
+    init() {
+        guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
+        self.ctx = ctx
+    }
+
+    deinit { EVP_CIPHER_CTX_free(ctx) }
+
+    func begin(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer) -> Bool {
+        precondition(key.count == OpenSSL.aes256KeyLength && nonce.count == OpenSSL.gcmNonceLength)
+        precondition(aad.count <= Int(Int32.max))
+        guard EVP_DecryptInit_ex2(ctx, OpenSSL.aes256gcm, key.bytes, nonce.bytes, nil) == 1 else { return false }
+        var outLength: Int32 = 0
+        return aad.isEmpty || EVP_DecryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1
+    }
+
+    /// Decrypts `ciphertext` into `out` (same length; may be the same memory).
+    func update(_ ciphertext: UnsafeRawBufferPointer, into out: UnsafeMutableRawPointer) -> Bool {
+        precondition(ciphertext.count <= Int(Int32.max))
+        guard !ciphertext.isEmpty else { return true }
+        var outLength: Int32 = 0
+        return EVP_DecryptUpdate(ctx, out.assumingMemoryBound(to: UInt8.self), &outLength, ciphertext.bytes, Int32(ciphertext.count)) == 1
+            && Int(outLength) == ciphertext.count
+    }
+
+    /// True only if `tag` authenticates everything given since `begin`.
+    func finish(tag: UnsafeRawBufferPointer) -> Bool {
+        guard tag.count == OpenSSL.gcmTagLength,
+              EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_TAG, Int32(OpenSSL.gcmTagLength), UnsafeMutableRawPointer(mutating: tag.baseAddress)) == 1
+        else { return false }
+        // GCM produces no output at the end; the buffer only satisfies the API.
+        var scratch: UInt8 = 0
+        var outLength: Int32 = 0
+        return EVP_DecryptFinal_ex(ctx, &scratch, &outLength) == 1
     }
 }

@@ -119,7 +119,7 @@ public struct OpenedPieces<Source: ByteSource>: AsyncSequence {
             }
             window!.submit {
                 try headerBytes.withUnsafeBytes { aad in
-                    try sealed.withUnsafeSegments { sealed in try opener.open(recordHeader, aad: aad, sealed: sealed) }
+                    try sealed.withUnsafeBytes { sealed in try opener.open(recordHeader, aad: aad, sealed: sealed) }
                 }
             }
             if recordHeader.isFinal { inputEnded = true } else { nextIndex += 1 }

@@ -43,7 +43,7 @@ import Testing
         var plaintext = [UInt8](repeating: 0, count: ciphertext.count + 1)
         let ok = key.withUnsafeBytes { k in iv.withUnsafeBytes { n in aad.withUnsafeBytes { a in ciphertext.withUnsafeBytes { c in
             tag.withUnsafeBytes { t in plaintext.withUnsafeMutableBytes { p in
-                OpenSSL.aesGCMOpen(key: k, nonce: n, aad: a, ciphertext: [c], tag: t, plaintext: p.baseAddress!)
+                OpenSSL.aesGCMOpen(key: k, nonce: n, aad: a, ciphertext: c, tag: t, plaintext: p.baseAddress!)
             } }
         } } } }
         return ok ? Array(plaintext.prefix(ciphertext.count)) : nil

@@ -95,49 +95,6 @@ import Testing
         #expect(fingerprint(out) == fingerprint(plaintext))
     }
 
-    /// Record bodies handed over as several borrowed segments (how the download client passes on
-    /// its receive buffers) open exactly, with the tag split across two segments too; a bit flipped
-    /// in any segment is caught.
-    @Test func recordsInBorrowedSegmentsOpen() async throws {
-        let key = SessionKey.random()
-        let plaintext = textLikeBytes(3 * Self.chunk) + pseudoRandomBytes(2 * Self.chunk + 100, seed: 12)
-        let sealed = try await seal(plaintext, key: key, chunkSize: Self.chunk)
-        let records = try recordTable(sealed)
-
-        func pieces(of bytes: [UInt8]) -> AsyncStream<ByteChunk> {
-            let memory = SegmentMemory(bytes)
-            return AsyncStream { continuation in
-                continuation.yield(ByteChunk(Array(bytes[0..<StreamHeader.encodedLength])))
-                for record in records {
-                    let start = Int(record.offset)
-                    continuation.yield(ByteChunk(Array(bytes[start..<(start + RecordHeader.encodedLength)])))
-                    // Cuts at 1 byte, mid-body, and 5 bytes before the end (inside the tag).
-                    let end = start + record.length
-                    let bodyStart = start + RecordHeader.encodedLength
-                    let cuts = [bodyStart, bodyStart + 1, (bodyStart + end) / 2, end - 5, end]
-                    let segments = zip(cuts, cuts.dropFirst()).map { memory.segment($0..<$1) }
-                    continuation.yield(ByteChunk(unsafeBorrowing: segments, keptAliveBy: memory))
-                }
-                continuation.finish()
-            }
-        }
-
-        var out = [UInt8]()
-        for try await piece in Opener(key: key).open(AsyncSequenceByteSource(pieces(of: sealed))) { out += piece }
-        #expect(fingerprint(out) == fingerprint(plaintext))
-
-        for (record, position) in [(records[1], 0.5), (records[3], 0.999_99)] {
-            var tampered = sealed
-            let offset = Int(record.offset) + RecordHeader.encodedLength + Int(Double(record.length - RecordHeader.encodedLength) * position)
-            tampered[offset] ^= 0x10
-            var released = 0
-            await #expect(throws: SealedStreamError.authenticationFailed(index: record.index)) {
-                for try await piece in Opener(key: key).open(AsyncSequenceByteSource(pieces(of: tampered))) { released += piece.count }
-            }
-            #expect(released == Int(record.index) * Self.chunk)
-        }
-    }
-
     @Test func randomAccessOpensAnyChunkOnItsOwn() async throws {
         let key = SessionKey.random()
         let plaintext = textLikeBytes(3 * Self.chunk) + pseudoRandomBytes(2 * Self.chunk + 100, seed: 11)

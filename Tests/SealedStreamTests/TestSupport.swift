@@ -82,18 +82,3 @@ func fingerprint(_ bytes: some Sequence<UInt8>) -> String {
     let array = Array(bytes)
     return "\(array.count) bytes sha256:\(hexString(SHA256Hasher.hash(array)).prefix(16))"
 }
-
-/// A copy of some bytes in memory the test owns, to hand out as borrowed segments.
-final class SegmentMemory: @unchecked Sendable {
-    // Written once in init, only read afterwards.
-    private let memory: UnsafeMutableRawBufferPointer
-
-    init(_ bytes: [UInt8]) {
-        memory = .allocate(byteCount: max(1, bytes.count), alignment: 16)
-        bytes.withUnsafeBytes { memory.copyMemory(from: $0) }
-    }
-
-    deinit { memory.deallocate() }
-
-    func segment(_ range: Range<Int>) -> UnsafeRawBufferPointer { UnsafeRawBufferPointer(rebasing: memory[range]) }
-}
