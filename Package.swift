@@ -62,6 +62,10 @@ let package = Package(
             dependencies: [
                 "SealedStream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
         .executableTarget(
@@ -90,7 +94,7 @@ let package = Package(
         .testTarget(
             name: "SafeChatGatewayTests",
             dependencies: [
-                "SafeChatGateway", "SealedStream", "safechat",
+                "SafeChatGateway", "SafeChatClient", "SealedStream", "safechat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -69,6 +69,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case server(status: Int, code: String, message: String)
     case protocolViolation(String)
     case fileChanged(String)
+    case connectionLost(String)
 
     public var description: String {
         switch self {
@@ -77,6 +78,7 @@ public enum ClientError: Error, CustomStringConvertible {
         case .server(let status, let code, let message): "gateway answered \(status) \(code): \(message)"
         case .protocolViolation(let what): "unexpected answer from the gateway: \(what)"
         case .fileChanged(let path): "\(path) changed while it was being uploaded; run the command again to start over"
+        case .connectionLost(let why): "connection to the gateway lost (\(why)); run the same command again to resume"
         }
     }
 }

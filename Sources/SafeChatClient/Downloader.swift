@@ -59,7 +59,7 @@ public struct Downloader: Sendable {
         let record = try DownloadProgress(creating: progressPath, sha256: manifest.sha256, stripes: stripes!)
         defer { record.close() }
         let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * Int64(manifest.header.chunkSize)
-        progress(Int(min(alreadyDone, manifest.plaintextSize)))
+        if alreadyDone > 0 { progress(Int(min(alreadyDone, manifest.plaintextSize))) }
         let sink = FileSink(descriptor: fd, path: partial)
         do {
             try await fetch(manifest, stripes: record.stripes, into: sink, positioned: true, record: record, progress: progress)
@@ -102,10 +102,10 @@ public struct Downloader: Sendable {
         try await withThrowingTaskGroup(of: Void.self) { group in
             for (i, stripe) in stripes.enumerated() where stripe.next < stripe.end {
                 group.addTask { [client, key] in
-                    let (chunks, task) = try client.downloadChunks(
+                    let chunks = try client.downloadChunks(
                         manifest, key: key, records: stripe.next, to: stripe.end == recordCount ? nil : stripe.end,
                         on: loops[i % loops.count])
-                    defer { task.cancel() }
+                    defer { chunks.cancel() }
                     var next = stripe.next
                     for try await chunk in chunks {
                         if positioned {

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOSSL
 import SealedStream
 
 /// The gateway's HTTP API (docs/API.md), as typed calls.
@@ -9,11 +10,14 @@ public struct GatewayClient: Sendable {
     public let server: String
     public let token: String?
     let http: HTTPClient
+    /// For downloads, which use their own connections (``RangeDownload``); `http` has its own.
+    let tls: TLSConfiguration
 
-    public init(server: String, token: String? = nil, http: HTTPClient = .shared) {
+    public init(server: String, token: String? = nil, http: HTTPClient = .shared, tls: TLSConfiguration = .makeClientConfiguration()) {
         self.server = server.hasSuffix("/") ? String(server.dropLast()) : server
         self.token = token
         self.http = http
+        self.tls = tls
     }
 
     public init(session: ClientSession) { self.init(server: session.server, token: session.token) }
@@ -95,10 +99,9 @@ public struct GatewayClient: Sendable {
     }
 
     /// Downloads records `first..<end` of a file (through its FINAL record when `end` is nil) with
-    /// one Range request on `eventLoop`, and opens them as they arrive. Cancel the returned task when
-    /// done with the chunks.
+    /// one Range request on `eventLoop`, and opens them as they arrive.
     func downloadChunks(_ manifest: Manifest, key: SessionKey, records first: Int, to end: Int?,
-                        on eventLoop: any EventLoop) throws -> (OpenedChunks, HTTPClient.Task<Void>) {
+                        on eventLoop: any EventLoop) throws -> OpenedChunks {
         let count = manifest.records.count
         precondition(first < (end ?? count) && (end ?? count) <= count)
         let lastByte = end.map { String(manifest.records[$0].offset - 1) } ?? ""
@@ -108,12 +111,11 @@ public struct GatewayClient: Sendable {
         // A file id's bytes never change, but should they, a whole new body must not be mistaken
         // for the range asked for.
         headers.add(name: "If-Range", value: "\"\(manifest.sha256)\"")
-        let request = try HTTPClient.Request(url: server + "/download/\(try Self.checked(manifest.fileID))", method: .GET, headers: headers)
+        guard let url = URL(string: server + "/download/\(try Self.checked(manifest.fileID))") else {
+            throw ClientError.protocolViolation("'\(server)' is not a server URL")
+        }
         let opener = try IncrementalOpener(key: key, header: manifest.header, firstIndex: UInt32(first), endIndex: end.map { UInt32($0) })
-        let (stream, continuation) = AsyncThrowingStream<OpenedChunk, any Error>.makeStream()
-        let delegate = OpeningDelegate(opener: opener, expectedStatus: 206, continuation: continuation)
-        let task = http.execute(request: request, delegate: delegate, eventLoop: .delegateAndChannel(on: eventLoop))
-        return (OpenedChunks(stream: stream, delegate: delegate), task)
+        return RangeDownload.start(url: url, headers: headers, tls: tls, opener: opener, on: eventLoop)
     }
 
     static func checked(_ fileID: String) throws -> String {

@@ -1,4 +1,6 @@
 import Foundation
+import SafeChatClient
+import Synchronization
 import Testing
 @testable import SafeChatGateway
 import SealedStream
@@ -241,5 +243,52 @@ struct ServerProcess {
     func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
+    }
+}
+
+extension ResilienceTests {
+    /// A gateway killed with SIGKILL mid-download: the download fails as a lost connection and keeps
+    /// its verified chunks; after a restart the same download resumes and ends byte-identical.
+    @Test func aGatewayKilledMidDownloadLeavesItResumable() async throws {
+        let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
+        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var http = try await HTTP.login(server.base)
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 64 << 20, chunkSize: 1 << 20)
+        let id = try #require(try await http.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
+        let output = dataDirectory + "-out"
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let partial = Downloader.partialPath(for: output, fileID: id)
+        defer { try? FileManager.default.removeItem(atPath: partial); try? FileManager.default.removeItem(atPath: partial + ".progress") }
+
+        let pid = server.process.processIdentifier
+        let killed = Mutex(false)
+        do {
+            try await Downloader(client: GatewayClient(server: server.base, token: http.token), key: key).download(id, to: output) { _ in
+                // At the first verified chunk, while most of the file is still to come; a slow
+                // consumer keeps the rest from being read ahead.
+                let first = killed.withLock { wasKilled in
+                    defer { wasKilled = true }
+                    return !wasKilled
+                }
+                if first { kill(pid, SIGKILL) }
+                usleep(5000)
+            }
+            Issue.record("the download finished although its gateway was killed")
+        } catch let error as ClientError {
+            guard case .connectionLost = error else { Issue.record("unexpected error: \(error)"); return }
+        }
+        server.process.waitUntilExit()
+        #expect(!FileManager.default.fileExists(atPath: output))
+        let progress = try String(contentsOfFile: partial + ".progress", encoding: .utf8)
+        let stripes = progress.split(separator: "\n").dropFirst().map { $0.split(separator: " ").compactMap { Int($0) } }
+        #expect(stripes.contains { $0.count == 3 && $0[2] > $0[0] }, "some chunks were verified and recorded: \(progress)")
+
+        server = try ServerProcess(dataDirectory: dataDirectory)
+        defer { server.kill() }
+        http = try await HTTP.login(server.base)
+        try await Downloader(client: GatewayClient(server: server.base, token: http.token), key: key).download(id, to: output)
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: output))) == fingerprint(plaintext))
+        #expect(!FileManager.default.fileExists(atPath: partial))
     }
 }

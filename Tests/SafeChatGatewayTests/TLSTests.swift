@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import SafeChatClient
 import Testing
 @testable import SafeChatGateway
 
@@ -43,7 +44,7 @@ import Testing
             let response = try await http.execute(request, timeout: .seconds(30))
             return (Int(response.status.code), Array(buffer: try await response.body.collect(upTo: 16 << 20)))
         }
-        let (_, _, sealed) = try await sealedStream(plaintextSize: 3 << 20)
+        let (sessionKey, plaintext, sealed) = try await sealedStream(plaintextSize: 3 << 20)
         let (created, reply) = try await send(.POST, "/upload", body: sealed)
         #expect(created == 201)
         let id = try #require(field("file_id", reply))
@@ -51,6 +52,18 @@ import Testing
         #expect(whole.0 == 200 && fingerprint(whole.1) == fingerprint(sealed))
         let part = try await send(.GET, "/download/\(id)", headers: [("Range", "bytes=1000-")])
         #expect(part.0 == 206 && fingerprint(part.1) == fingerprint(sealed[1000...]))
+
+        // The client's striped download makes its own TLS connections, with the trust it is given.
+        let output = dir.appendingPathComponent("out").path
+        let client = GatewayClient(server: "https://127.0.0.1:\(server.port)", token: token, http: http, tls: tls)
+        try await Downloader(client: client, key: sessionKey).download(id, to: output)
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: output))) == fingerprint(plaintext))
+        // Without it, the self-signed certificate is refused and no output appears.
+        let untrusting = GatewayClient(server: "https://127.0.0.1:\(server.port)", token: token, http: http)
+        await #expect(throws: (any Error).self) {
+            try await Downloader(client: untrusting, key: sessionKey).download(id, to: output + "2")
+        }
+        #expect(!FileManager.default.fileExists(atPath: output + "2"))
         try await http.shutdown()
         await server.stop()
     }
