@@ -115,7 +115,7 @@ public struct GatewayClient: Sendable {
             throw ClientError.protocolViolation("'\(server)' is not a server URL")
         }
         let opener = try IncrementalOpener(key: key, header: manifest.header, firstIndex: UInt32(first), endIndex: end.map { UInt32($0) })
-        return RangeDownload.start(url: url, headers: headers, tls: tls, opener: opener, on: eventLoop)
+        return try RangeDownload.start(url: url, headers: headers, tls: tls, opener: opener, on: eventLoop)
     }
 
     static func checked(_ fileID: String) throws -> String {

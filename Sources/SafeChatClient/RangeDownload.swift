@@ -21,26 +21,20 @@ enum RangeDownload {
 
     /// Starts `GET url` with `headers` on `eventLoop`; the chunks end when the run is complete.
     static func start(url: URL, headers: HTTPHeaders, tls: TLSConfiguration, opener: IncrementalOpener,
-                      on eventLoop: any EventLoop) -> OpenedChunks {
-        let (stream, continuation) = AsyncThrowingStream<OpenedChunk, any Error>.makeStream()
-        let handler = RangeDownloadHandler(opener: opener, continuation: continuation)
-        let chunks = OpenedChunks(stream: stream, handler: handler)
+                      on eventLoop: any EventLoop) throws -> OpenedChunks {
         guard let host = url.host, let scheme = url.scheme, scheme == "http" || scheme == "https" else {
-            continuation.finish(throwing: ClientError.protocolViolation("cannot download from \(url)"))
-            return chunks
+            throw ClientError.protocolViolation("cannot download from \(url)")
         }
         let secure = scheme == "https"
         let port = url.port ?? (secure ? 443 : 80)
         var head = HTTPRequestHead(version: .http1_1, method: .GET, uri: url.path.isEmpty ? "/" : url.path, headers: headers)
-        head.headers.replaceOrAdd(name: "Host", value: url.port == nil ? host : "\(host):\(port)")
+        let hostName = host.contains(":") ? "[\(host)]" : host
+        head.headers.replaceOrAdd(name: "Host", value: url.port == nil ? hostName : "\(hostName):\(port)")
         head.headers.replaceOrAdd(name: "Connection", value: "close")
-        handler.request = head
+        let sslContext = secure ? try NIOSSLContext(configuration: tls) : nil
 
-        let sslContext: NIOSSLContext?
-        do { sslContext = secure ? try NIOSSLContext(configuration: tls) : nil } catch {
-            continuation.finish(throwing: error)
-            return chunks
-        }
+        let (stream, continuation) = AsyncThrowingStream<OpenedChunk, any Error>.makeStream()
+        let handler = RangeDownloadHandler(request: head, opener: opener, eventLoop: eventLoop, continuation: continuation)
         let connected = ClientBootstrap(group: eventLoop)
             .channelOption(.autoRead, value: false)
             .channelOption(.recvAllocator, value: AdaptiveRecvByteBufferAllocator(minimum: 64 << 10, initial: 256 << 10, maximum: maximumRead))
@@ -63,7 +57,7 @@ enum RangeDownload {
         connected.whenFailure { continuation.finish(throwing: ClientError.connectionLost("\($0)")) }
         // The consumer stopped (done, failed or cancelled): drop the connection.
         continuation.onTermination = { _ in connected.whenSuccess { $0.close(promise: nil) } }
-        return chunks
+        return OpenedChunks(stream: stream, handler: handler)
     }
 }
 
@@ -74,8 +68,9 @@ final class RangeDownloadHandler: ChannelInboundHandler, @unchecked Sendable {
     typealias OutboundOut = HTTPClientRequestPart
 
     // Everything below is touched only on the channel's event loop (`taken` hops there).
-    var request: HTTPRequestHead?
+    private let request: HTTPRequestHead
     private let opener: IncrementalOpener
+    private let eventLoop: any EventLoop
     private let continuation: AsyncThrowingStream<OpenedChunk, any Error>.Continuation
     private var context: ChannelHandlerContext?
     private var outstanding = 0
@@ -84,8 +79,10 @@ final class RangeDownloadHandler: ChannelInboundHandler, @unchecked Sendable {
     /// Chunks handed over but not yet taken before reading stops (each up to one chunk size).
     private static let highWater = 4
 
-    init(opener: IncrementalOpener, continuation: AsyncThrowingStream<OpenedChunk, any Error>.Continuation) {
+    init(request: HTTPRequestHead, opener: IncrementalOpener, eventLoop: any EventLoop, continuation: AsyncThrowingStream<OpenedChunk, any Error>.Continuation) {
+        self.request = request
         self.opener = opener
+        self.eventLoop = eventLoop
         self.continuation = continuation
     }
 
@@ -93,7 +90,7 @@ final class RangeDownloadHandler: ChannelInboundHandler, @unchecked Sendable {
     func handlerRemoved(context: ChannelHandlerContext) { self.context = nil }
 
     func channelActive(context: ChannelHandlerContext) {
-        context.write(wrapOutboundOut(.head(request!)), promise: nil)
+        context.write(wrapOutboundOut(.head(request)), promise: nil)
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
         context.read()
     }
@@ -135,7 +132,6 @@ final class RangeDownloadHandler: ChannelInboundHandler, @unchecked Sendable {
 
     /// Called by the consumer for every chunk it takes.
     func taken() {
-        guard let eventLoop = context?.eventLoop else { return }
         eventLoop.execute {
             self.outstanding -= 1
             guard self.paused, self.outstanding <= Self.highWater / 2, let context = self.context else { return }
