@@ -51,6 +51,12 @@ public struct Downloader: Sendable {
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
         defer { close(fd) }
         var stripes = DownloadProgress.load(progressPath, sha256: manifest.sha256, recordCount: manifest.records.count)
+        // The partial file must hold at least what the progress says was written (it may have been
+        // removed or cut short since).
+        var info = stat()
+        let chunkSize = Int64(manifest.header.chunkSize)
+        let claimed = stripes?.filter { $0.next > $0.first }.map { min(Int64($0.next) * chunkSize, manifest.plaintextSize) }.max() ?? 0
+        if fstat(fd, &info) != 0 || Int64(info.st_size) < claimed { stripes = nil }
         if stripes == nil {
             // Nothing trustworthy to resume from: start over.
             guard ftruncate(fd, 0) == 0 else { throw FileError(path: partial, operation: "truncate", errno: errno) }
@@ -58,7 +64,7 @@ public struct Downloader: Sendable {
         }
         let record = try DownloadProgress(creating: progressPath, sha256: manifest.sha256, stripes: stripes!)
         defer { record.close() }
-        let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * Int64(manifest.header.chunkSize)
+        let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * chunkSize
         if alreadyDone > 0 { progress(Int(min(alreadyDone, manifest.plaintextSize))) }
         let sink = FileSink(descriptor: fd, path: partial)
         do {

@@ -199,12 +199,16 @@ import SealedStream
         for text in [valid.replacingOccurrences(of: sha256, with: String(repeating: "0", count: 64)),
                      String(valid.dropLast(5)), valid.replacingOccurrences(of: "0000000013", with: "0000000021")] {
             _ = try interrupted(progressText: text)
-            let fresh = try await ws.run(["download", "-q", "--key", "key", id, "-o", "g.out"])
+            let fresh = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
             #expect(fresh.status == 0, "\(fresh.output)")
-            #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("g.out")))) == fingerprint(plaintext))
-            // (The planted files were named for f.out; g.out's own partial is gone.)
-            #expect(!FileManager.default.fileExists(atPath: ws.path(".g.out.\(id).safechat-download")))
+            #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
         }
+        // Valid progress, but the partial file was cut short since: start over too.
+        _ = try interrupted(progressText: valid)
+        #expect(truncate(partial, off_t(12 << 20)) == 0)
+        let afterCut = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
+        #expect(afterCut.status == 0, "\(afterCut.output)")
+        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
         await server.stop()
     }
 
