@@ -36,6 +36,19 @@ import SealedStream
             return process
         }
 
+        /// Length and SHA-256 of a file in the workspace.
+        func fingerprintOf(_ name: String) throws -> String { fingerprint(try Data(contentsOf: URL(fileURLWithPath: path(name)))) }
+
+        /// Writes `size` random bytes to `name`, uploads it with the workspace's key, and returns
+        /// the bytes and the file id.
+        func uploadRandomFile(_ name: String, size: Int) async throws -> (plaintext: [UInt8], id: String) {
+            let plaintext = Secrets.randomBytes(size)
+            try Data(plaintext).write(to: URL(fileURLWithPath: path(name)))
+            let upload = try await run(["upload", "-q", "--key", "key", name])
+            #expect(upload.status == 0, "\(upload.output)")
+            return (plaintext, upload.output.trimmingCharacters(in: .whitespacesAndNewlines))
+        }
+
         func remove() { try? FileManager.default.removeItem(at: url) }
     }
 
@@ -84,8 +97,8 @@ import SealedStream
         #expect(ids.allSatisfy { listing.output.contains($0) })
         #expect(try await ws.run(["download", "-q", "--key", "key", ids[0], "-o", "a.out"]).status == 0)
         #expect(try await ws.run(["download", "-q", "--key", "key", ids[1], "-o", "b.out"]).status == 0)
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("a.out")))) == fingerprint(a))
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("b.out")))) == fingerprint(b))
+        #expect(try ws.fingerprintOf("a.out") == fingerprint(a))
+        #expect(try ws.fingerprintOf("b.out") == fingerprint(b))
         // The gateway holds only sealed bytes and a sealed name.
         let manifest = try await HTTP.login(server.base).send(.GET, "/files/\(ids[0])").json
         let name = try #require((manifest["metadata"] as? [String: String])?["name"])
@@ -121,7 +134,7 @@ import SealedStream
         #expect(resumed.output.trimmingCharacters(in: .whitespacesAndNewlines) == id, "the same upload finished")
         let download = try await ws.run(["download", "-q", "--key", "key", id, "-o", "big.out"])
         #expect(download.status == 0)
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("big.out")))) == fingerprint(plaintext))
+        #expect(try ws.fingerprintOf("big.out") == fingerprint(plaintext))
         #expect(try FileManager.default.contentsOfDirectory(atPath: ws.config + "/safechat/uploads").isEmpty)
         await server.stop()
     }
@@ -152,7 +165,7 @@ import SealedStream
         let id = again.output.trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(FileID(id) != nil && id != first, "a new upload, with a new salt")
         #expect(try await ws.run(["download", "-q", "--key", "key", id, "-o", "big.out"]).status == 0)
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("big.out")))) == fingerprint(plaintext))
+        #expect(try ws.fingerprintOf("big.out") == fingerprint(plaintext))
         await server.stop()
     }
 
@@ -164,10 +177,7 @@ import SealedStream
         defer { server.removeData() }
         let ws = try await Self.ready(server)
         defer { ws.remove() }
-        let plaintext = Secrets.randomBytes(20 << 20)
-        try Data(plaintext).write(to: URL(fileURLWithPath: ws.path("f")))
-        let upload = try await ws.run(["upload", "-q", "--key", "key", "f"])
-        let id = upload.output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let (plaintext, id) = try await ws.uploadRandomFile("f", size: 20 << 20)
         let http = try await HTTP.login(server.base)
         let sha256 = try #require(try await http.send(.GET, "/files/\(id)").json["sha256"] as? String)
 
@@ -192,7 +202,7 @@ import SealedStream
         let expected = try interrupted(progressText: valid)
         let resumed = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
         #expect(resumed.status == 0, "\(resumed.output)")
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(expected))
+        #expect(try ws.fingerprintOf("f.out") == fingerprint(expected))
         #expect(!FileManager.default.fileExists(atPath: partial) && !FileManager.default.fileExists(atPath: progress))
 
         // Progress that belongs to another file, or is damaged: everything is fetched again.
@@ -201,14 +211,14 @@ import SealedStream
             _ = try interrupted(progressText: text)
             let fresh = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
             #expect(fresh.status == 0, "\(fresh.output)")
-            #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
+            #expect(try ws.fingerprintOf("f.out") == fingerprint(plaintext))
         }
         // Valid progress, but the partial file was cut short since: start over too.
         _ = try interrupted(progressText: valid)
         #expect(truncate(partial, off_t(12 << 20)) == 0)
         let afterCut = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
         #expect(afterCut.status == 0, "\(afterCut.output)")
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
+        #expect(try ws.fingerprintOf("f.out") == fingerprint(plaintext))
         await server.stop()
     }
 
@@ -218,9 +228,7 @@ import SealedStream
         defer { server.removeData() }
         let ws = try await Self.ready(server)
         defer { ws.remove() }
-        let plaintext = Secrets.randomBytes(96 << 20)
-        try Data(plaintext).write(to: URL(fileURLWithPath: ws.path("f")))
-        let id = try await ws.run(["upload", "-q", "--key", "key", "f"]).output.trimmingCharacters(in: .whitespacesAndNewlines)
+        let (plaintext, id) = try await ws.uploadRandomFile("f", size: 96 << 20)
         let progress = ws.path(".f.out.\(id).safechat-download.progress")
         let client = try ws.start(["download", "-q", "--key", "key", id, "-o", "f.out"])
         // Kill it once some chunk has verified but before it finishes (if it finishes first, the
@@ -242,7 +250,7 @@ import SealedStream
         if killedMidway { #expect(!FileManager.default.fileExists(atPath: ws.path("f.out"))) }
         let resumed = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
         #expect(resumed.status == 0, "\(resumed.output)")
-        #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: ws.path("f.out")))) == fingerprint(plaintext))
+        #expect(try ws.fingerprintOf("f.out") == fingerprint(plaintext))
         #expect(!FileManager.default.fileExists(atPath: progress))
         await server.stop()
     }
