@@ -1,14 +1,17 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers point one way: safechat (CLI) -> SafeChatGateway / SafeChatClient -> SealedStream (format +
-// pipeline) -> COpenSSL / CLZ4 (C shims).
+// Layers point one way: safechat (CLI) -> SafeChatGateway / SafeChatClient -> SafeChatAPI (wire types)
+// and SealedStream (keys + pipeline) -> SealedFormat (the keyless format) -> COpenSSL / CLZ4 (C shims).
+// The gateway links SealedFormat, never SealedStream: it has no code that could open content.
 let package = Package(
     name: "SafeChat",
     platforms: [.macOS(.v14)],
     products: [
         .executable(name: "safechat", targets: ["safechat"]),
+        .library(name: "SealedFormat", targets: ["SealedFormat"]),
         .library(name: "SealedStream", targets: ["SealedStream"]),
+        .library(name: "SafeChatAPI", targets: ["SafeChatAPI"]),
         .library(name: "SafeChatGateway", targets: ["SafeChatGateway"]),
         .library(name: "SafeChatClient", targets: ["SafeChatClient"]),
     ],
@@ -37,13 +40,21 @@ let package = Package(
             providers: [.apt(["liblz4-dev"])]
         ),
         .target(
+            name: "SealedFormat",
+            dependencies: ["COpenSSL"]
+        ),
+        .target(
             name: "SealedStream",
-            dependencies: ["COpenSSL", "CLZ4"]
+            dependencies: ["SealedFormat", "COpenSSL", "CLZ4"]
+        ),
+        .target(
+            name: "SafeChatAPI",
+            dependencies: ["SealedFormat"]
         ),
         .target(
             name: "SafeChatGateway",
             dependencies: [
-                "SealedStream",
+                "SealedFormat", "SafeChatAPI",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),
@@ -60,7 +71,7 @@ let package = Package(
         .target(
             name: "SafeChatClient",
             dependencies: [
-                "SealedStream",
+                "SealedStream", "SafeChatAPI",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -71,13 +82,13 @@ let package = Package(
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream", "SafeChatGateway", "SafeChatClient",
+                "SealedStream", "SafeChatAPI", "SafeChatGateway", "SafeChatClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .executableTarget(
             name: "safechat-bench",
-            dependencies: ["SealedStream", "SafeChatGateway", "COpenSSL", "CLZ4"],
+            dependencies: ["SealedStream", "SafeChatAPI", "SafeChatGateway", "COpenSSL", "CLZ4"],
             path: "perf/SealBench"
         ),
         .testTarget(
@@ -94,7 +105,7 @@ let package = Package(
         .testTarget(
             name: "SafeChatGatewayTests",
             dependencies: [
-                "SafeChatGateway", "SafeChatClient", "SealedStream", "safechat",
+                "SafeChatGateway", "SafeChatClient", "SafeChatAPI", "SealedStream", "safechat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -69,6 +69,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case server(status: Int, code: String, message: String)
     case protocolViolation(String)
     case fileChanged(String)
+    case outputExists(String)
     case connectionLost(String)
 
     public var description: String {
@@ -77,6 +78,7 @@ public enum ClientError: Error, CustomStringConvertible {
         case .sessionExpired(let server): "your session with \(server) expired: run `safechat login` again"
         case .server(let status, let code, let message): "gateway answered \(status) \(code): \(message)"
         case .protocolViolation(let what): "unexpected answer from the gateway: \(what)"
+        case .outputExists(let path): "\(path) already exists; choose another name with -o, or pass --force to replace it"
         case .fileChanged(let path): "\(path) changed while it was being uploaded; run the command again to start over"
         case .connectionLost(let why): "connection to the gateway lost (\(why)); run the same command again to resume"
         }

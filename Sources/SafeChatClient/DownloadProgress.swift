@@ -9,7 +9,7 @@ import SealedStream
 /// with one small write after each chunk:
 ///
 /// ```
-/// safechat-download 1 <sha256 of the sealed file> <stripe count>
+/// safechat-download 1 <stream digest of the sealed file> <stripe count>
 /// <first record> <end record> <next record>      (10 digits each)
 /// ```
 /// A file that does not parse, or does not match the manifest, is ignored and the download starts
@@ -40,13 +40,13 @@ struct DownloadProgress: Sendable {
     }
 
     /// The stripes recorded at `path` if they belong to this manifest's file, else nil.
-    static func load(_ path: String, sha256: String, recordCount: Int) -> [Stripe]? {
+    static func load(_ path: String, digest: String, recordCount: Int) -> [Stripe]? {
         guard let data = FileManager.default.contents(atPath: path), data.count < 1 << 20,
               let text = String(data: data, encoding: .utf8) else { return nil }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false)
         guard lines.last == "" else { return nil }
         lines.removeLast()
-        guard let first = lines.first, first == "\(magic) \(sha256) \(lines.count - 1)" else { return nil }
+        guard let first = lines.first, first == "\(magic) \(digest) \(lines.count - 1)" else { return nil }
         var stripes: [Stripe] = []
         for line in lines.dropFirst() {
             let numbers = line.split(separator: " ").compactMap { Int($0) }
@@ -65,13 +65,13 @@ struct DownloadProgress: Sendable {
     }
 
     /// Writes a new progress file (0600) for `stripes`.
-    init(creating path: String, sha256: String, stripes: [Stripe]) throws {
+    init(creating path: String, digest: String, stripes: [Stripe]) throws {
         let fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: path, operation: "create", errno: errno) }
         descriptor = fd
         self.path = path
         self.stripes = stripes
-        let header = "\(Self.magic) \(sha256) \(stripes.count)\n"
+        let header = "\(Self.magic) \(digest) \(stripes.count)\n"
         headerLength = header.utf8.count
         let text = header + stripes.map(Self.line).joined()
         do {

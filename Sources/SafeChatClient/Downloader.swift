@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import SafeChatAPI
 import SealedStream
 
 /// Downloads a file by id, opening every chunk as it arrives.
@@ -35,22 +36,28 @@ public struct Downloader: Sendable {
 
     /// Downloads `fileID` into `output`. `progress` gets plaintext bytes as they are verified
     /// (including those already on disk from an earlier attempt), possibly from several threads.
-    public func download(_ fileID: String, to output: String, progress: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
+    /// Unless `replacing`, a file already at `output` is never overwritten, even one created while
+    /// the download ran (the finished file is linked into place, which fails if the name is taken).
+    public func download(_ fileID: String, to output: String, replacing: Bool = true,
+                         progress: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let manifest = try await client.manifest(fileID)
         // Checks the key commitment before a byte is fetched.
         _ = try ChunkOpener(key: key, header: manifest.header)
         guard !manifest.records.isEmpty else { throw ClientError.protocolViolation("the manifest lists no records") }
         var existing = stat()
-        if stat(output, &existing) == 0, (existing.st_mode & S_IFMT) != S_IFREG {
-            try await download(manifest, intoDevice: output, progress: progress)
-            return
+        if stat(output, &existing) == 0 {
+            if (existing.st_mode & S_IFMT) != S_IFREG {
+                try await download(manifest, intoDevice: output, progress: progress)
+                return
+            }
+            if !replacing { throw ClientError.outputExists(output) }
         }
         let partial = Self.partialPath(for: output, fileID: fileID)
         let progressPath = Self.progressPath(forPartial: partial)
         let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
         defer { close(fd) }
-        var stripes = DownloadProgress.load(progressPath, sha256: manifest.sha256, recordCount: manifest.records.count)
+        var stripes = DownloadProgress.load(progressPath, digest: manifest.digest, recordCount: manifest.records.count)
         // The partial file must hold at least what the progress says was written (it may have been
         // removed or cut short since).
         var info = stat()
@@ -62,7 +69,7 @@ public struct Downloader: Sendable {
             guard ftruncate(fd, 0) == 0 else { throw FileError(path: partial, operation: "truncate", errno: errno) }
             stripes = DownloadProgress.fresh(recordCount: manifest.records.count, stripes: stripeCount)
         }
-        let record = try DownloadProgress(creating: progressPath, sha256: manifest.sha256, stripes: stripes!)
+        let record = try DownloadProgress(creating: progressPath, digest: manifest.digest, stripes: stripes!)
         defer { record.close() }
         let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * chunkSize
         if alreadyDone > 0 { progress(Int(min(alreadyDone, manifest.plaintextSize))) }
@@ -75,14 +82,22 @@ public struct Downloader: Sendable {
             throw error
         }
         try sink.sync()
-        guard rename(partial, output) == 0 else { throw FileError(path: output, operation: "rename into place", errno: errno) }
+        if replacing {
+            guard rename(partial, output) == 0 else { throw FileError(path: output, operation: "rename into place", errno: errno) }
+        } else {
+            guard link(partial, output) == 0 else {
+                if errno == EEXIST { throw ClientError.outputExists(output) }
+                throw FileError(path: output, operation: "link into place", errno: errno)
+            }
+            unlink(partial)
+        }
         unlink(progressPath)
         syncDirectory(of: output)
     }
 
     /// Into a device or pipe (/dev/null, a FIFO): nothing to rename or resume. A device that can
     /// seek takes chunks at their offsets from several stripes; a pipe takes them in order from one.
-    private func download(_ manifest: GatewayClient.Manifest, intoDevice output: String,
+    private func download(_ manifest: FileManifest, intoDevice output: String,
                           progress: @escaping @Sendable (Int) -> Void) async throws {
         let fd = open(output, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw FileError(path: output, operation: "open", errno: errno) }
@@ -99,7 +114,7 @@ public struct Downloader: Sendable {
 
     /// Fetches and opens every stripe concurrently, writing each verified chunk at its offset
     /// (`positioned`) or in order (one stripe only), and noting each stripe's progress in `record`.
-    private func fetch(_ manifest: GatewayClient.Manifest, stripes: [DownloadProgress.Stripe], into sink: FileSink,
+    private func fetch(_ manifest: FileManifest, stripes: [DownloadProgress.Stripe], into sink: FileSink,
                        positioned: Bool, record: DownloadProgress?, progress: @escaping @Sendable (Int) -> Void) async throws {
         precondition(positioned || stripes.count == 1)
         let loops = Array(client.http.eventLoopGroup.makeIterator())

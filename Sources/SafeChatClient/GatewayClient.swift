@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import SafeChatAPI
 import SealedStream
 
 /// The gateway's HTTP API (docs/API.md), as typed calls.
@@ -36,71 +37,46 @@ public struct GatewayClient: Sendable {
         guard (200..<300).contains(Int(response.status.code)) else {
             // The status is the error; the JSON body only adds words, so a missing or odd one is fine.
             let body = try? await response.body.collect(upTo: 64 * 1024)
-            let json = body.flatMap { try? JSONSerialization.jsonObject(with: Data($0.readableBytesView)) as? [String: Any] } ?? [:]
-            throw ClientError.server(status: Int(response.status.code), code: json["error"] as? String ?? "error",
-                                     message: json["message"] as? String ?? response.status.reasonPhrase)
+            let error = body.flatMap { try? WireCoding.decoder.decode(ErrorBody.self, from: Data($0.readableBytesView)) }
+            throw ClientError.server(status: Int(response.status.code), code: error?.error ?? "error",
+                                     message: error?.message ?? response.status.reasonPhrase)
         }
         return response
     }
 
     func json<T: Decodable>(_ type: T.Type, _ response: HTTPClientResponse) async throws -> T {
         let body = try await response.body.collect(upTo: 64 << 20)
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
-        do { return try decoder.decode(type, from: Data(body.readableBytesView)) } catch {
+        do { return try WireCoding.decoder.decode(type, from: Data(body.readableBytesView)) } catch {
             throw ClientError.protocolViolation("cannot read \(type): \(error)")
         }
     }
 
     // MARK: accounts
 
-    struct LoginReply: Decodable { let token: String; let expires_at: Date }
-
     public func login(user: String, password: String) async throws -> ClientSession {
         var request = self.request(.POST, "/login", headers: [("Content-Type", "application/json")])
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["username": user, "password": password])))
         let reply = try await json(LoginReply.self, try await send(request, timeout: .seconds(60)))
-        return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expires_at)
+        return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expiresAt)
     }
 
     // MARK: files
 
-    public struct FileEntry: Decodable, Sendable {
-        public let file_id: String
-        public let size: Int64
-        public let plaintext_size: Int64
-        public let created_at: Date
-        public let metadata: [String: String]
-    }
-
-    public func files() async throws -> [FileEntry] {
-        struct Listing: Decodable { let files: [FileEntry] }
-        return try await json(Listing.self, try await send(request(.GET, "/files"))).files
+    public func files() async throws -> [FileListing.Entry] {
+        try await json(FileListing.self, try await send(request(.GET, "/files"))).files
     }
 
     public func remove(_ fileID: String) async throws {
         _ = try await send(request(.DELETE, "/files/\(try Self.checked(fileID))"))
     }
 
-    /// What a download needs from a file's manifest.
-    public struct Manifest: Decodable, Sendable {
-        public struct Record: Decodable, Sendable { public let index: UInt32; public let offset: Int64; public let length: Int; public let plaintextLength: Int }
-        public let fileID: String
-        public let size: Int64
-        public let plaintextSize: Int64
-        public let chunkSize: Int
-        public let header: StreamHeader
-        public let sha256: String
-        public let records: [Record]
-    }
-
-    public func manifest(_ fileID: String) async throws -> Manifest {
-        try await json(Manifest.self, try await send(request(.GET, "/files/\(try Self.checked(fileID))")))
+    public func manifest(_ fileID: String) async throws -> FileManifest {
+        try await json(FileManifest.self, try await send(request(.GET, "/files/\(try Self.checked(fileID))")))
     }
 
     /// Downloads records `first..<end` of a file (through its FINAL record when `end` is nil) with
     /// one Range request on `eventLoop`, and opens them as they arrive.
-    func downloadChunks(_ manifest: Manifest, key: SessionKey, records first: Int, to end: Int?,
+    func downloadChunks(_ manifest: FileManifest, key: SessionKey, records first: Int, to end: Int?,
                         on eventLoop: any EventLoop) throws -> OpenedChunks {
         let count = manifest.records.count
         precondition(first < (end ?? count) && (end ?? count) <= count)
@@ -110,8 +86,8 @@ public struct GatewayClient: Sendable {
         headers.add(name: "Range", value: "bytes=\(manifest.records[first].offset)-\(lastByte)")
         // A file id's bytes never change, but should they, a whole new body must not be mistaken
         // for the range asked for.
-        headers.add(name: "If-Range", value: "\"\(manifest.sha256)\"")
-        guard let url = URL(string: server + "/download/\(try Self.checked(manifest.fileID))") else {
+        headers.add(name: "If-Range", value: "\"\(manifest.digest)\"")
+        guard let url = URL(string: server + "/download/\(manifest.fileID)") else {
             throw ClientError.protocolViolation("'\(server)' is not a server URL")
         }
         let opener = try IncrementalOpener(key: key, header: manifest.header, firstIndex: UInt32(first), endIndex: end.map { UInt32($0) })
@@ -129,13 +105,13 @@ public struct GatewayClient: Sendable {
 
     /// Creates an upload whose length is given at the end (the stream is sealed on the fly).
     func createUpload(metadata: [String: [UInt8]]) async throws -> String {
-        var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Defer-Length", "1")]
+        var headers = [(Tus.Header.resumable, Tus.version), (Tus.Header.uploadDeferLength, "1")]
         if !metadata.isEmpty {
-            headers.append(("Upload-Metadata", metadata.sorted { $0.key < $1.key }
+            headers.append((Tus.Header.uploadMetadata, metadata.sorted { $0.key < $1.key }
                 .map { "\($0.key) \(Data($0.value).base64EncodedString())" }.joined(separator: ",")))
         }
-        let response = try await send(request(.POST, "/uploads", headers: headers))
-        guard let location = response.headers.first(name: "Location"), location.hasPrefix("/uploads/") else {
+        let response = try await send(request(.POST, Tus.uploadsPath, headers: headers))
+        guard let location = response.headers.first(name: "Location"), location.hasPrefix(Tus.uploadsPath + "/") else {
             throw ClientError.protocolViolation("no upload Location in the answer")
         }
         return location
@@ -144,9 +120,9 @@ public struct GatewayClient: Sendable {
     /// The gateway's offset for an upload, or nil if it no longer knows it. A finished upload
     /// reports its full length.
     func uploadOffset(_ location: String) async throws -> Int64? {
-        let response = try await http.execute(request(.HEAD, location, headers: [("Tus-Resumable", "1.0.0")]), timeout: .seconds(60))
+        let response = try await http.execute(request(.HEAD, location, headers: [(Tus.Header.resumable, Tus.version)]), timeout: .seconds(60))
         switch response.status.code {
-        case 200: return response.headers.first(name: "Upload-Offset").flatMap { Int64($0) }
+        case 200: return response.headers.first(name: Tus.Header.uploadOffset).flatMap { Int64($0) }
         case 404, 410: return nil
         default: throw ClientError.server(status: Int(response.status.code), code: "head_failed", message: "cannot query the upload")
         }
@@ -156,11 +132,11 @@ public struct GatewayClient: Sendable {
     func patch<Body: AsyncSequence & Sendable>(_ location: String, offset: Int64, body: Body) async throws -> Int64
     where Body.Element == ByteBuffer {
         var request = self.request(.PATCH, location, headers: [
-            ("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"), ("Content-Type", "application/offset+octet-stream"),
+            (Tus.Header.resumable, Tus.version), (Tus.Header.uploadOffset, "\(offset)"), ("Content-Type", Tus.offsetContentType),
         ])
         request.body = .stream(body, length: .unknown)
         let response = try await send(request, timeout: .hours(24))
-        guard let text = response.headers.first(name: "Upload-Offset"), let newOffset = Int64(text) else {
+        guard let text = response.headers.first(name: Tus.Header.uploadOffset), let newOffset = Int64(text) else {
             throw ClientError.protocolViolation("no Upload-Offset after PATCH")
         }
         return newOffset

@@ -64,7 +64,7 @@ public struct Uploader: Sendable {
         }
 
         let sealer = try Sealer(key: key, options: options)
-        let location = try await client.createUpload(metadata: ["name": try await sealedName(URL(fileURLWithPath: path).lastPathComponent)])
+        let location = try await client.createUpload(metadata: [SealedName.metadataKey: try await SealedName.seal(URL(fileURLWithPath: path).lastPathComponent, key: key)])
         try directory.write(ResumeState(path: absolute, size: Int64(info.st_size), modified: modified, server: client.server,
                                         location: location, header: sealer.header), to: stateFile)
         guard FileManager.default.createFile(atPath: tagsFile, contents: nil, attributes: [.posixPermissions: 0o600]) else {
@@ -75,15 +75,6 @@ public struct Uploader: Sendable {
                                 tagsFile: tagsFile, knownTags: [], progress: progress)
         forgetResumeState(stateFile, tagsFile)
         return id
-    }
-
-    /// The file's name sealed under the session key (a one-chunk sealed stream), so the gateway
-    /// stores it without being able to read it.
-    func sealedName(_ name: String) async throws -> [UInt8] {
-        var sealed = [UInt8]()
-        let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
-        for try await piece in sealer.seal(ArrayByteSource(Array(name.utf8.prefix(1024)))) { sealed += piece }
-        return sealed
     }
 
     /// Sends the rest of an upload from the gateway's offset. Right after an interruption the gateway

@@ -2,15 +2,19 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import SafeChatAPI
 
-/// POST /login, and the bearer-token check every other route uses.
-struct Authenticator: Sendable {
+/// POST /login: a user name and password for a bearer token.
+struct LoginRoutes: Sendable {
     let users: UserStore
     let tokens: TokenService
-    let throttle = LoginThrottle()
+    let throttle: LoginThrottle
 
     struct LoginRequest: Decodable { let username: String; let password: String }
-    struct LoginResponse: Encodable { let token: String; let expires_at: Date; let token_type = "Bearer" }
+
+    func register(on router: Router<GatewayContext>) {
+        router.post("login") { request, context in try await login(request, context: context) }
+    }
 
     func login(_ request: Request, context: GatewayContext) async throws -> Response {
         let body = try await request.body.collect(upTo: 16 * 1024)
@@ -18,39 +22,61 @@ struct Authenticator: Sendable {
             throw GatewayError.badRequest("expected a JSON body {\"username\": ..., \"password\": ...}")
         }
         let keys = ["user:\(login.username)", "addr:\(context.remoteAddress)"]
-        if let wait = await throttle.retryAfter(keys) {
-            throw GatewayError(.tooManyRequests, "too_many_attempts", "too many failed logins; retry in \(wait) s",
+        // The attempt is counted before the password is checked, so concurrent guesses cannot all
+        // slip in while the first ones are still hashing.
+        let attempt = await throttle.begin(keys)
+        if case .refused(let wait) = attempt {
+            throw GatewayError(.tooManyRequests, .tooManyAttempts, "too many failed logins; retry in \(wait) s",
                                headers: [.retryAfter: "\(wait)"])
         }
-        guard try await users.verify(login.username, password: login.password) else {
-            await throttle.failed(keys)
+        guard let (principal, generation) = try await users.verify(login.username, password: login.password) else {
             context.logger.notice("login failed", metadata: ["user": "\(login.username)", "address": "\(context.remoteAddress)"])
-            throw GatewayError(.unauthorized, "invalid_credentials", "wrong user name or password")
+            throw GatewayError(.unauthorized, .invalidCredentials, "wrong user name or password")
         }
-        await throttle.succeeded(["user:\(login.username)"])
-        let (token, expires) = try await tokens.issue(for: login.username)
-        context.logger.info("login", metadata: ["user": "\(login.username)"])
-        return try jsonResponse(LoginResponse(token: token, expires_at: expires))
+        await throttle.succeeded(keys)
+        let (token, expires) = try await tokens.issue(for: principal.id, generation: generation)
+        context.logger.info("login", metadata: ["user": "\(principal.name)"])
+        return try jsonResponse(LoginReply(token: token, expiresAt: expires, userID: principal.id.value))
     }
+}
 
-    /// The user a request's bearer token names; 401 without a valid one.
-    func user(_ request: Request) async throws -> String {
-        guard let header = request.headers[.authorization], header.count > 7,
-              header.prefix(7).lowercased() == "bearer "
+/// Resolves the bearer token of every request behind it to a ``Principal`` (401 without a valid
+/// one), so routes never read tokens themselves.
+struct AuthenticationMiddleware: RouterMiddleware {
+    typealias Context = GatewayContext
+    let users: UserStore
+    let tokens: TokenService
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        guard let header = request.headers[.authorization], header.utf8.count > 7,
+              header.prefix(7).lowercased() == "bearer ",
+              let claims = await tokens.verify(String(header.dropFirst(7))),
+              let principal = try await users.principal(id: claims.user, tokenGeneration: claims.generation)
         else { throw GatewayError.unauthorized }
-        guard let user = await tokens.verify(String(header.dropFirst(7))), try await users.contains(user) else {
-            throw GatewayError.unauthorized
-        }
-        return user
+        var context = context
+        context.principal = principal
+        return try await next(request, context)
+    }
+}
+
+/// Who may see and change what. Every route asks here; none compares owners itself. Today a file
+/// or upload is its owner's alone; anyone else is told it does not exist (404), so ids cannot be
+/// probed.
+struct AccessPolicy: Sendable {
+    func mayRead(_ manifest: FileManifest, _ principal: Principal) -> Bool { manifest.owner == principal.id }
+    func mayDelete(_ manifest: FileManifest, _ principal: Principal) -> Bool { manifest.owner == principal.id }
+    func mayAppend(_ upload: UploadState, _ principal: Principal) -> Bool { upload.owner == principal.id }
+
+    /// The manifest of `id` if `principal` may read it; 404 otherwise (missing or not theirs).
+    func readableFile(_ id: FileID, by principal: Principal, in registry: any Registry) async throws -> FileManifest {
+        guard let manifest = try await registry.file(id), mayRead(manifest, principal) else { throw GatewayError.notFound("file") }
+        return manifest
     }
 }
 
 func jsonResponse(_ value: some Encodable, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
-    let encoder = JSONEncoder()
-    encoder.dateEncodingStrategy = .iso8601
-    encoder.outputFormatting = [.sortedKeys]
     var headers = headers
     headers[.contentType] = "application/json; charset=utf-8"
     headers[.cacheControl] = "no-store"
-    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try encoder.encode(value))))
+    return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: try WireCoding.encoder.encode(value))))
 }

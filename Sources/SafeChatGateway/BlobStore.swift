@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
-import SealedStream
+import SafeChatAPI
+import SealedFormat
 
 /// Where sealed bytes live. The routes see only this protocol, so an S3-compatible store can
 /// replace the local directory later.
@@ -23,8 +24,6 @@ public protocol PartialBlob: AnyObject, Sendable {
     func sync() throws
     /// Cuts the blob back to `length` (an append that is being rolled back).
     func truncate(to length: Int64) throws
-    /// Reads back bytes already appended (rehashing after a restart).
-    func read(at offset: Int64, count: Int) throws -> [UInt8]
     func close()
 }
 
@@ -81,8 +80,13 @@ public struct LocalBlobStore: BlobStore {
         syncDirectory(of: blobPath(id))
     }
 
+    /// Opens a finished file's bytes. A file whose manifest is recorded but whose bytes are still
+    /// being moved into place is read under the upload's name: both names hold the same fsynced
+    /// bytes, and trying the final name again covers a rename that lands in between.
     public func openBlob(_ id: FileID) throws -> any BlobReader {
-        let fd = open(blobPath(id), O_RDONLY | O_CLOEXEC)
+        var fd = open(blobPath(id), O_RDONLY | O_CLOEXEC)
+        if fd < 0 && errno == ENOENT { fd = open(partialPath(id), O_RDONLY | O_CLOEXEC) }
+        if fd < 0 && errno == ENOENT { fd = open(blobPath(id), O_RDONLY | O_CLOEXEC) }
         guard fd >= 0 else { throw FileError(path: blobPath(id), operation: "open", errno: errno) }
         var info = stat()
         fstat(fd, &info)
@@ -141,8 +145,6 @@ final class LocalPartialBlob: PartialBlob, @unchecked Sendable {
         if ftruncate(descriptor, off_t(newLength)) != 0 { throw FileError(path: path, operation: "truncate", errno: errno) }
         length = newLength
     }
-
-    func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
 
     func close() { Glibc.close(descriptor) }
 }

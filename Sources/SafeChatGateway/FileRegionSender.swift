@@ -84,8 +84,11 @@ struct SendfileHTTP1Channel: ServerChildChannel {
 }
 
 extension HTTPServerBuilder {
-    /// Plain HTTP/1.1 whose downloads are sent with sendfile(2).
-    static var http1WithSendfile: HTTPServerBuilder {
-        HTTPServerBuilder { responder in SendfileHTTP1Channel(base: HTTP1Channel(responder: responder)) }
+    /// Plain HTTP/1.1 whose downloads are sent with sendfile(2); connections idle for
+    /// `idleTimeout` (no complete request head, or nothing between requests) are closed.
+    static func http1WithSendfile(idleTimeout: TimeAmount) -> HTTPServerBuilder {
+        HTTPServerBuilder { responder in
+            SendfileHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: idleTimeout)))
+        }
     }
 }

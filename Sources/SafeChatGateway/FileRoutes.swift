@@ -3,17 +3,19 @@ import HTTPTypes
 import Hummingbird
 import HummingbirdCore
 import NIOCore
-import SealedStream
+import SafeChatAPI
+import SealedFormat
 
 /// Downloads and file management: GET/HEAD /download/{id} (ranges), /files, /files/{id},
-/// /files/{id}/chunks/{n}, DELETE /files/{id}. Only a file's owner sees it; for anyone else it
-/// does not exist (404).
+/// /files/{id}/chunks/{n}, DELETE /files/{id}. Who sees what is the ``AccessPolicy``'s to say; for
+/// anyone it refuses, a file does not exist (404).
 struct FileRoutes: Sendable {
-    let auth: Authenticator
     let registry: any Registry
     let blobs: any BlobStore
+    let uploads: UploadManager
+    let access: AccessPolicy
 
-    func register(on router: Router<GatewayContext>) {
+    func register(on router: RouterGroup<GatewayContext>) {
         router.get("download/:id") { request, context in try await download(request, context, headOnly: false) }
         router.head("download/:id") { request, context in try await download(request, context, headOnly: true) }
         router.get("files") { request, context in try await list(request, context) }
@@ -23,29 +25,18 @@ struct FileRoutes: Sendable {
     }
 
     private func manifest(_ request: Request, _ context: GatewayContext) async throws -> FileManifest {
-        let user = try await auth.user(request)
-        let id = try fileID(context)
-        guard let manifest = try await registry.file(id), manifest.owner == user else { throw GatewayError.notFound("file") }
-        return manifest
-    }
-
-    struct Listing: Encodable {
-        struct Entry: Encodable { let file_id: String; let size: Int64; let plaintext_size: Int64; let created_at: Date; let metadata: [String: String] }
-        let files: [Entry]
+        try await access.readableFile(try fileID(context), by: try context.requirePrincipal(), in: registry)
     }
 
     func list(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
-        let files = try await registry.files(ownedBy: user).map {
-            Listing.Entry(file_id: $0.fileID.value, size: $0.size, plaintext_size: $0.plaintextSize, created_at: $0.createdAt, metadata: $0.metadata)
-        }
-        return try jsonResponse(Listing(files: files))
+        let files = try await registry.files(ownedBy: try context.requirePrincipal().id).map(FileListing.Entry.init)
+        return try jsonResponse(FileListing(files: files))
     }
 
     func remove(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let manifest = try await manifest(request, context)
-        try await registry.removeFile(manifest.fileID)
-        try blobs.removeBlob(manifest.fileID)
+        guard access.mayDelete(manifest, try context.requirePrincipal()) else { throw GatewayError.notFound("file") }
+        try await uploads.removeFile(manifest)
         context.logger.info("file deleted", metadata: ["file_id": "\(manifest.fileID)"])
         return Response(status: .noContent)
     }
@@ -64,7 +55,7 @@ struct FileRoutes: Sendable {
     /// The sealed stream, whole or by RFC 9110 byte range (a-b, a-, -n), with a strong ETag.
     func download(_ request: Request, _ context: GatewayContext, headOnly: Bool) async throws -> Response {
         let manifest = try await manifest(request, context)
-        let etag = "\"\(manifest.sha256)\""
+        let etag = "\"\(manifest.digest)\""
         var rangeHeader = request.headers[.range]
         // If-Range: serve the range only if the client's copy is this exact file.
         if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
@@ -78,7 +69,7 @@ struct FileRoutes: Sendable {
                              extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly,
                              channel: context.channel)
         case .unsatisfiable:
-            throw GatewayError(.rangeNotSatisfiable, "range_not_satisfiable", "the requested range is outside the file's \(size) bytes",
+            throw GatewayError(.rangeNotSatisfiable, .rangeNotSatisfiable, "the requested range is outside the file's \(size) bytes",
                                headers: [.contentRange: "bytes */\(size)"])
         case .ignored:
             return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
@@ -90,7 +81,7 @@ struct FileRoutes: Sendable {
         var headers = extraHeaders
         headers[.contentType] = "application/octet-stream"
         headers[.acceptRanges] = "bytes"
-        headers[.eTag] = "\"\(manifest.sha256)\""
+        headers[.eTag] = "\"\(manifest.digest)\""
         headers[.contentLength] = "\(range.count)"
         headers[.cacheControl] = "private, no-transform"
         if headOnly { return Response(status: status, headers: headers) }

@@ -14,7 +14,10 @@ import HummingbirdTLS
 import Logging
 import NIOCore
 import NIOSSL
+import SafeChatAPI
+import SealedFormat
 import ServiceLifecycle
+import Synchronization
 
 public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
@@ -23,6 +26,8 @@ public struct Gateway: Sendable {
     public let users: UserStore
     public let uploads: UploadManager
     let tokens: TokenService
+    let throttle = LoginThrottle()
+    let access = AccessPolicy()
     let logger: Logger
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
@@ -36,11 +41,12 @@ public struct Gateway: Sendable {
         users = try UserStore(path: Self.usersPath(dataDirectory: root))
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
-        uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, logger: logger)
-        try await uploads.reconcile()
+        uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, access: access, logger: logger)
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")
         }
+        try await uploads.reconcile()
+        try await uploads.sweep(removedAccounts: try await users.removedIDs())
     }
 
     public static func usersPath(dataDirectory: String) -> String { dataDirectory + "/users.json" }
@@ -48,33 +54,39 @@ public struct Gateway: Sendable {
     /// The router with every route.
     public func makeRouter() -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        let auth = Authenticator(users: users, tokens: tokens)
-        router.post("login") { request, context in try await auth.login(request, context: context) }
+        let routeTable = RouteTable()
+        router.add(middleware: ErrorBodyMiddleware(routes: routeTable))
+        LoginRoutes(users: users, tokens: tokens, throttle: throttle).register(on: router)
         router.get("get_chat_key") { _, _ -> Response in
             // The prototype handed out a key the server had made and kept. Keys never leave users'
             // devices here: they are created with `safechat keygen` and shared out of band.
-            throw GatewayError(.gone, "no_server_keys",
+            throw GatewayError(.gone, .noServerKeys,
                                "this gateway never holds keys; create a session key on your device with `safechat keygen`")
         }
-        UploadRoutes(auth: auth, manager: uploads, registry: registry, configuration: configuration).register(on: router)
-        FileRoutes(auth: auth, registry: registry, blobs: blobs).register(on: router)
+        let authenticated = router.group().add(middleware: AuthenticationMiddleware(users: users, tokens: tokens))
+        UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
+            .register(authenticated: authenticated, open: router)
+        FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
+        routeTable.set(router.routes.map { ($0.method, $0.path.description) })
         return router
     }
 
     /// The Hummingbird application, listening where the configuration says.
     /// - Parameter onServerRunning: called with the bound port once listening (tests bind port 0).
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        var server: HTTPServerBuilder = .http1WithSendfile
+        let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
+                                          + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
+        var server: HTTPServerBuilder = .http1WithSendfile(idleTimeout: idle)
         if let cert = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            server = try .tls(.http1(), tlsConfiguration: tls)
+            server = try .tls(.http1(configuration: .init(idleTimeout: idle)), tlsConfiguration: tls)
         }
         return Application(
-            responder: FrontResponder(routes: makeRouter().buildResponder()), server: server,
+            responder: FrontResponder(routes: makeRouter().buildResponder(), maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [ExpirySweeper(uploads: uploads, logger: logger)],
+            services: [Sweeper(uploads: uploads, users: users, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
@@ -93,54 +105,123 @@ public struct Gateway: Sendable {
     }
 }
 
-/// Removes uploads abandoned past their expiry, once a minute.
-struct ExpirySweeper: Service {
+/// Once a minute: removes uploads abandoned past their expiry, and the files and uploads of
+/// accounts that were removed (they are unreachable from the moment of removal; this frees the space).
+struct Sweeper: Service {
     let uploads: UploadManager
+    let users: UserStore
     let logger: Logger
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do { try await uploads.removeExpired() } catch { logger.error("expiry sweep failed: \(error)") }
-            try? await gracefulShutdownAwareSleep(seconds: 60)
+            do { try await uploads.sweep(removedAccounts: try await users.removedIDs()) } catch { logger.error("sweep failed: \(error)") }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
         }
-    }
-
-    private func gracefulShutdownAwareSleep(seconds: Int) async throws {
-        try await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(seconds)) }
     }
 }
 
-/// What every request passes before routing: CORS (browsers' preflights included) and tus's
-/// X-HTTP-Method-Override, which must change the method before the router picks a route.
-struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
+/// Answers every error with the documented JSON body: unknown routes (404), a known path with
+/// another method (405 with Allow), bodies over a limit, and anything unexpected (500, logged).
+struct ErrorBodyMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
-    let routes: Routes
-    let cors = CORSMiddleware<GatewayContext>(
-        allowOrigin: .all,
-        allowHeaders: ["Authorization", "Content-Type", "Upload-Length", "Upload-Offset", "Tus-Resumable", "Upload-Metadata",
-                       "Upload-Defer-Length", "Upload-Concat", "Upload-Checksum", "X-HTTP-Method-Override", "X-Requested-With",
-                       "Range", "If-Range"].compactMap { HTTPField.Name($0) },
-        allowMethods: [.post, .head, .patch, .options, .get, .delete],
-        exposedHeaders: ["Upload-Offset", "Location", "Upload-Length", "Tus-Version", "Tus-Resumable", "Tus-Max-Size",
-                         "Tus-Extension", "Upload-Metadata", "Upload-Defer-Length", "Upload-Concat", "Upload-Expires",
-                         "Content-Range", "Accept-Ranges", "ETag"])
+    let routes: RouteTable
 
-    func respond(to request: Request, context: Context) async throws -> Response {
-        try await cors.handle(request, context: context) { request, context in
-            try await routes.respond(to: try Self.applyingMethodOverride(request), context: context)
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as GatewayError {
+            throw error
+        } catch let error as HTTPError {
+            if error.status == .notFound {
+                let allowed = routes.methods(for: request.uri.path)
+                if !allowed.isEmpty {
+                    throw GatewayError(.methodNotAllowed, .methodNotAllowed, "\(request.method) is not allowed here",
+                                       headers: [.allow: allowed.map(\.rawValue).sorted().joined(separator: ", ")])
+                }
+                throw GatewayError(.notFound, .notFound, "no such route: \(request.method) \(request.uri.path)")
+            }
+            if error.status == .contentTooLarge { throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large") }
+            throw GatewayError(error.status, error.status.code < 500 ? .badRequest : .internalError, error.body ?? error.status.reasonPhrase)
+        } catch is NIOTooManyBytesError {
+            throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large")
+        } catch {
+            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            throw GatewayError(.internalServerError, .internalError, "the gateway failed to answer; try again")
         }
     }
 
-    /// A POST that says it is a PATCH, HEAD or DELETE is routed as one (for clients and proxies
-    /// that only speak GET and POST).
+}
+
+/// The routes the router knows (method and path pattern), so a wrong method on a known path is told
+/// apart from an unknown path. Filled once the router is built.
+final class RouteTable: Sendable {
+    private let routes = Mutex<[(method: HTTPRequest.Method, pattern: [Substring])]>([])
+
+    func set(_ list: [(HTTPRequest.Method, String)]) {
+        routes.withLock { $0 = list.map { ($0.0, $0.1.split(separator: "/", omittingEmptySubsequences: true)) } }
+    }
+
+    /// Methods routed for `path` (a route parameter matches any one segment).
+    func methods(for path: String) -> Set<HTTPRequest.Method> {
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true)
+        return routes.withLock { routes in
+            Set(routes.filter { route in
+                route.pattern.count == segments.count
+                    && zip(route.pattern, segments).allSatisfy { $0.hasPrefix(":") || $0.hasPrefix("{") || $0 == $1 }
+            }.map(\.method))
+        }
+    }
+}
+
+/// What every request passes before routing: CORS (browsers' preflights included, answered with
+/// the tus discovery headers too) and tus's X-HTTP-Method-Override, which must change the method
+/// before the router picks a route.
+struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
+    typealias Context = GatewayContext
+    let routes: Routes
+    let maxFileSize: Int64
+    let cors = CORSMiddleware<GatewayContext>(
+        allowOrigin: .all,
+        allowHeaders: ["Authorization", "Content-Type", Tus.Header.uploadLength, Tus.Header.uploadOffset, Tus.Header.resumable,
+                       Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength, "Upload-Concat", Tus.Header.uploadChecksum,
+                       Tus.Header.methodOverride, "X-Requested-With", "Range", "If-Range"].compactMap { HTTPField.Name($0) },
+        allowMethods: [.post, .head, .patch, .options, .get, .delete],
+        exposedHeaders: [Tus.Header.uploadOffset, "Location", Tus.Header.uploadLength, Tus.Header.version, Tus.Header.resumable,
+                         Tus.Header.maxSize, Tus.Header.extensions, Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength,
+                         "Upload-Concat", Tus.Header.uploadExpires, "Content-Range", "Accept-Ranges", "ETag"])
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            var response = try await cors.handle(request, context: context) { request, context in
+                try await routes.respond(to: try Self.applyingMethodOverride(request), context: context)
+            }
+            // A preflight is answered by the CORS middleware alone; it still tells tus clients what
+            // this server speaks.
+            if request.method == .options, request.uri.path.hasPrefix(Tus.uploadsPath) {
+                for field in UploadRoutes.discoveryHeaders(maxFileSize: maxFileSize) where response.headers[field.name] == nil {
+                    response.headers.append(field)
+                }
+            }
+            return response
+        } catch let error as GatewayError {
+            return try error.response(from: request, context: context)
+        }
+    }
+
+    /// A POST to an upload URL that says it is a PATCH or DELETE is routed as one (for clients and
+    /// proxies that only speak GET and POST). Nothing else may be overridden: a HEAD override would
+    /// answer a request whose client expects a body with headers that promise one it never gets.
     static func applyingMethodOverride(_ request: Request) throws -> Request {
-        guard request.method == .post, let override = request.headers[.httpMethodOverride]?.uppercased() else { return request }
+        guard let override = request.headers[.httpMethodOverride] else { return request }
+        let path = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
+        guard request.method == .post, path.count == 2, path[0] == Tus.uploadsPath.dropFirst() else {
+            throw GatewayError.badRequest("X-HTTP-Method-Override is only for POST to an upload URL")
+        }
         var head = request.head
-        switch override {
+        switch override.uppercased() {
         case "PATCH": head.method = .patch
         case "DELETE": head.method = .delete
-        case "HEAD": head.method = .head
-        default: throw GatewayError.badRequest("X-HTTP-Method-Override supports PATCH, HEAD and DELETE")
+        default: throw GatewayError.badRequest("X-HTTP-Method-Override supports PATCH and DELETE")
         }
         return Request(head: head, body: request.body)
     }

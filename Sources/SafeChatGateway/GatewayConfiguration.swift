@@ -12,6 +12,12 @@ public struct GatewayConfiguration: Sendable {
     public var tokenLifetime: TimeInterval = 12 * 3600
     /// An upload not finished within this time is removed.
     public var uploadExpiry: TimeInterval = 24 * 3600
+    /// A connection that sends no complete request head, or sits idle between requests, for this
+    /// long is closed.
+    public var idleTimeout: Duration = .seconds(60)
+    /// A request body that delivers no byte for this long is cut off; an upload keeps what arrived
+    /// and can be resumed at once.
+    public var bodyStallTimeout: Duration = .seconds(60)
     /// Starts with the prototype's demo account user1 / password123.
     public var demo = false
     public var tlsCertificatePath: String?

@@ -1,17 +1,27 @@
 import Hummingbird
 import NIOCore
+import SafeChatAPI
 
-/// The request context: Hummingbird's core storage, the client's address (for login throttling)
-/// and the connection (downloads hand files to its ``FileRegionSender``).
+/// The request context: Hummingbird's core storage, the client's address (for login throttling),
+/// the connection (downloads hand files to its ``FileRegionSender``; a stalled upload closes it)
+/// and, behind ``AuthenticationMiddleware``, who the request acts for.
 public struct GatewayContext: RequestContext {
     public var coreContext: CoreRequestContextStorage
     public let remoteAddress: String
     let channel: any Channel
+    /// Set by ``AuthenticationMiddleware``.
+    var principal: Principal?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)
         remoteAddress = source.channel.remoteAddress?.ipAddress ?? "unknown"
         channel = source.channel
+    }
+
+    /// The authenticated principal; only routes behind the authentication middleware call this.
+    func requirePrincipal() throws -> Principal {
+        guard let principal else { throw GatewayError.unauthorized }
+        return principal
     }
 
     /// JSON bodies the gateway reads (login) are small; streamed bodies are not collected.

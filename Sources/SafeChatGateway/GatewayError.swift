@@ -2,15 +2,17 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import SafeChatAPI
 
-/// Every failure the gateway reports: an HTTP status and a JSON body `{"error": code, "message": text}`.
+/// Every failure the gateway reports: an HTTP status and a JSON ``ErrorBody``
+/// `{"error": code, "message": text}`.
 public struct GatewayError: HTTPResponseError, Sendable {
     public let status: HTTPResponse.Status
-    public let code: String
+    public let code: ErrorCode
     public let message: String
     public var headers: HTTPFields = [:]
 
-    public init(_ status: HTTPResponse.Status, _ code: String, _ message: String, headers: HTTPFields = [:]) {
+    public init(_ status: HTTPResponse.Status, _ code: ErrorCode, _ message: String, headers: HTTPFields = [:]) {
         self.status = status
         self.code = code
         self.message = message
@@ -18,17 +20,23 @@ public struct GatewayError: HTTPResponseError, Sendable {
     }
 
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = .sortedKeys
-        let body = try encoder.encode(["error": code, "message": message])
+        let body = try WireCoding.encoder.encode(ErrorBody(error: code, message: message))
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"
-        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(bytes: body)))
+        // A HEAD answer promises no body; its headers still say what went wrong.
+        let payload: ResponseBody = request.method == .head ? .init() : .init(byteBuffer: ByteBuffer(bytes: body))
+        if request.method != .head { headers[.contentLength] = "\(body.count)" }
+        return Response(status: status, headers: headers, body: payload)
     }
 
-    static let unauthorized = GatewayError(.unauthorized, "unauthorized", "a valid bearer token is required",
+    static let unauthorized = GatewayError(.unauthorized, .unauthorized, "a valid bearer token is required",
                                            headers: [.wwwAuthenticate: "Bearer realm=\"safechat\""])
-    static func notFound(_ what: String) -> GatewayError { GatewayError(.notFound, "not_found", "\(what) not found") }
-    static func badRequest(_ message: String) -> GatewayError { GatewayError(.badRequest, "bad_request", message) }
+    static func notFound(_ what: String) -> GatewayError { GatewayError(.notFound, .notFound, "\(what) not found") }
+    static func badRequest(_ message: String) -> GatewayError { GatewayError(.badRequest, .badRequest, message) }
+    static let locked = GatewayError(.init(code: 423, reasonPhrase: "Locked"), .uploadBusy, "another request is appending to this upload")
+    static func tooLarge(_ max: Int64) -> GatewayError {
+        GatewayError(.contentTooLarge, .tooLarge, "the file exceeds the maximum size of \(max) bytes")
+    }
+    static let overQuota = GatewayError(.contentTooLarge, .quotaExceeded, "the upload would exceed your storage quota")
 }

@@ -1,36 +1,40 @@
 import Foundation
-import SealedStream
+import NIOPosix
+import SafeChatAPI
+import SealedFormat
 
 /// What the gateway records: finished files and uploads in progress. The routes only see this
 /// protocol, so a server-grade backend can replace the embedded JSON one.
 public protocol Registry: Sendable {
     func putFile(_ manifest: FileManifest) async throws
     func file(_ id: FileID) async throws -> FileManifest?
-    func files(ownedBy owner: String) async throws -> [FileManifest]
+    func files(ownedBy owner: UserID) async throws -> [FileManifest]
+    func allFiles() async throws -> [FileManifest]
     func removeFile(_ id: FileID) async throws
     func putUpload(_ state: UploadState) async throws
     func upload(_ id: FileID) async throws -> UploadState?
     func uploads() async throws -> [UploadState]
     func removeUpload(_ id: FileID) async throws
-    /// Sealed bytes held for `owner`: finished files plus uploads in progress.
-    func usage(of owner: String) async throws -> Int64
 }
 
 /// The embedded registry: one human-readable JSON file per file and per upload, each written to a
 /// temporary name, fsynced and renamed, then the directory fsynced. A write never rewrites anything
 /// but its own record, so its cost does not grow with the number of files; a torn write leaves only
-/// a temporary file, which loading ignores. An actor serializes concurrent requests.
+/// a temporary file, which loading ignores. The actor only guards the in-memory index: the writes
+/// and their fsyncs run on NIO's thread pool before the index changes, so one upload's fsync never
+/// holds up another's request. Each record has one writer at a time (an upload's state is written
+/// only by the request holding it; a manifest once), so writes need no ordering among themselves.
 public actor JSONFileRegistry: Registry {
     private let filesDirectory: URL
     private let uploadsDirectory: URL
     private var filesByID: [FileID: FileManifest] = [:]
     private var uploadsByID: [FileID: UploadState] = [:]
-    private let encoder: JSONEncoder = {
+    private static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
         return encoder
-    }()
+    }
 
     /// Opens (creating if needed) the registry under `directory` and loads its index.
     public init(directory: String) throws {
@@ -40,8 +44,7 @@ public actor JSONFileRegistry: Registry {
         for dir in [root, filesDirectory, uploadsDirectory] {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
-        let decoder = JSONDecoder()
-        decoder.dateDecodingStrategy = .iso8601
+        let decoder = WireCoding.decoder
         filesByID = try Self.load(FileManifest.self, from: filesDirectory, decoder: decoder, key: \.fileID)
         uploadsByID = try Self.load(UploadState.self, from: uploadsDirectory, decoder: decoder, key: \.uploadID)
     }
@@ -62,49 +65,56 @@ public actor JSONFileRegistry: Registry {
         return out
     }
 
-    public func putFile(_ manifest: FileManifest) throws {
-        try write(manifest, to: filesDirectory.appendingPathComponent("\(manifest.fileID).json"))
-        filesByID[manifest.fileID] = manifest
+    public nonisolated func putFile(_ manifest: FileManifest) async throws {
+        try await write(manifest, to: filesDirectory.appendingPathComponent("\(manifest.fileID).json"))
+        await index(file: manifest)
     }
+
+    private func index(file manifest: FileManifest) { filesByID[manifest.fileID] = manifest }
+    private func index(upload state: UploadState) { uploadsByID[state.uploadID] = state }
+    private func unindex(file id: FileID) { filesByID[id] = nil }
+    private func unindex(upload id: FileID) { uploadsByID[id] = nil }
 
     public func file(_ id: FileID) -> FileManifest? { filesByID[id] }
 
-    public func files(ownedBy owner: String) -> [FileManifest] {
+    public func files(ownedBy owner: UserID) -> [FileManifest] {
         filesByID.values.filter { $0.owner == owner }.sorted { $0.createdAt < $1.createdAt }
     }
 
-    public func removeFile(_ id: FileID) throws {
-        try remove(filesDirectory.appendingPathComponent("\(id).json"))
-        filesByID[id] = nil
+    public func allFiles() -> [FileManifest] { Array(filesByID.values) }
+
+    public nonisolated func removeFile(_ id: FileID) async throws {
+        // Out of the index first: from then on nobody is served a file whose record is going.
+        await unindex(file: id)
+        try await remove(filesDirectory.appendingPathComponent("\(id).json"))
     }
 
-    public func putUpload(_ state: UploadState) throws {
-        try write(state, to: uploadsDirectory.appendingPathComponent("\(state.uploadID).json"))
-        uploadsByID[state.uploadID] = state
+    public nonisolated func putUpload(_ state: UploadState) async throws {
+        try await write(state, to: uploadsDirectory.appendingPathComponent("\(state.uploadID).json"))
+        await index(upload: state)
     }
 
     public func upload(_ id: FileID) -> UploadState? { uploadsByID[id] }
     public func uploads() -> [UploadState] { Array(uploadsByID.values) }
 
-    public func removeUpload(_ id: FileID) throws {
-        try remove(uploadsDirectory.appendingPathComponent("\(id).json"))
-        uploadsByID[id] = nil
+    public nonisolated func removeUpload(_ id: FileID) async throws {
+        await unindex(upload: id)
+        try await remove(uploadsDirectory.appendingPathComponent("\(id).json"))
     }
 
-    public func usage(of owner: String) -> Int64 {
-        filesByID.values.filter { $0.owner == owner }.reduce(0) { $0 + $1.size }
-            + uploadsByID.values.filter { $0.owner == owner }.reduce(0) { $0 + ($1.length ?? $1.offset) }
+    private nonisolated func write(_ value: some Encodable & Sendable, to url: URL) async throws {
+        let data = try Self.encoder.encode(value)
+        try await blockingIO {
+            let writer = try AtomicFileWriter(destination: url.path, permissions: 0o600)
+            try writer.write(Array(data))
+            try writer.commit()
+        }
     }
 
-    private func write(_ value: some Encodable, to url: URL) throws {
-        let data = try encoder.encode(value)
-        let writer = try AtomicFileWriter(destination: url.path, permissions: 0o600)
-        try writer.write(Array(data))
-        try writer.commit()
-    }
-
-    private func remove(_ url: URL) throws {
-        if unlink(url.path) != 0 && errno != ENOENT { throw FileError(path: url.path, operation: "remove", errno: errno) }
-        syncDirectory(of: url.path)
+    private nonisolated func remove(_ url: URL) async throws {
+        try await blockingIO {
+            if unlink(url.path) != 0 && errno != ENOENT { throw FileError(path: url.path, operation: "remove", errno: errno) }
+            syncDirectory(of: url.path)
+        }
     }
 }

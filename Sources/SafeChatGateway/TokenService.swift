@@ -1,6 +1,7 @@
 import Foundation
 import JWTKit
-import SealedStream
+import SafeChatAPI
+import SealedFormat
 
 /// Issues and checks the gateway's bearer tokens: HS256 JWTs (vapor/jwt-kit) signed with a 256-bit
 /// key made at first start and kept in `signing.key` (mode 0600) in the data directory.
@@ -12,6 +13,8 @@ public struct TokenService: Sendable {
         var iat: IssuedAtClaim
         var nbf: NotBeforeClaim
         var exp: ExpirationClaim
+        /// The account's token generation when issued; a password change moves it on.
+        var gen: Int
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
@@ -33,16 +36,18 @@ public struct TokenService: Sendable {
         self.lifetime = lifetime
     }
 
-    public func issue(for user: String, now: Date = Date()) async throws -> (token: String, expiresAt: Date) {
+    public func issue(for user: UserID, generation: Int, now: Date = Date()) async throws -> (token: String, expiresAt: Date) {
         let expires = now.addingTimeInterval(lifetime)
-        let claims = Claims(sub: .init(value: user), iss: .init(value: issuer), aud: .init(value: [audience]),
-                            iat: .init(value: now), nbf: .init(value: now.addingTimeInterval(-5)), exp: .init(value: expires))
+        let claims = Claims(sub: .init(value: user.value), iss: .init(value: issuer), aud: .init(value: [audience]),
+                            iat: .init(value: now), nbf: .init(value: now.addingTimeInterval(-5)), exp: .init(value: expires),
+                            gen: generation)
         return (try await keys.sign(claims), expires)
     }
 
-    /// The user a token names, if it is an HS256 token signed with our key, from us, for us, and
-    /// within its validity; nil otherwise.
-    public func verify(_ token: String) async -> String? {
+    /// What a token claims (its account and token generation), if it is an HS256 token signed with
+    /// our key, from us, for us, and within its validity; nil otherwise. Whether that account still
+    /// exists at that generation is the user store's to say.
+    public func verify(_ token: String) async -> (user: UserID, generation: Int)? {
         // Refuse every algorithm but HS256 ("none" included) before the library sees the token.
         guard token.utf8.count < 4096, let headerPart = token.split(separator: ".", omittingEmptySubsequences: false).first,
               let headerData = Self.base64URLDecode(headerPart),
@@ -50,9 +55,10 @@ public struct TokenService: Sendable {
               header["alg"] as? String == "HS256", header["crit"] == nil
         else { return nil }
         guard let claims = try? await keys.verify(token, as: Claims.self),
-              claims.iss.value == issuer, (try? claims.aud.verifyIntendedAudience(includes: audience)) != nil
+              claims.iss.value == issuer, (try? claims.aud.verifyIntendedAudience(includes: audience)) != nil,
+              let user = UserID(claims.sub.value)
         else { return nil }
-        return claims.sub.value
+        return (user, claims.gen)
     }
 
     static func base64URLDecode(_ text: some StringProtocol) -> Data? {
@@ -75,33 +81,49 @@ public struct TokenService: Sendable {
     }
 }
 
-/// Failed logins, throttled per account and per client address.
+/// Login attempts, throttled per account and per client address.
+///
+/// An attempt is counted when it starts, before the password is checked, so any number of
+/// concurrent guesses gets at most ``freeFailures`` through before the lock: the lock is decided
+/// inside the actor, with no suspension between the check and the count. A successful login takes
+/// its own attempt back and clears the account's failures.
 actor LoginThrottle {
-    struct Entry { var failures: Int; var lockedUntil: Date }
+    struct Entry { var attempts: Int; var lockedUntil: Date }
     private var entries: [String: Entry] = [:]
-    /// Failures allowed before a key is locked; each further failure doubles the lock (1 s to 15 min).
-    let freeFailures = 5
+    /// Attempts allowed before a key is locked; each further attempt doubles the lock (1 s to 15 min).
+    nonisolated let freeFailures = 5
 
-    /// Seconds to wait before `keys` may try again, or nil.
-    func retryAfter(_ keys: [String], now: Date = Date()) -> Int? {
-        let wait = keys.compactMap { entries[$0]?.lockedUntil }.max().map { $0.timeIntervalSince(now) } ?? 0
-        return wait > 0 ? Int(wait.rounded(.up)) : nil
+    enum Admission: Equatable {
+        case admitted
+        /// Try again in this many seconds.
+        case refused(Int)
     }
 
-    func failed(_ keys: [String], now: Date = Date()) {
-        if entries.count > 100_000 { entries = entries.filter { $0.value.lockedUntil > now } }
+    /// Counts an attempt for every key, or refuses it (counting nothing) if any key is locked.
+    func begin(_ keys: [String], now: Date = Date()) -> Admission {
+        let wait = keys.compactMap { entries[$0]?.lockedUntil }.max().map { $0.timeIntervalSince(now) } ?? 0
+        if wait > 0 { return .refused(Int(wait.rounded(.up))) }
+        if entries.count > 100_000 { entries = entries.filter { $0.value.lockedUntil > now || $0.value.attempts > 0 } }
         for key in keys {
-            var entry = entries[key] ?? Entry(failures: 0, lockedUntil: now)
-            entry.failures += 1
-            if entry.failures >= freeFailures {
-                let seconds = min(900, pow(2, Double(entry.failures - freeFailures)))
-                entry.lockedUntil = now.addingTimeInterval(seconds)
+            var entry = entries[key] ?? Entry(attempts: 0, lockedUntil: now)
+            entry.attempts += 1
+            if entry.attempts >= freeFailures {
+                entry.lockedUntil = now.addingTimeInterval(min(900, pow(2, Double(entry.attempts - freeFailures))))
             }
             entries[key] = entry
         }
+        return .admitted
     }
 
+    /// The password was right: the account starts afresh; the address gets this attempt back.
     func succeeded(_ keys: [String]) {
-        for key in keys { entries[key] = nil }
+        guard let account = keys.first else { return }
+        entries[account] = nil
+        for key in keys.dropFirst() {
+            guard var entry = entries[key] else { continue }
+            entry.attempts -= 1
+            if entry.attempts < freeFailures { entry.lockedUntil = .distantPast }
+            entries[key] = entry.attempts > 0 ? entry : nil
+        }
     }
 }

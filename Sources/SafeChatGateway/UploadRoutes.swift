@@ -2,27 +2,27 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
-import SealedStream
+import NIOCore
+import SafeChatAPI
+import SealedFormat
+import Synchronization
 
 /// Uploads of sealed streams: tus 1.0.0 at /uploads, and the prototype's one-shot POST /upload.
 struct UploadRoutes: Sendable {
-    let auth: Authenticator
     let manager: UploadManager
     let registry: any Registry
+    let access: AccessPolicy
     let configuration: GatewayConfiguration
 
-    static let tusVersion = "1.0.0"
-    static let extensions = "creation,creation-with-upload,creation-defer-length,termination,expiration,checksum"
-    static let offsetContentType = "application/offset+octet-stream"
-
-    func register(on router: Router<GatewayContext>) {
-        router.post("upload") { request, context in try await upload(request, context) }
-        router.on("uploads", method: .options) { _, _ in options() }
-        router.on("uploads/:id", method: .options) { _, _ in options() }
-        router.post("uploads") { request, context in try await create(request, context) }
-        router.head("uploads/:id") { request, context in try await head(request, context) }
-        router.patch("uploads/:id") { request, context in try await patch(request, context) }
-        router.delete("uploads/:id") { request, context in try await terminate(request, context) }
+    /// `authenticated` routes need a bearer token; `open` ones (OPTIONS, tus discovery) do not.
+    func register(authenticated: RouterGroup<GatewayContext>, open: Router<GatewayContext>) {
+        authenticated.post("upload") { request, context in try await upload(request, context) }
+        open.on("uploads", method: .options) { _, _ in options() }
+        open.on("uploads/:id", method: .options) { _, _ in options() }
+        authenticated.post("uploads") { request, context in try await create(request, context) }
+        authenticated.head("uploads/:id") { request, context in try await head(request, context) }
+        authenticated.patch("uploads/:id") { request, context in try await patch(request, context) }
+        authenticated.delete("uploads/:id") { request, context in try await terminate(request, context) }
     }
 
     // MARK: POST /upload
@@ -30,22 +30,21 @@ struct UploadRoutes: Sendable {
     /// A whole sealed stream in one request body → 201 {"file_id"}. Not resumable: on any failure
     /// nothing is kept.
     func upload(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
+        let principal = try context.requirePrincipal()
         let length = request.headers[.contentLength].flatMap { Int64($0) }
         let metadata = try parseMetadata(request.headers[.uploadMetadata])
-        let state = try await manager.create(owner: user, length: length, metadata: metadata)
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata)
         do {
-            let (_, manifest) = try await append(request, to: state.uploadID, user: user, offset: 0, checksum: nil)
+            let (_, manifest) = try await append(request, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: nil)
             guard let manifest else {
-                var validator = (try await manager.upload(state.uploadID, for: user)).validator
+                var validator = (try await manager.upload(state.uploadID, for: principal)).validator
                 var reason = "incomplete"
                 do { try validator.finish() } catch { reason = "\(error)" }
-                throw GatewayError(.unprocessableContent, "incomplete_stream", "the body ended before the sealed stream did: \(reason)")
+                throw GatewayError(.unprocessableContent, .incompleteStream, "the body ended before the sealed stream did: \(reason)")
             }
-            return try jsonResponse(["file_id": manifest.fileID.value], status: .created,
-                                    headers: [.location: "/files/\(manifest.fileID)"])
+            return try jsonResponse(UploadReply(fileID: manifest.fileID), status: .created, headers: [.location: "/files/\(manifest.fileID)"])
         } catch {
-            try? await manager.terminate(state.uploadID, user: user)
+            try? await manager.terminate(state.uploadID, principal: principal)  // best effort: the client gets the real error
             throw error
         }
     }
@@ -53,14 +52,17 @@ struct UploadRoutes: Sendable {
     // MARK: tus
 
     func options() -> Response {
-        Response(status: .noContent, headers: [
-            .tusVersion: Self.tusVersion, .tusExtension: Self.extensions,
-            .tusMaxSize: "\(configuration.maxFileSize)", .tusChecksumAlgorithm: "sha1,sha256",
-        ])
+        Response(status: .noContent, headers: Self.discoveryHeaders(maxFileSize: configuration.maxFileSize))
+    }
+
+    /// What tus discovery (OPTIONS) answers, with or without CORS.
+    static func discoveryHeaders(maxFileSize: Int64) -> HTTPFields {
+        [.tusResumable: Tus.version, .tusVersion: Tus.version, .tusExtension: Tus.extensions,
+         .tusMaxSize: "\(maxFileSize)", .tusChecksumAlgorithm: Tus.checksumAlgorithms]
     }
 
     func create(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
+        let principal = try context.requirePrincipal()
         try requireTusVersion(request)
         // A client sealing on the fly does not know the sealed length up front: it defers it, and the
         // stream's FINAL record ends the upload.
@@ -79,77 +81,93 @@ struct UploadRoutes: Sendable {
             throw GatewayError.badRequest("send Upload-Length or Upload-Defer-Length, not both")
         }
         let metadata = try parseMetadata(request.headers[.uploadMetadata])
-        let state = try await manager.create(owner: user, length: length, metadata: metadata)
+        let checksum = try parseChecksum(request)
+        let withBody = request.headers[.contentType] == Tus.offsetContentType
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata)
         var headers = tusHeaders(state)
-        headers[.location] = "/uploads/\(state.uploadID)"
-        // creation-with-upload: the body, if any, is the first PATCH.
-        if request.headers[.contentType] == Self.offsetContentType {
-            let (newState, _) = try await append(request, to: state.uploadID, user: user, offset: 0, checksum: try parseChecksum(request))
-            headers[.uploadOffset] = "\(newState.offset)"
+        headers[.location] = "\(Tus.uploadsPath)/\(state.uploadID)"
+        // creation-with-upload: the body, if any, is the first PATCH. If it is refused, the upload
+        // it would have started is not left behind; if the connection breaks, it is kept to resume.
+        if withBody {
+            do {
+                let (newState, _) = try await append(request, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: checksum)
+                headers[.uploadOffset] = "\(newState.offset)"
+            } catch let error as GatewayError {
+                try? await manager.terminate(state.uploadID, principal: principal)  // best effort; the refusal is what the client needs
+                throw error
+            }
         }
         return Response(status: .created, headers: headers)
     }
 
     func head(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
+        let principal = try context.requirePrincipal()
+        try requireTusVersion(request)
         let id = try fileID(context)
-        if let manifest = try await registry.file(id), manifest.owner == user {
+        if let manifest = try await registry.file(id), access.mayRead(manifest, principal) {
             // Already complete: report it as fully uploaded.
-            return Response(status: .ok, headers: [
-                .tusResumable: Self.tusVersion, .uploadOffset: "\(manifest.size)", .uploadLength: "\(manifest.size)",
-                .cacheControl: "no-store",
-            ])
+            var headers: HTTPFields = [.tusResumable: Tus.version, .uploadOffset: "\(manifest.size)", .uploadLength: "\(manifest.size)",
+                                       .cacheControl: "no-store"]
+            if let metadata = encodeMetadata(manifest.metadata) { headers[.uploadMetadata] = metadata }
+            return Response(status: .ok, headers: headers)
         }
-        let state = try await manager.upload(id, for: user)
+        let state = try await manager.upload(id, for: principal)
         var headers = tusHeaders(state)
         headers[.uploadOffset] = "\(state.offset)"
         if state.length == nil { headers[.uploadDeferLength] = "1" }
-        if let metadata = request.headers[.uploadMetadata] ?? encodeMetadata(state.metadata) { headers[.uploadMetadata] = metadata }
+        if let metadata = encodeMetadata(state.metadata) { headers[.uploadMetadata] = metadata }
         return Response(status: .ok, headers: headers)
     }
 
     func patch(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
+        let principal = try context.requirePrincipal()
         try requireTusVersion(request)
         let id = try fileID(context)
-        guard request.headers[.contentType] == Self.offsetContentType else {
-            throw GatewayError(.unsupportedMediaType, "bad_content_type", "PATCH needs Content-Type: \(Self.offsetContentType)")
+        guard request.headers[.contentType] == Tus.offsetContentType else {
+            throw GatewayError(.unsupportedMediaType, .badContentType, "PATCH needs Content-Type: \(Tus.offsetContentType)")
         }
         guard let offsetText = request.headers[.uploadOffset], let offset = Int64(offsetText), offset >= 0 else {
             throw GatewayError.badRequest("Upload-Offset must be a non-negative integer")
         }
-        if let manifest = try await registry.file(id), manifest.owner == user {
+        if let manifest = try await registry.file(id), access.mayRead(manifest, principal) {
             guard offset == manifest.size else {
-                throw GatewayError(.conflict, "offset_mismatch", "the upload is complete at \(manifest.size) bytes")
+                throw GatewayError(.conflict, .offsetMismatch, "the upload is complete at \(manifest.size) bytes")
             }
-            return Response(status: .noContent, headers: [.tusResumable: Self.tusVersion, .uploadOffset: "\(manifest.size)"])
+            return Response(status: .noContent, headers: [.tusResumable: Tus.version, .uploadOffset: "\(manifest.size)"])
         }
+        var declaredLength: Int64?
         if let lengthText = request.headers[.uploadLength] {
             guard let length = Int64(lengthText), length >= offset else { throw GatewayError.badRequest("Upload-Length must be an integer no smaller than Upload-Offset") }
-            try await manager.declareLength(id, user: user, length: length)
+            declaredLength = length
         }
-        let (state, _) = try await append(request, to: id, user: user, offset: offset, checksum: try parseChecksum(request))
+        let checksum = try parseChecksum(request)
+        let (state, _) = try await append(request, context, to: id, offset: offset, declaredLength: declaredLength, checksum: checksum)
         var headers = tusHeaders(state)
         headers[.uploadOffset] = "\(state.offset)"
         return Response(status: .noContent, headers: headers)
     }
 
     func terminate(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let user = try await auth.user(request)
+        let principal = try context.requirePrincipal()
         try requireTusVersion(request)
-        try await manager.terminate(try fileID(context), user: user)
-        return Response(status: .noContent, headers: [.tusResumable: Self.tusVersion])
+        try await manager.terminate(try fileID(context), principal: principal)
+        return Response(status: .noContent, headers: [.tusResumable: Tus.version])
     }
 
     // MARK: shared
 
-    /// Streams the request body into the upload. A broken connection keeps every validated byte
-    /// that arrived (the client resumes from HEAD's offset); a refused body changes nothing.
-    private func append(_ request: Request, to id: FileID, user: String, offset: Int64,
+    /// Streams the request body into the upload. A broken or stalled connection keeps every
+    /// validated byte that arrived (the client resumes from HEAD's offset); a refused body changes
+    /// nothing.
+    private func append(_ request: Request, _ context: GatewayContext, to id: FileID, offset: Int64, declaredLength: Int64?,
                         checksum: (DigestKind, [UInt8])?) async throws -> (UploadState, FileManifest?) {
-        let session = try await manager.beginAppend(id, user: user, offset: offset, checksum: checksum)
+        let principal = try context.requirePrincipal()
+        let session = try await manager.beginAppend(id, principal: principal, offset: offset, declaredLength: declaredLength, checksum: checksum)
+        let watchdog = StallWatchdog(timeout: configuration.bodyStallTimeout, channel: context.channel)
+        defer { watchdog.stop() }
         do {
             for try await buffer in request.body {
+                watchdog.progress()
                 do {
                     try session.append(buffer)
                 } catch {
@@ -157,14 +175,23 @@ struct UploadRoutes: Sendable {
                 }
             }
         } catch let refused as RefusedBody {
-            _ = try? await manager.endAppend(session, .refused)
+            _ = try? await manager.endAppend(session, .refused)  // rolling back; the refusal is the answer
             if let error = refused.reason as? GatewayError { throw error }
             manager.logger.error("upload append failed", metadata: ["upload_id": "\(id)", "error": "\(refused.reason)"])
-            throw GatewayError(.internalServerError, "storage_error", "the gateway could not store the upload; nothing was kept")
+            throw GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
         } catch {
-            // The body stream failed: the client went away or the server is shutting down.
+            // The body stream failed: the client went away, stalled, or the server is shutting down.
+            do { try await session.makeDurable() } catch {
+                _ = try? await manager.endAppend(session, .refused)  // nothing durable to keep
+                throw error
+            }
             _ = try await manager.endAppend(session, .interrupted)
             throw error
+        }
+        do { try await session.makeDurable() } catch {
+            _ = try? await manager.endAppend(session, .refused)  // the storage error is the answer
+            manager.logger.error("upload fsync failed", metadata: ["upload_id": "\(id)", "error": "\(error)"])
+            throw GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
         }
         return try await manager.endAppend(session, .completed)
     }
@@ -174,23 +201,23 @@ struct UploadRoutes: Sendable {
     private struct RefusedBody: Error { let reason: any Error }
 
     private func tusHeaders(_ state: UploadState) -> HTTPFields {
-        var headers: HTTPFields = [.tusResumable: Self.tusVersion, .cacheControl: "no-store",
+        var headers: HTTPFields = [.tusResumable: Tus.version, .cacheControl: "no-store",
                                    .uploadExpires: httpDate(state.expiresAt)]
         if let length = state.length { headers[.uploadLength] = "\(length)" }
         return headers
     }
 
     private func requireTusVersion(_ request: Request) throws {
-        guard request.headers[.tusResumable] == Self.tusVersion else {
-            throw GatewayError(.preconditionFailed, "unsupported_tus_version", "Tus-Resumable: \(Self.tusVersion) is required",
-                               headers: [.tusVersion: Self.tusVersion])
+        guard request.headers[.tusResumable] == Tus.version else {
+            throw GatewayError(.preconditionFailed, .unsupportedTusVersion, "Tus-Resumable: \(Tus.version) is required",
+                               headers: [.tusVersion: Tus.version])
         }
     }
 
     /// tus Upload-Metadata: "key base64,key2 base64", at most 4 KiB, keys ASCII without spaces or commas.
     private func parseMetadata(_ header: String?) throws -> [String: String] {
         guard let header, !header.isEmpty else { return [:] }
-        guard header.utf8.count <= 4096 else { throw GatewayError.badRequest("Upload-Metadata is over 4 KiB") }
+        guard header.utf8.count <= Tus.maxMetadataLength else { throw GatewayError.badRequest("Upload-Metadata is over 4 KiB") }
         var out: [String: String] = [:]
         for pair in header.split(separator: ",", omittingEmptySubsequences: false) {
             let parts = pair.trimmingCharacters(in: .whitespaces).split(separator: " ", omittingEmptySubsequences: false)
@@ -226,7 +253,7 @@ struct UploadRoutes: Sendable {
 
 func fileID(_ context: GatewayContext) throws -> FileID {
     guard let text = context.parameters.get("id"), let id = FileID(text) else {
-        throw GatewayError(.badRequest, "invalid_id", "an id is 32 lowercase hexadecimal digits")
+        throw GatewayError(.badRequest, .invalidID, "an id is 32 lowercase hexadecimal digits")
     }
     return id
 }
@@ -240,16 +267,44 @@ func httpDate(_ date: Date) -> String {
 }
 
 extension HTTPField.Name {
-    static let tusResumable = Self("Tus-Resumable")!
-    static let tusVersion = Self("Tus-Version")!
-    static let tusExtension = Self("Tus-Extension")!
-    static let tusMaxSize = Self("Tus-Max-Size")!
-    static let tusChecksumAlgorithm = Self("Tus-Checksum-Algorithm")!
-    static let uploadLength = Self("Upload-Length")!
-    static let uploadOffset = Self("Upload-Offset")!
-    static let uploadMetadata = Self("Upload-Metadata")!
-    static let uploadDeferLength = Self("Upload-Defer-Length")!
-    static let uploadExpires = Self("Upload-Expires")!
-    static let uploadChecksum = Self("Upload-Checksum")!
-    static let httpMethodOverride = Self("X-HTTP-Method-Override")!
+    static let tusResumable = Self(Tus.Header.resumable)!
+    static let tusVersion = Self(Tus.Header.version)!
+    static let tusExtension = Self(Tus.Header.extensions)!
+    static let tusMaxSize = Self(Tus.Header.maxSize)!
+    static let tusChecksumAlgorithm = Self(Tus.Header.checksumAlgorithm)!
+    static let uploadLength = Self(Tus.Header.uploadLength)!
+    static let uploadOffset = Self(Tus.Header.uploadOffset)!
+    static let uploadMetadata = Self(Tus.Header.uploadMetadata)!
+    static let uploadDeferLength = Self(Tus.Header.uploadDeferLength)!
+    static let uploadExpires = Self(Tus.Header.uploadExpires)!
+    static let uploadChecksum = Self(Tus.Header.uploadChecksum)!
+    static let httpMethodOverride = Self(Tus.Header.methodOverride)!
+}
+
+/// Closes a connection whose request body has not moved for `timeout`, so a dead client releases
+/// its upload (the append ends as interrupted, keeping what arrived) instead of holding it for as
+/// long as the kernel keeps the socket.
+final class StallWatchdog: Sendable {
+    private let lastProgress = Mutex(ContinuousClock.now)
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    /// Starts watching; `timeout` nil watches nothing.
+    init(timeout: Duration?, channel: any Channel) {
+        guard let timeout else { return }
+        let check = max(timeout / 4, .milliseconds(50))
+        task.withLock { task in
+            task = Task { [self] in
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: check)
+                    if ContinuousClock.now - lastProgress.withLock({ $0 }) > timeout {
+                        channel.close(mode: .all, promise: nil)
+                        return
+                    }
+                }
+            }
+        }
+    }
+
+    func progress() { lastProgress.withLock { $0 = .now } }
+    func stop() { task.withLock { $0?.cancel() } }
 }

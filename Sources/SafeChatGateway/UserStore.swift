@@ -1,6 +1,7 @@
 import Foundation
 import NIOPosix
-import SealedStream
+import SafeChatAPI
+import SealedFormat
 
 /// Accounts, in `users.json` (mode 0600) in the data directory, with scrypt password hashes.
 ///
@@ -17,18 +18,63 @@ public actor UserStore {
     }
 
     struct User: Codable {
+        /// The stable principal: files, uploads and memberships belong to it, never to the name, so
+        /// a removed and re-created name is a different principal.
+        var id: UserID
         var name: String
         var password: PasswordHash
         var createdAt: Date
+        /// Tokens carry the generation they were issued under; changing the password bumps it, which
+        /// revokes every earlier token at once.
+        var tokenGeneration: Int
+
+        init(name: String, password: PasswordHash) {
+            id = UserID.random()
+            self.name = name
+            self.password = password
+            createdAt = Date()
+            tokenGeneration = 0
+        }
+
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            name = try container.decode(String.self, forKey: .name)
+            password = try container.decode(PasswordHash.self, forKey: .password)
+            createdAt = try container.decode(Date.self, forKey: .createdAt)
+            // A users.json from before ids existed: each account gets one the first time it is read
+            // (and keeps it once the file is next written).
+            id = try container.decodeIfPresent(UserID.self, forKey: .id) ?? UserID.random()
+            tokenGeneration = try container.decodeIfPresent(Int.self, forKey: .tokenGeneration) ?? 0
+        }
     }
 
-    struct File: Codable { var users: [User] }
+    struct File: Codable {
+        var users: [User]
+        /// Ids of removed accounts: their files and uploads are deleted by the gateway's sweep.
+        var removed: [UserID]
+        /// Whether some account was read without an id (and got a new one that must be kept).
+        var needsIDs = false
+
+        enum CodingKeys: String, CodingKey { case users, removed }
+        init(users: [User], removed: [UserID]) {
+            self.users = users
+            self.removed = removed
+        }
+        init(from decoder: any Decoder) throws {
+            let container = try decoder.container(keyedBy: CodingKeys.self)
+            users = try container.decode([User].self, forKey: .users)
+            removed = try container.decodeIfPresent([UserID].self, forKey: .removed) ?? []
+            struct Probe: Decodable { let id: String? }
+            needsIDs = try container.decode([Probe].self, forKey: .users).contains { $0.id == nil }
+        }
+    }
 
     /// scrypt cost: N = 2^15, r = 8, p = 1 (32 MiB, about 0.1 s): OWASP's minimum for scrypt.
     static let cost = (n: UInt64(1 << 15), r: UInt64(8), p: UInt64(1))
 
     let path: String
     private var users: [String: User] = [:]
+    private var removed: [UserID] = []
     private var loadedModification: Date?
     /// Verified against when the user does not exist, so a wrong name costs the same time.
     private let decoy: PasswordHash
@@ -38,6 +84,8 @@ public actor UserStore {
         decoy = Self.hash(password: Secrets.randomHex(16))
         if let file = try Self.read(path) {
             users = Dictionary(file.users.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+            removed = file.removed
+            if file.needsIDs { try Self.write(File(users: file.users, removed: file.removed), to: path) }
         }
         loadedModification = Self.modification(path)
     }
@@ -53,7 +101,7 @@ public actor UserStore {
         try reloadIfChanged()
         guard users[name] == nil else { throw UserStoreError.exists(name) }
         try Self.validate(password: password)
-        users[name] = User(name: name, password: Self.hash(password: password), createdAt: Date())
+        users[name] = User(name: name, password: Self.hash(password: password))
         try save()
     }
 
@@ -62,12 +110,14 @@ public actor UserStore {
         guard users[name] != nil else { throw UserStoreError.unknown(name) }
         try Self.validate(password: password)
         users[name]!.password = Self.hash(password: password)
+        users[name]!.tokenGeneration += 1
         try save()
     }
 
     public func remove(_ name: String) throws {
         try reloadIfChanged()
-        guard users.removeValue(forKey: name) != nil else { throw UserStoreError.unknown(name) }
+        guard let user = users.removeValue(forKey: name) else { throw UserStoreError.unknown(name) }
+        removed.append(user.id)
         try save()
     }
 
@@ -76,17 +126,40 @@ public actor UserStore {
         return users[name] != nil
     }
 
-    /// Whether `password` is `name`'s. Unknown names cost the same scrypt work as known ones, and
-    /// the work runs on NIO's thread pool, not on the tasks that move uploads.
-    public nonisolated func verify(_ name: String, password: String) async throws -> Bool {
-        let (stored, exists) = try await passwordHash(of: name)
+    /// The account `name` logs in as, if `password` is its password. Unknown names cost the same
+    /// scrypt work as known ones, and the work runs on NIO's thread pool, not on the tasks that move
+    /// uploads. The token generation is read before the password is checked, so a password changed
+    /// meanwhile yields a token that is already revoked.
+    public nonisolated func verify(_ name: String, password: String) async throws -> (principal: Principal, tokenGeneration: Int)? {
+        let (stored, account) = try await passwordHash(of: name)
         let matches = try await NIOThreadPool.singleton.runIfActive { Self.check(password: password, against: stored) }
-        return matches && exists
+        guard matches, let account else { return nil }
+        return (Principal(id: account.id, name: account.name), account.tokenGeneration)
     }
 
-    private func passwordHash(of name: String) throws -> (PasswordHash, Bool) {
+    /// The principal a token names, if that account still exists and the token is of its current
+    /// generation (issued after the last password change).
+    public func principal(id: UserID, tokenGeneration: Int) throws -> Principal? {
         try reloadIfChanged()
-        return (users[name]?.password ?? decoy, users[name] != nil)
+        guard let user = users.values.first(where: { $0.id == id }), user.tokenGeneration == tokenGeneration else { return nil }
+        return Principal(id: user.id, name: user.name)
+    }
+
+    /// The user id of `name`, if the account exists.
+    public func id(of name: String) throws -> UserID? {
+        try reloadIfChanged()
+        return users[name]?.id
+    }
+
+    /// Ids of removed accounts (the gateway deletes what belonged to them).
+    public func removedIDs() throws -> Set<UserID> {
+        try reloadIfChanged()
+        return Set(removed)
+    }
+
+    private func passwordHash(of name: String) throws -> (PasswordHash, User?) {
+        try reloadIfChanged()
+        return (users[name]?.password ?? decoy, users[name])
     }
 
     static func validate(password: String) throws {
@@ -110,19 +183,25 @@ public actor UserStore {
     private func reloadIfChanged() throws {
         let modification = Self.modification(path)
         guard modification != loadedModification else { return }
-        users = Dictionary((try Self.read(path)?.users ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        let file = try Self.read(path)
+        users = Dictionary((file?.users ?? []).map { ($0.name, $0) }, uniquingKeysWith: { $1 })
+        removed = file?.removed ?? []
         loadedModification = modification
+        if file?.needsIDs == true { try save() }
     }
 
     private func save() throws {
+        try Self.write(File(users: users.values.sorted { $0.name < $1.name }, removed: removed), to: path)
+        loadedModification = Self.modification(path)
+    }
+
+    private static func write(_ file: File, to path: String) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         encoder.dateEncodingStrategy = .iso8601
-        let data = try encoder.encode(File(users: users.values.sorted { $0.name < $1.name }))
         let writer = try AtomicFileWriter(destination: path, permissions: 0o600)
-        try writer.write(Array(data))
+        try writer.write(Array(try encoder.encode(file)))
         try writer.commit()
-        loadedModification = Self.modification(path)
     }
 
     private static func read(_ path: String) throws -> File? {

@@ -95,26 +95,6 @@ public struct AsyncSequenceByteSource<Base: AsyncSequence>: ByteSource where Bas
     }
 }
 
-/// Errors from the file helpers, with the path and the system's reason.
-public struct FileError: Error, CustomStringConvertible, Sendable {
-    public let path: String
-    public let operation: String
-    public let errno: Int32
-
-    public init(path: String, operation: String, errno: Int32) {
-        self.path = path
-        self.operation = operation
-        self.errno = errno
-    }
-
-    /// A file that became shorter than it was when opened.
-    public static func truncated(_ path: String) -> FileError { FileError(path: path, operation: "truncated", errno: 0) }
-
-    public var description: String {
-        errno == 0 ? "\(path) was truncated while being read" : "cannot \(operation) \(path): \(String(cString: strerror(errno)))"
-    }
-}
-
 /// A byte source reading a file descriptor (a file, a pipe, standard input) with blocking reads.
 ///
 /// Reads from the page cache are short, and the pipeline issues them from one task at a time, so

@@ -1,9 +1,10 @@
 import COpenSSL
+import SealedFormat
 
 /// Thin, allocation-free wrappers over OpenSSL 3's EVP API.
 ///
-/// Nothing here implements a primitive: AES-256-GCM, HKDF-SHA256, SHA-256, the random generator and
-/// the constant-time comparison all come from libcrypto. The wrappers take raw buffers so the
+/// Nothing here implements a primitive: AES-256-GCM and HKDF-SHA256 come from libcrypto (digests,
+/// randomness and constant-time comparison from SealedFormat's wrappers, also libcrypto). The wrappers take raw buffers so the
 /// streaming pipeline can encrypt straight into its output records without extra copies.
 enum OpenSSL {
     /// Fetched once: `EVP_aes_256_gcm()` would re-fetch the implementation on every init, which
@@ -81,21 +82,6 @@ enum OpenSSL {
         precondition(ok && length == output.count, "HKDF-SHA256 failed inside OpenSSL")
     }
 
-    /// Fills `buffer` from OpenSSL's CSPRNG.
-    static func randomBytes(_ buffer: UnsafeMutableRawBufferPointer) {
-        guard buffer.count > 0 else { return }
-        let ok = RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1
-        // Continuing without randomness would mean predictable keys and salts.
-        precondition(ok, "OpenSSL's random generator failed")
-    }
-
-    /// Compares two equal-length secrets in time independent of their contents.
-    static func constantTimeEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
-        guard a.count == b.count else { return false }
-        guard a.count > 0 else { return true }
-        return CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0
-    }
-
     /// Overwrites secret bytes in a way the compiler may not optimise away.
     static func cleanse(_ buffer: UnsafeMutableRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
@@ -107,75 +93,6 @@ extension UnsafeRawBufferPointer {
     /// The buffer as the `const unsigned char *` OpenSSL takes (a valid pointer even when empty).
     fileprivate var bytes: UnsafePointer<UInt8>? {
         baseAddress?.assumingMemoryBound(to: UInt8.self)
-    }
-}
-
-/// SHA-256, incrementally or in one call.
-public struct SHA256Hasher: ~Copyable {
-    private var digest = StreamingDigest(.sha256)
-
-    public init() {}
-
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) { digest.update(bytes) }
-
-    public mutating func update(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { update($0) }
-    }
-
-    /// The 32-byte digest; the hasher cannot be used afterwards.
-    public consuming func finalize() -> [UInt8] { digest.finalize() }
-
-    /// SHA-256 of `bytes` in one call.
-    public static func hash(_ bytes: UnsafeRawBufferPointer) -> [UInt8] {
-        var hasher = SHA256Hasher()
-        hasher.update(bytes)
-        return hasher.finalize()
-    }
-
-    public static func hash(_ bytes: [UInt8]) -> [UInt8] {
-        bytes.withUnsafeBytes { hash($0) }
-    }
-}
-
-/// Hash functions offered through ``StreamingDigest`` (the gateway's tus checksums use both).
-public enum DigestKind: String, Sendable, CaseIterable {
-    case sha1, sha256
-
-    /// Fetched once per algorithm and shared: fetched algorithm objects are immutable.
-    nonisolated(unsafe) fileprivate static let sha1Method: OpaquePointer = fetch("SHA1")
-    nonisolated(unsafe) fileprivate static let sha256Method: OpaquePointer = fetch("SHA256")
-
-    fileprivate var method: OpaquePointer { self == .sha1 ? Self.sha1Method : Self.sha256Method }
-
-    private static func fetch(_ name: String) -> OpaquePointer {
-        guard let md = EVP_MD_fetch(nil, name, nil) else { fatalError("OpenSSL has no \(name) implementation; is libcrypto 3 installed?") }
-        return md
-    }
-}
-
-/// An incremental digest (SHA-1 or SHA-256) from OpenSSL.
-public struct StreamingDigest: ~Copyable {
-    private let ctx: OpaquePointer
-
-    public init(_ algorithm: DigestKind) {
-        guard let ctx = EVP_MD_CTX_new() else { fatalError("EVP_MD_CTX_new: out of memory") }
-        precondition(EVP_DigestInit_ex2(ctx, algorithm.method, nil) == 1, "digest init failed inside OpenSSL")
-        self.ctx = ctx
-    }
-
-    deinit { EVP_MD_CTX_free(ctx) }
-
-    public mutating func update(_ bytes: UnsafeRawBufferPointer) {
-        guard bytes.count > 0 else { return }
-        precondition(EVP_DigestUpdate(ctx, bytes.baseAddress, bytes.count) == 1, "digest update failed inside OpenSSL")
-    }
-
-    public consuming func finalize() -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        let ok = digest.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(ctx, $0.baseAddress, &length) }
-        precondition(ok == 1, "digest final failed inside OpenSSL")
-        return Array(digest.prefix(Int(length)))
     }
 }
 

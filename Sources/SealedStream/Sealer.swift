@@ -32,7 +32,7 @@ public struct Sealer: Sendable {
 
     public init(key: SessionKey, options: SealOptions = SealOptions()) throws(SealedStreamError) {
         var salt = [UInt8](repeating: 0, count: StreamHeader.saltLength)
-        salt.withUnsafeMutableBytes { OpenSSL.randomBytes($0) }
+        salt.withUnsafeMutableBytes { Secrets.fillRandom($0) }
         try self.init(key: key, options: options, salt: salt)
     }
 

@@ -33,7 +33,7 @@ public struct SessionKey: Sendable, CustomStringConvertible, CustomDebugStringCo
 
     /// A new key from OpenSSL's CSPRNG.
     public static func random() -> SessionKey {
-        SessionKey(secret: SecretBytes(count: byteCount) { OpenSSL.randomBytes($0) })
+        SessionKey(secret: SecretBytes(count: byteCount) { Secrets.fillRandom($0) })
     }
 
     private init(secret: SecretBytes) { self.secret = secret }
@@ -124,7 +124,7 @@ struct StreamKeys: Sendable {
 
     /// Whether these keys belong to the header's commitment, compared in constant time.
     func matchesCommitment(of header: StreamHeader) -> Bool {
-        commitment.withUnsafeBytes { a in header.commitment.withUnsafeBytes { b in OpenSSL.constantTimeEqual(a, b) } }
+        commitment.withUnsafeBytes { a in header.commitment.withUnsafeBytes { b in Secrets.constantTimeEqual(a, b) } }
     }
 
     /// The nonce for chunk `index`: the base nonce with its last four bytes XORed with the

@@ -71,7 +71,8 @@ struct DownloadCommand: AsyncParsableCommand {
         discussion: "Chunks are verified as they arrive; OUT appears only after the final chunk verifies. Run the same command again to resume an interrupted download.")
 
     @Option(help: "Session key file.") var key: String
-    @Option(name: .shortAndLong, help: "Output file (default: the file id).") var output: String?
+    @Option(name: .shortAndLong, help: "Output file (default: the file's original name, else its id).") var output: String?
+    @Flag(help: "Let the file's original name replace an existing file (-o always replaces).") var force = false
     @Flag(name: .shortAndLong, help: "No progress bar.") var quiet = false
     @Argument(help: "The file id.") var fileID: String
 
@@ -81,23 +82,51 @@ struct DownloadCommand: AsyncParsableCommand {
             let key = try await readKeyFile(key)
             let client = GatewayClient(session: session)
             let manifest = try await client.manifest(fileID)
+            // The original name, opened with the key and cut to a safe base name, lands in the
+            // current directory; -o names the output explicitly.
+            var target = output
+            if target == nil {
+                target = await SealedName.open(manifest.metadata, key: key).flatMap(SealedName.safeBaseName) ?? manifest.fileID.value
+                printError("saving as \(target!)")
+            }
             let progress = ProgressBar(label: "downloading", total: manifest.plaintextSize, enabled: !quiet && Terminal.standardError.isInteractive)
-            try await Downloader(client: client, key: key).download(fileID, to: output ?? fileID) { progress.advance(by: $0) }
+            // A name the user gave with -o is theirs to overwrite; a name that came with the file is
+            // never allowed to replace one of theirs unless --force.
+            try await Downloader(client: client, key: key).download(fileID, to: target!, replacing: force || output != nil) {
+                progress.advance(by: $0)
+            }
             progress.finish()
         }
     }
 }
 
 struct FilesCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "files", abstract: "List your files on the gateway.")
+    static let configuration = CommandConfiguration(
+        commandName: "files", abstract: "List your files on the gateway: id, size, time and name.",
+        discussion: "Names are sealed; with --key, each name the key opens is shown, every other one as (sealed).")
+
+    @Option(help: "Session key file that opens the names.") var key: String?
 
     func run() async throws {
         try await reportingFailures("files") {
             let files = try await GatewayClient(session: try ClientSession.load(from: ClientDirectory())).files()
+            let key = try await self.key.asyncMap { try await readKeyFile($0) }
             let formatter = ISO8601DateFormatter()
             for file in files {
-                print("\(file.file_id)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.created_at))")
+                let name = await key.asyncMap { await SealedName.open(file.metadata, key: $0) } ?? nil
+                // Control characters in a name must not reach the terminal.
+                let shown = name.map { String(String.UnicodeScalarView($0.unicodeScalars.map { CharacterSet.controlCharacters.contains($0) ? "?" : $0 })) }
+                print("\(file.fileID)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.createdAt))  \(shown ?? "(sealed)")")
             }
+        }
+    }
+}
+
+extension Optional {
+    func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        switch self {
+        case .some(let value): try await transform(value)
+        case .none: nil
         }
     }
 }

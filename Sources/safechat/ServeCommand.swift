@@ -37,6 +37,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds before an unfinished upload is removed [SAFECHAT_UPLOAD_EXPIRY].")
     var uploadExpiry: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_UPLOAD_EXPIRY"] ?? "") ?? 24 * 3600
 
+    @Option(help: "Seconds a connection may sit without a complete request head or idle between requests [SAFECHAT_IDLE_TIMEOUT].")
+    var idleTimeout: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_IDLE_TIMEOUT"] ?? "") ?? 60
+
+    @Option(help: "Seconds a request body may deliver nothing before it is cut off; an upload keeps what arrived [SAFECHAT_BODY_TIMEOUT].")
+    var bodyTimeout: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_BODY_TIMEOUT"] ?? "") ?? 60
+
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
 
@@ -52,6 +58,7 @@ struct ServeCommand: AsyncParsableCommand {
         guard parseByteCount(maxFileSize) != nil else { throw ValidationError("--max-file-size takes a size such as 500M or 64G") }
         guard parseByteCount(quota) != nil else { throw ValidationError("--quota takes a size such as 500M or 256G") }
         guard tokenLifetime > 0, uploadExpiry > 0 else { throw ValidationError("lifetimes must be positive") }
+        guard idleTimeout > 0, bodyTimeout > 0 else { throw ValidationError("timeouts must be positive") }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
     }
 
@@ -65,6 +72,8 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.userQuota = parseByteCount(quota)!
             configuration.tokenLifetime = TimeInterval(tokenLifetime)
             configuration.uploadExpiry = TimeInterval(uploadExpiry)
+            configuration.idleTimeout = .seconds(idleTimeout)
+            configuration.bodyStallTimeout = .seconds(bodyTimeout)
             configuration.demo = demo
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey

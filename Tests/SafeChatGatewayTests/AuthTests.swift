@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SafeChatGateway
+import SafeChatAPI
 import SealedStream
 
 @Suite struct AuthTests {
@@ -66,15 +67,20 @@ import SealedStream
         let keyPath = server.dataDirectory + "/signing.key"
         let good = try await HTTP.login(server.base)
         var refused: [String: String] = [:]
+        let user1 = try #require(try await server.gateway.users.id(of: "user1"))
+        // Same key, same account, a generation that is not the account's.
+        refused["stale generation"] = try await server.gateway.tokens.issue(for: user1, generation: 7).token
+        // Same key, an account that does not exist.
+        refused["unknown account"] = try await server.gateway.tokens.issue(for: UserID.random(), generation: 0).token
         // Same key, but already expired.
         let expiredIssuer = try await TokenService(signingKeyPath: keyPath, issuer: "safechat-gateway", audience: "safechat", lifetime: -60)
-        refused["expired"] = try await expiredIssuer.issue(for: "user1").token
+        refused["expired"] = try await expiredIssuer.issue(for: user1, generation: 0).token
         // Same key, another audience / another issuer.
-        refused["wrong audience"] = try await TokenService(signingKeyPath: keyPath, issuer: "safechat-gateway", audience: "elsewhere", lifetime: 600).issue(for: "user1").token
-        refused["wrong issuer"] = try await TokenService(signingKeyPath: keyPath, issuer: "someone", audience: "safechat", lifetime: 600).issue(for: "user1").token
+        refused["wrong audience"] = try await TokenService(signingKeyPath: keyPath, issuer: "safechat-gateway", audience: "elsewhere", lifetime: 600).issue(for: user1, generation: 0).token
+        refused["wrong issuer"] = try await TokenService(signingKeyPath: keyPath, issuer: "someone", audience: "safechat", lifetime: 600).issue(for: user1, generation: 0).token
         // Another key.
         let otherKey = FileManager.default.temporaryDirectory.appendingPathComponent("other-\(UUID().uuidString).key").path
-        refused["foreign key"] = try await TokenService(signingKeyPath: otherKey, issuer: "safechat-gateway", audience: "safechat", lifetime: 600).issue(for: "user1").token
+        refused["foreign key"] = try await TokenService(signingKeyPath: otherKey, issuer: "safechat-gateway", audience: "safechat", lifetime: 600).issue(for: user1, generation: 0).token
         try? FileManager.default.removeItem(atPath: otherKey)
         // A valid token with its signature or payload changed.
         let parts = good.token!.split(separator: ".").map(String.init)

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SafeChatGateway
+import SafeChatAPI
 import SealedStream
 
 /// The `safechat` client commands against a real gateway, as subprocesses.
@@ -179,7 +180,7 @@ import SealedStream
         defer { ws.remove() }
         let (plaintext, id) = try await ws.uploadRandomFile("f", size: 20 << 20)
         let http = try await HTTP.login(server.base)
-        let sha256 = try #require(try await http.send(.GET, "/files/\(id)").json["sha256"] as? String)
+        let sha256 = try #require(try await http.send(.GET, "/files/\(id)").json["digest"] as? String)
 
         let partial = ws.path(".f.out.\(id).safechat-download")
         let progress = partial + ".progress"

@@ -3,6 +3,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 @testable import SafeChatGateway
+import SafeChatAPI
 import SealedStream
 import Hummingbird
 import Logging
@@ -46,6 +47,22 @@ final class TestGateway: @unchecked Sendable {
     }
 
     func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
+
+    /// Runs `body` against a fresh gateway that is stopped and removed afterwards, whatever `body` does.
+    static func with<T>(configure: (inout GatewayConfiguration) -> Void = { _ in },
+                        _ body: (TestGateway) async throws -> T) async throws -> T {
+        let server = try await start(configure: configure)
+        do {
+            let result = try await body(server)
+            await server.stop()
+            server.removeData()
+            return result
+        } catch {
+            await server.stop()
+            server.removeData()
+            throw error
+        }
+    }
 }
 
 /// A response with its body collected.
@@ -94,6 +111,15 @@ struct HTTP {
         return location
     }
 
+    /// tus: create an upload whose length is deferred; returns its path.
+    func createDeferredUpload() async throws -> String {
+        let reply = try await send(.POST, "/uploads", headers: [("Tus-Resumable", "1.0.0"), ("Upload-Defer-Length", "1")])
+        guard reply.status == 201, let location = reply.header("Location") else {
+            throw NSError(domain: "create", code: reply.status, userInfo: [NSLocalizedDescriptionKey: reply.text])
+        }
+        return location
+    }
+
     func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = []) async throws -> Reply {
         try await send(.PATCH, path, headers: [("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"),
                                                ("Content-Type", "application/offset+octet-stream")] + extraHeaders, body: Array(body))
@@ -109,6 +135,21 @@ func sealedStream(plaintextSize: Int, chunkSize: Int = 1 << 16) async throws -> 
         sealed += piece
     }
     return (key, plaintext, sealed)
+}
+
+/// The stream digest of docs/FORMAT.md, computed here from the bytes on its own (not through the
+/// gateway's validator): d0 = SHA-256(stream header), d(i+1) = SHA-256(d(i) || record header || tag).
+func streamDigest(_ sealed: [UInt8]) -> String {
+    var digest = SHA256Hasher.hash(Array(sealed[0..<92]))
+    var offset = 92
+    while offset < sealed.count {
+        let header = Array(sealed[offset..<(offset + 16)])
+        let bodyLength = Int(header[12]) << 24 | Int(header[13]) << 16 | Int(header[14]) << 8 | Int(header[15])
+        let tagStart = offset + 16 + bodyLength
+        digest = SHA256Hasher.hash(digest + header + Array(sealed[tagStart..<(tagStart + 16)]))
+        offset = tagStart + 16
+    }
+    return Secrets.hex(digest)
 }
 
 func openStream(_ sealed: [UInt8], key: SessionKey) async throws -> [UInt8] {

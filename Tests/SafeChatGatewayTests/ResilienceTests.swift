@@ -3,6 +3,7 @@ import SafeChatClient
 import Synchronization
 import Testing
 @testable import SafeChatGateway
+import SafeChatAPI
 import SealedStream
 
 /// Crashes, restarts and load: what is acknowledged survives, and the registry stays consistent.

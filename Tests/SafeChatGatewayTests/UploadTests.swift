@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SafeChatGateway
+import SafeChatAPI
 import SealedStream
 
 @Suite struct UploadTests {
@@ -20,7 +21,8 @@ import SealedStream
         let manifest = try await client.send(.GET, "/files/\(id)").json
         #expect(manifest["size"] as? Int == sealed.count)
         #expect(manifest["plaintextSize"] as? Int == plaintext.count)
-        #expect(manifest["sha256"] as? String == Secrets.hex(SHA256Hasher.hash(sealed)))
+        #expect(manifest["digest"] as? String == streamDigest(sealed))
+        #expect(download.header("ETag") == "\"\(streamDigest(sealed))\"")
         #expect((manifest["records"] as? [Any])?.count == 5)
         #expect(try await client.send(.POST, "/upload", body: sealed, authorized: false).status == 401)
         await server.stop()
@@ -209,9 +211,9 @@ import SealedStream
         #expect(try await client.patch(path, offset: 0, sealed.prefix(50_000)).status == 204)
         let expires = try #require(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Expires"))
         #expect(expires.hasSuffix("GMT"))
-        #expect(try await server.gateway.uploads.removeExpired(now: Date()) == 0, "not expired yet")
+        #expect(try await server.gateway.uploads.sweep(now: Date()) == 0, "not expired yet")
         // An hour later (the clock is passed in, so the test does not wait for it).
-        #expect(try await server.gateway.uploads.removeExpired(now: Date().addingTimeInterval(3601)) == 1)
+        #expect(try await server.gateway.uploads.sweep(now: Date().addingTimeInterval(3601)) == 1)
         #expect(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).status == 404)
         #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/partial").isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)

@@ -44,5 +44,10 @@ import Testing
         #expect(records.map(\.isCompressed) == [true, true, false])
         #expect(records.map(\.plaintextLength) == [65536, 65536, 28928])
         #expect(Array(golden.prefix(12)) == Array("SAFECHAT".utf8) + [1, 1, 1, 16])
+        // The stream digest (docs/FORMAT.md section 10), computed by an independent script when the
+        // vector was made.
+        var validator = FramingValidator()
+        _ = try validator.consume(golden)
+        #expect(validator.digestHex + "\n" == (try String(contentsOf: file("digest.hex"), encoding: .utf8)))
     }
 }

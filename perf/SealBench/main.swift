@@ -13,6 +13,7 @@ import COpenSSL
 import CLZ4
 import Dispatch
 import Foundation
+import SafeChatAPI
 import SafeChatGateway
 import SealedStream
 import Synchronization
@@ -420,13 +421,14 @@ func registryBench(files: Int) async throws {
     let registry = try JSONFileRegistry(directory: dir)
     let header = try StreamHeader.parse(Array(try Data(contentsOf: URL(fileURLWithPath: "Fixtures/golden-v1/sealed.bin")).prefix(92)))
     let records = (0..<64).map { FileManifest.Record(index: UInt32($0), offset: 92 + Int64($0) * 1_048_608, length: 1_048_608, plaintextLength: 1 << 20) }
+    let owners = (0..<100).map { _ in UserID.random() }
     var latencies: [Double] = []
     latencies.reserveCapacity(files)
     let start = DispatchTime.now().uptimeNanoseconds
     for i in 0..<files {
-        let manifest = FileManifest(fileID: FileID.random(), owner: "user\(i % 100)", createdAt: Date(), expiresAt: nil,
+        let manifest = FileManifest(fileID: FileID.random(), owner: owners[i % 100], createdAt: Date(), expiresAt: nil,
                                     size: 92 + 64 * 1_048_608, plaintextSize: 64 << 20, chunkSize: 1 << 20, header: header,
-                                    sha256: String(repeating: "0", count: 64), metadata: ["name": "c2VhbGVk"], records: records)
+                                    digest: String(repeating: "0", count: 64), metadata: ["name": "c2VhbGVk"], records: records)
         let t0 = DispatchTime.now().uptimeNanoseconds
         try await registry.putFile(manifest)
         latencies.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e6)

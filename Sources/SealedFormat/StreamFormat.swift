@@ -1,11 +1,8 @@
-/// SealedStream: the sealed-stream format and the pipeline that produces and consumes it.
+/// SealedFormat: the keyless half of the sealed-stream format (docs/FORMAT.md): the stream header,
+/// record headers, their structural rules and ``FramingValidator``, plus the digests, randomness and
+/// atomic file writing both sides use. The gateway imports this and not SealedStream, so the
+/// compiler checks that the gateway never links code that holds a key.
 ///
-/// A file is cut into chunks; each chunk is LZ4-compressed when that shrinks it and encrypted with
-/// AES-256-GCM under a per-stream key derived (HKDF-SHA256) from the session key and a random salt.
-/// Start with ``Sealer`` and ``Opener`` (streaming, parallel, back-pressured), ``ChunkOpener``
-/// (one chunk, random access) and ``FramingValidator`` (keyless checks, for the gateway). The byte
-/// layouts are in this file; docs/FORMAT.md specifies them. Every primitive comes from OpenSSL 3
-/// (see `OpenSSL.swift`), compression from liblz4.
 /// Byte layouts and structural rules of sealed-stream format version 1 (docs/FORMAT.md).
 ///
 /// Everything here is keyless: the gateway validates a stream's framing with these types alone,
@@ -52,7 +49,7 @@ public struct StreamHeader: Sendable, Equatable {
     /// Plaintext bytes per chunk; every chunk but the final one holds exactly this many.
     public var chunkSize: Int { 1 << Int(chunkSizeLog2) }
 
-    init(codec: CompressionCodec, chunkSizeLog2: UInt8, salt: [UInt8], commitment: [UInt8]) {
+    package init(codec: CompressionCodec, chunkSizeLog2: UInt8, salt: [UInt8], commitment: [UInt8]) {
         precondition(salt.count == Self.saltLength && commitment.count == Self.commitmentLength)
         precondition(ChunkSize.allowedLog2.contains(chunkSizeLog2))
         self.version = Self.currentVersion
@@ -64,11 +61,11 @@ public struct StreamHeader: Sendable, Equatable {
     }
 
     /// The 12 bytes (magic, version, algorithm, codec, chunk size) bound into the key derivation.
-    static func parameterBytes(codec: CompressionCodec, chunkSizeLog2: UInt8) -> [UInt8] {
+    package static func parameterBytes(codec: CompressionCodec, chunkSizeLog2: UInt8) -> [UInt8] {
         magic + [currentVersion, AEADAlgorithm.aes256GCM.rawValue, codec.rawValue, chunkSizeLog2]
     }
 
-    var parameterBytes: [UInt8] { Self.parameterBytes(codec: codec, chunkSizeLog2: chunkSizeLog2) }
+    package var parameterBytes: [UInt8] { Self.parameterBytes(codec: codec, chunkSizeLog2: chunkSizeLog2) }
 
     /// The header as it appears on the wire.
     public func encoded() -> [UInt8] {
@@ -125,8 +122,8 @@ public struct RecordHeader: Sendable, Equatable, Codable {
     /// Chunk indices are u32, so a stream holds at most 2^32 chunks and no counter can wrap.
     public static let maxIndex = UInt32.max
 
-    static let finalFlag: UInt8 = 0x01
-    static let lz4Flag: UInt8 = 0x02
+    package static let finalFlag: UInt8 = 0x01
+    package static let lz4Flag: UInt8 = 0x02
 
     public let index: UInt32
     public let isFinal: Bool
@@ -139,7 +136,7 @@ public struct RecordHeader: Sendable, Equatable, Codable {
     /// Header, body and tag.
     public var recordLength: Int { Self.encodedLength + sealedLength }
 
-    init(index: UInt32, isFinal: Bool, isCompressed: Bool, plaintextLength: Int, bodyLength: Int) {
+    package init(index: UInt32, isFinal: Bool, isCompressed: Bool, plaintextLength: Int, bodyLength: Int) {
         self.index = index
         self.isFinal = isFinal
         self.isCompressed = isCompressed
@@ -147,7 +144,7 @@ public struct RecordHeader: Sendable, Equatable, Codable {
         self.bodyLength = bodyLength
     }
 
-    func encode(into out: UnsafeMutableRawBufferPointer) {
+    package func encode(into out: UnsafeMutableRawBufferPointer) {
         precondition(out.count >= Self.encodedLength)
         out.storeBytes(of: index.bigEndian, toByteOffset: 0, as: UInt32.self)
         out[4] = (isFinal ? Self.finalFlag : 0) | (isCompressed ? Self.lz4Flag : 0)
@@ -170,7 +167,8 @@ public struct RecordHeader: Sendable, Equatable, Codable {
         let flags = bytes[4]
         let plaintextLength = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 8, as: UInt32.self)))
         let bodyLength = Int(UInt32(bigEndian: bytes.loadUnaligned(fromByteOffset: 12, as: UInt32.self)))
-        func malformed(_ reason: String) -> SealedStreamError { .malformedRecord(index: index, reason: reason) }
+        // Reported by position when the caller knows it: an index read from a bad header says nothing.
+        func malformed(_ reason: String) -> SealedStreamError { .malformedRecord(index: expectedIndex ?? index, reason: reason) }
 
         guard flags & ~(finalFlag | lz4Flag) == 0, bytes[5] == 0, bytes[6] == 0, bytes[7] == 0 else {
             throw malformed("reserved bits are set")

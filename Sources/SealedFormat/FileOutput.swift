@@ -66,7 +66,7 @@ public final class AtomicFileWriter {
         self.destination = destination
         let (directory, name) = splitPath(destination)
         var suffix = [UInt8](repeating: 0, count: 8)
-        suffix.withUnsafeMutableBytes { OpenSSL.randomBytes($0) }
+        suffix.withUnsafeMutableBytes { Secrets.fillRandom($0) }
         let hex = suffix.map { String($0, radix: 16) }.joined()
         temporaryPath = (directory == "" ? "" : directory + "/") + ".\(name).\(hex).safechat-partial"
         let fd = open(temporaryPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, permissions)
@@ -118,4 +118,24 @@ func splitPath(_ path: String) -> (directory: String, name: String) {
     guard let slash = path.lastIndex(of: "/") else { return ("", path) }
     let directory = String(path[..<slash])
     return (directory.isEmpty ? "/" : directory, String(path[path.index(after: slash)...]))
+}
+
+/// Errors from the file helpers, with the path and the system's reason.
+public struct FileError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let operation: String
+    public let errno: Int32
+
+    public init(path: String, operation: String, errno: Int32) {
+        self.path = path
+        self.operation = operation
+        self.errno = errno
+    }
+
+    /// A file that became shorter than it was when opened.
+    public static func truncated(_ path: String) -> FileError { FileError(path: path, operation: "truncated", errno: 0) }
+
+    public var description: String {
+        errno == 0 ? "\(path) was truncated while being read" : "cannot \(operation) \(path): \(String(cString: strerror(errno)))"
+    }
 }

@@ -5,6 +5,10 @@
 /// last complete record, which is where an interrupted upload resumes. It buffers at most one
 /// header (92 bytes) and skips record bodies, so it costs almost nothing per byte.
 ///
+/// It also computes the stream digest (docs/FORMAT.md, "Stream digest"): a SHA-256 chain over the
+/// stream header and each record's header and tag, which names the stream's exact bytes for the
+/// cost of one small hash per record instead of hashing every byte.
+///
 /// It is `Codable`, so a server can checkpoint it next to the bytes it has acknowledged and resume
 /// validation mid-record after a restart.
 public struct FramingValidator: Sendable, Codable {
@@ -23,7 +27,7 @@ public struct FramingValidator: Sendable, Codable {
     private enum Phase: Sendable, Codable {
         case streamHeader
         case recordHeader
-        case body(RecordHeader, remaining: Int)
+        case body(RecordHeader, headerBytes: [UInt8], remaining: Int)
         case done
     }
 
@@ -37,17 +41,25 @@ public struct FramingValidator: Sendable, Codable {
     /// Index the next record must carry.
     public private(set) var nextIndex: UInt32 = 0
     public var isComplete: Bool { if case .done = phase { true } else { false } }
+    /// The stream digest so far (the chain value after the last complete record); final once
+    /// ``isComplete``.
+    public private(set) var digest: [UInt8] = []
+    /// The stream digest as lowercase hex; meaningful once ``isComplete``.
+    public var digestHex: String { Secrets.hex(digest) }
 
     private var phase = Phase.streamHeader
     private var pending: [UInt8] = []
+    /// The tag of the record being read, as its bytes arrive.
+    private var tag: [UInt8] = []
     private var failure: SealedStreamError?
 
     public init() {}
 
     /// Resumes validation at a record boundary of a stream whose header is known, e.g. after a
     /// restart, from what was recorded when that boundary was reached.
-    public init(resumingAfter header: StreamHeader, completeOffset: Int64, nextIndex: UInt32, plaintextLength: Int64) {
+    public init(resumingAfter header: StreamHeader, completeOffset: Int64, nextIndex: UInt32, plaintextLength: Int64, digest: [UInt8]) {
         self.header = header
+        self.digest = digest
         self.completeOffset = completeOffset
         self.consumedOffset = completeOffset
         self.nextIndex = nextIndex
@@ -107,6 +119,7 @@ public struct FramingValidator: Sendable, Codable {
                 }
                 if pending.count == StreamHeader.encodedLength {
                     header = try StreamHeader.parse(pending)
+                    digest = SHA256Hasher.hash(pending)
                     pending.removeAll(keepingCapacity: true)
                     completeOffset = consumedOffset
                     phase = .recordHeader
@@ -121,17 +134,22 @@ public struct FramingValidator: Sendable, Codable {
                         Result { () throws(SealedStreamError) in try RecordHeader.parse(raw, in: header!, expectedIndex: nextIndex) }
                     }
                     let recordHeader = try parsed.get()
+                    phase = .body(recordHeader, headerBytes: pending, remaining: recordHeader.sealedLength)
                     pending.removeAll(keepingCapacity: true)
-                    phase = .body(recordHeader, remaining: recordHeader.sealedLength)
                 }
-            case .body(let recordHeader, let remaining):
+            case .body(let recordHeader, let headerBytes, let remaining):
                 let take = min(remaining, bytes.count - position)
+                // The last 16 bytes of the record are its tag, which the digest covers.
+                let tagStart = max(position, position + remaining - RecordHeader.tagLength)
+                if tagStart < position + take { tag += bytes[tagStart..<(position + take)] }
                 position += take
                 consumedOffset += Int64(take)
                 if take < remaining {
-                    phase = .body(recordHeader, remaining: remaining - take)
+                    phase = .body(recordHeader, headerBytes: headerBytes, remaining: remaining - take)
                     break
                 }
+                digest = SHA256Hasher.hash(digest + headerBytes + tag)
+                tag.removeAll(keepingCapacity: true)
                 records.append(Record(
                     index: recordHeader.index, offset: completeOffset, length: recordHeader.recordLength,
                     plaintextLength: recordHeader.plaintextLength, isCompressed: recordHeader.isCompressed,

@@ -5,8 +5,16 @@ public enum Secrets {
     /// `count` bytes from OpenSSL's CSPRNG.
     public static func randomBytes(_ count: Int) -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: count)
-        bytes.withUnsafeMutableBytes { OpenSSL.randomBytes($0) }
+        bytes.withUnsafeMutableBytes { fillRandom($0) }
         return bytes
+    }
+
+    /// Fills `buffer` from OpenSSL's CSPRNG.
+    public static func fillRandom(_ buffer: UnsafeMutableRawBufferPointer) {
+        guard buffer.count > 0 else { return }
+        let ok = RAND_bytes(buffer.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(buffer.count)) == 1
+        // Continuing without randomness would mean predictable keys and salts.
+        precondition(ok, "OpenSSL's random generator failed")
     }
 
     /// Lowercase hex of `count` random bytes (identifiers, file names).
@@ -14,7 +22,14 @@ public enum Secrets {
 
     /// Compares two secrets in time that depends only on their lengths.
     public static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
-        a.withUnsafeBytes { a in b.withUnsafeBytes { b in OpenSSL.constantTimeEqual(a, b) } }
+        a.withUnsafeBytes { a in b.withUnsafeBytes { b in constantTimeEqual(a, b) } }
+    }
+
+    /// Compares two equal-length secrets in time independent of their contents.
+    public static func constantTimeEqual(_ a: UnsafeRawBufferPointer, _ b: UnsafeRawBufferPointer) -> Bool {
+        guard a.count == b.count else { return false }
+        guard a.count > 0 else { return true }
+        return CRYPTO_memcmp(a.baseAddress, b.baseAddress, a.count) == 0
     }
 
     /// scrypt (RFC 7914) through OpenSSL's EVP_PBE_scrypt.

@@ -1,0 +1,175 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SafeChatAPI
+import SealedStream
+
+/// tus and HTTP edge cases: overrides, expiry, HEAD, OPTIONS, error bodies, timeouts.
+@Suite struct ProtocolEdgeTests {
+    @Test func methodOverrideHonoursOnlyPatchAndDeleteOnUploadURLs() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
+            let path = try await client.createUpload(length: sealed.count)
+            for (route, value) in [(path, "HEAD"), (path, "GET"), (path, "OPTIONS"), (path, "bogus"), ("/files", "DELETE"), ("/upload", "PATCH")] {
+                let reply = try await client.send(.POST, route, headers: [("X-HTTP-Method-Override", value), ("Tus-Resumable", "1.0.0")])
+                #expect(reply.status == 400, "\(route) \(value): \(reply.status)")
+                #expect(reply.json["error"] as? String == "bad_request", "\(route) \(value): \(reply.text)")
+                #expect(reply.header("Content-Length") == "\(reply.body.count)")
+            }
+            let patched = try await client.send(.POST, path, headers: [
+                ("X-HTTP-Method-Override", "PATCH"), ("Tus-Resumable", "1.0.0"), ("Upload-Offset", "0"),
+                ("Content-Type", "application/offset+octet-stream"),
+            ], body: sealed)
+            #expect(patched.status == 204)
+        }
+    }
+
+    @Test func anExpiredUploadIsRefusedAtOnce() async throws {
+        try await TestGateway.with(configure: { $0.uploadExpiry = 3 }) { server in
+            let client = try await HTTP.login(server.base)
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
+            let path = try await client.createUpload(length: sealed.count)
+            #expect(try await client.patch(path, offset: 0, sealed.prefix(1000)).status == 204)
+            let expires = try #require(try await server.gateway.registry.upload(FileID(String(path.split(separator: "/").last!))!)).expiresAt
+            try await Task.sleep(for: .seconds(max(0, expires.timeIntervalSinceNow) + 0.2))
+            let patch = try await client.patch(path, offset: 1000, sealed[1000...])
+            #expect(patch.status == 410, "\(patch.text)")
+            #expect(patch.json["error"] as? String == "upload_expired")
+            #expect([404, 410].contains(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).status))
+            #expect(try await server.gateway.registry.uploads().isEmpty, "refused and removed without waiting for the sweep")
+        }
+    }
+
+    @Test func headReturnsTheStoredMetadataAndNeedsTusResumable() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let path = try await client.createUpload(length: 1000, metadata: "name c2VjcmV0,kind YQ==")
+            let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0"), ("Upload-Metadata", "name ZXZpbA==")])
+            #expect(head.status == 200)
+            #expect(head.header("Upload-Metadata") == "kind YQ==,name c2VjcmV0")
+            #expect(try await client.send(.HEAD, path).status == 412)
+        }
+    }
+
+    @Test func optionsCarriesTheTusHeadersWithAndWithoutOrigin() async throws {
+        try await TestGateway.with { server in
+            let anonymous = HTTP(base: server.base)
+            for headers in [[], [("Origin", "https://example.org"), ("Access-Control-Request-Method", "PATCH")]] {
+                for path in ["/uploads", "/uploads/0123456789abcdef0123456789abcdef"] {
+                    let reply = try await anonymous.send(.OPTIONS, path, headers: headers)
+                    #expect([200, 204].contains(reply.status), "\(path) \(headers)")
+                    #expect(reply.header("Tus-Version") == "1.0.0", "\(path) \(headers)")
+                    #expect(reply.header("Tus-Resumable") == "1.0.0", "\(path) \(headers)")
+                    #expect(reply.header("Tus-Extension")?.contains("creation-defer-length") == true, "\(path) \(headers)")
+                    #expect(reply.header("Tus-Max-Size") != nil, "\(path) \(headers)")
+                }
+            }
+        }
+    }
+
+    @Test func unknownRoutesAndWrongMethodsAnswerTheJSONErrorBody() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let unknown = try await client.send(.GET, "/no/such/route")
+            #expect(unknown.status == 404)
+            #expect(unknown.json["error"] as? String == "not_found")
+            #expect(unknown.header("Content-Type")?.hasPrefix("application/json") == true)
+            let wrongMethod = try await client.send(.PUT, "/files")
+            #expect(wrongMethod.status == 405)
+            #expect(wrongMethod.json["error"] as? String == "method_not_allowed")
+            #expect(wrongMethod.header("Allow")?.contains("GET") == true)
+            let wrongLogin = try await client.send(.GET, "/login")
+            #expect(wrongLogin.status == 405)
+            #expect(wrongLogin.header("Allow") == "POST")
+            let oversized = try await client.send(.POST, "/login", body: Array(repeating: 0x20, count: 70_000))
+            #expect([400, 413].contains(oversized.status))
+            #expect(oversized.json["error"] is String, "\(oversized.text)")
+        }
+    }
+
+    @Test func aStalledPatchReleasesItsUploadAfterTheTimeout() async throws {
+        try await TestGateway.with(configure: { $0.bodyStallTimeout = .seconds(1) }) { server in
+            let client = try await HTTP.login(server.base)
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 300_000)
+            let path = try await client.createUpload(length: sealed.count)
+            // A client that sends half its body and then goes silent, without closing.
+            let socket = try RawConnection(port: server.port)
+            defer { socket.close() }
+            try socket.send(Array("PATCH \(path) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(client.token!)\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: \(sealed.count)\r\n\r\n".utf8))
+            try socket.send(Array(sealed.prefix(100_000)))
+            try await Task.sleep(for: .milliseconds(300))
+            #expect(try await client.patch(path, offset: 0, sealed).status == 423, "held while the body is live")
+            // Past the stall timeout the connection is closed and the bytes that arrived are kept.
+            let deadline = ContinuousClock.now + .seconds(10)
+            var offset = -1
+            while ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(250))
+                let reply = try await client.patch(path, offset: 100_000, sealed[100_000...])
+                if reply.status == 204 { offset = Int(reply.header("Upload-Offset") ?? "") ?? -1; break }
+                #expect([409, 423].contains(reply.status), "\(reply.status) \(reply.text)")
+            }
+            #expect(offset == sealed.count)
+            #expect(socket.isClosedByPeer(within: .seconds(2)))
+        }
+    }
+
+    @Test func aConnectionThatNeverFinishesItsHeadIsClosed() async throws {
+        try await TestGateway.with(configure: { $0.idleTimeout = .seconds(1) }) { server in
+            let socket = try RawConnection(port: server.port)
+            defer { socket.close() }
+            try socket.send(Array("GET /files HTTP/1.1\r\nHost: x\r\n".utf8))
+            let start = ContinuousClock.now
+            #expect(socket.isClosedByPeer(within: .seconds(5)))
+            #expect(ContinuousClock.now - start >= .milliseconds(800))
+            // An idle keep-alive connection likewise.
+            let idle = try RawConnection(port: server.port)
+            defer { idle.close() }
+            try idle.send(Array("OPTIONS /uploads HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
+            #expect(idle.isClosedByPeer(within: .seconds(5)))
+        }
+    }
+}
+
+/// A plain TCP connection, for clients that misbehave in ways an HTTP library will not.
+final class RawConnection: @unchecked Sendable {
+    let fd: Int32
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    func send(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            sent += n
+        }
+    }
+
+    /// Whether the peer closes the connection within `timeout` (reading and dropping whatever it sends).
+    func isClosedByPeer(within timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) >= 0 else { return false }
+            if poller.revents != 0 {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n == 0 || (n < 0 && errno == ECONNRESET) { return true }
+            }
+        }
+        return false
+    }
+
+    func close() { Glibc.close(fd) }
+}
