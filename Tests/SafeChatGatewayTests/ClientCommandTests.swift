@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatClient
 import SealedStream
 
 /// The `safechat` client commands against a real gateway, as subprocesses.
@@ -254,5 +255,56 @@ import SealedStream
         #expect(try ws.fingerprintOf("f.out") == fingerprint(plaintext))
         #expect(!FileManager.default.fileExists(atPath: progress))
         await server.stop()
+    }
+}
+
+extension ClientCommandTests {
+    @Test func filesShowsNamesTheKeyOpensAndDownloadUsesTheOriginalName() async throws {
+        try await TestGateway.with { server in
+            let ws = try await Self.ready(server)
+            defer { ws.remove() }
+            let (plaintext, id) = try await ws.uploadRandomFile("report.txt", size: 200_000)
+            let withKey = try await ws.run(["files", "--key", "key"])
+            #expect(withKey.status == 0 && withKey.output.contains("\(id)") && withKey.output.contains("report.txt"), "\(withKey.output)")
+            let withoutKey = try await ws.run(["files"])
+            #expect(withoutKey.output.contains("(sealed)") && !withoutKey.output.contains("report.txt"), "\(withoutKey.output)")
+            let otherKey = try await ws.run(["keygen", "other.key"])
+            #expect(otherKey.status == 0)
+            #expect(try await ws.run(["files", "--key", "other.key"]).output.contains("(sealed)"))
+
+            // Into a fresh directory: the original name; a second time it refuses to overwrite.
+            let into = ws.path("inbox")
+            try FileManager.default.createDirectory(atPath: into, withIntermediateDirectories: true)
+            let first = try await runProcess(["env", "XDG_CONFIG_HOME=\(ws.config)", Self.safechat, "download", "-q", "--key", ws.path("key"), id],
+                                             in: URL(fileURLWithPath: into))
+            #expect(first.status == 0, "\(first.output)")
+            #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: into + "/report.txt"))) == fingerprint(plaintext))
+            try Data("mine".utf8).write(to: URL(fileURLWithPath: into + "/report.txt"))
+            let again = try await runProcess(["env", "XDG_CONFIG_HOME=\(ws.config)", Self.safechat, "download", "-q", "--key", ws.path("key"), id],
+                                             in: URL(fileURLWithPath: into))
+            #expect(again.status == 1 && again.output.contains("already exists"), "\(again.output)")
+            #expect(try String(contentsOfFile: into + "/report.txt", encoding: .utf8) == "mine", "never overwritten")
+            let forced = try await runProcess(["env", "XDG_CONFIG_HOME=\(ws.config)", Self.safechat, "download", "-q", "--force", "--key", ws.path("key"), id],
+                                              in: URL(fileURLWithPath: into))
+            #expect(forced.status == 0)
+            #expect(fingerprint(try Data(contentsOf: URL(fileURLWithPath: into + "/report.txt"))) == fingerprint(plaintext))
+            // Without a key that opens the name, the id is the name.
+            let unnamed = try await runProcess(["env", "XDG_CONFIG_HOME=\(ws.config)", Self.safechat, "download", "-q", "--key", ws.path("other.key"), id],
+                                               in: URL(fileURLWithPath: into))
+            #expect(unnamed.status == 2, "the wrong key is refused before anything is written: \(unnamed.output)")
+        }
+    }
+
+    @Test func hostileSealedNamesAreReducedToSafeBaseNames() {
+        #expect(SealedName.safeBaseName("../../etc/passwd") == "passwd")
+        #expect(SealedName.safeBaseName("a\\b\\..\\evil.exe") == "evil.exe")
+        #expect(SealedName.safeBaseName("..") == nil)
+        #expect(SealedName.safeBaseName(".") == nil)
+        #expect(SealedName.safeBaseName("dir/") == "dir")
+        #expect(SealedName.safeBaseName("/") == nil)
+        #expect(SealedName.safeBaseName("") == nil)
+        #expect(SealedName.safeBaseName("bell\u{07}\u{1B}[31mred\n.txt") == "bell[31mred.txt")
+        #expect(SealedName.safeBaseName(String(repeating: "x", count: 300)) == nil)
+        #expect(SealedName.safeBaseName("résumé.pdf") == "résumé.pdf")
     }
 }
