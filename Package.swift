@@ -102,15 +102,31 @@ let package = Package(
             name: "SafeChatCLITests",
             dependencies: ["safechat", "SealedStream"]
         ),
+        // Shared by the test targets that talk to a real gateway: scoped gateway lifecycle, HTTP
+        // helper, sealed test streams, subprocess and raw-socket helpers.
+        .target(
+            name: "SafeChatTestSupport",
+            dependencies: [
+                "SafeChatGateway", "SafeChatAPI", "SealedStream",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            path: "Tests/SafeChatTestSupport"
+        ),
         .testTarget(
             name: "SafeChatGatewayTests",
             dependencies: [
-                "SafeChatGateway", "SafeChatClient", "SafeChatAPI", "SealedStream", "safechat",
+                "SafeChatGateway", "SafeChatClient", "SafeChatAPI", "SealedStream", "SafeChatTestSupport", "safechat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
+        ),
+        .testTarget(
+            name: "SafeChatClientTests",
+            dependencies: ["SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SealedStream", "SafeChatTestSupport", "safechat"]
         ),
         .testTarget(
             name: "SealedStreamHeavyTests",

@@ -26,7 +26,7 @@ public struct Gateway: Sendable {
     public let users: UserStore
     public let uploads: UploadManager
     let tokens: TokenService
-    let throttle = LoginThrottle()
+    let throttle: LoginThrottle
     let access = AccessPolicy()
     let logger: Logger
 
@@ -36,6 +36,7 @@ public struct Gateway: Sendable {
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
         self.logger = logger
+        throttle = LoginThrottle(clock: configuration.clock)
         registry = try JSONFileRegistry(directory: root + "/registry")
         blobs = try LocalBlobStore(root: root + "/data")
         users = try UserStore(path: Self.usersPath(dataDirectory: root))

@@ -23,6 +23,9 @@ public struct GatewayConfiguration: Sendable {
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
 
+    /// The time of day for upload expiry and login locks; tests move it instead of waiting.
+    public var clock: @Sendable () -> Date = { Date() }
+
     public init() {}
 
     /// JWT issuer and audience; tokens from another deployment or for another service are refused.

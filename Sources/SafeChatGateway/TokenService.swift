@@ -90,6 +90,9 @@ public struct TokenService: Sendable {
 actor LoginThrottle {
     struct Entry { var attempts: Int; var lockedUntil: Date }
     private var entries: [String: Entry] = [:]
+    private let clock: @Sendable () -> Date
+
+    init(clock: @escaping @Sendable () -> Date = { Date() }) { self.clock = clock }
     /// Attempts allowed before a key is locked; each further attempt doubles the lock (1 s to 15 min).
     nonisolated let freeFailures = 5
 
@@ -100,7 +103,8 @@ actor LoginThrottle {
     }
 
     /// Counts an attempt for every key, or refuses it (counting nothing) if any key is locked.
-    func begin(_ keys: [String], now: Date = Date()) -> Admission {
+    func begin(_ keys: [String]) -> Admission {
+        let now = clock()
         let wait = keys.compactMap { entries[$0]?.lockedUntil }.max().map { $0.timeIntervalSince(now) } ?? 0
         if wait > 0 { return .refused(Int(wait.rounded(.up))) }
         if entries.count > 100_000 { entries = entries.filter { $0.value.lockedUntil > now || $0.value.attempts > 0 } }

@@ -39,7 +39,7 @@ public actor UploadManager {
             guard length <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
             guard quota.reserve(length, for: owner) else { throw GatewayError.overQuota }
         }
-        let now = Date()
+        let now = configuration.clock()
         let state = UploadState(
             uploadID: FileID.random(), owner: owner, length: length, offset: 0, createdAt: now,
             expiresAt: now.addingTimeInterval(configuration.uploadExpiry), metadata: metadata,
@@ -57,9 +57,9 @@ public actor UploadManager {
 
     /// The upload `id` if `principal` may append to it (anyone else learns nothing: 404). An upload
     /// past its expiry is gone at once (410), whether or not the sweeper has removed it yet.
-    func upload(_ id: FileID, for principal: Principal, now: Date = Date()) async throws -> UploadState {
+    func upload(_ id: FileID, for principal: Principal) async throws -> UploadState {
         guard let state = try await registry.upload(id), access.mayAppend(state, principal) else { throw GatewayError.notFound("upload") }
-        if state.isExpired(at: now) {
+        if state.isExpired(at: configuration.clock()) {
             if !busy.contains(id) { try await discard(state) }
             throw GatewayError(.gone, .uploadExpired, "the upload expired at \(httpDate(state.expiresAt)); start it again")
         }
@@ -153,7 +153,7 @@ public actor UploadManager {
     private func finish(_ state: UploadState) async throws -> FileManifest {
         let header = state.validator.header!
         let manifest = FileManifest(
-            fileID: state.uploadID, owner: state.owner, createdAt: Date(), expiresAt: nil, size: state.offset,
+            fileID: state.uploadID, owner: state.owner, createdAt: configuration.clock(), expiresAt: nil, size: state.offset,
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
             digest: state.validator.digestHex, metadata: state.metadata, records: state.records)
         try await registry.putFile(manifest)
@@ -200,7 +200,8 @@ public actor UploadManager {
     /// Removes uploads abandoned past their expiry, and the files and uploads of `removedAccounts`;
     /// returns how many were removed.
     @discardableResult
-    func sweep(now: Date = Date(), removedAccounts: Set<UserID> = []) async throws -> Int {
+    func sweep(now: Date? = nil, removedAccounts: Set<UserID> = []) async throws -> Int {
+        let now = now ?? configuration.clock()
         var removed = 0
         for state in try await registry.uploads() where !busy.contains(state.uploadID) {
             let orphaned = removedAccounts.contains(state.owner)

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatTestSupport
 import SealedStream
 
 @Suite struct AuthTests {
@@ -44,21 +45,31 @@ import SealedStream
     }
 
     @Test func repeatedFailuresAreThrottledWithRetryAfter() async throws {
-        let server = try await TestGateway.start()
-        defer { server.removeData() }
-        let anonymous = HTTP(base: server.base)
-        var statuses: [Int] = []
-        for _ in 0..<7 {
-            let reply = try await anonymous.send(.POST, "/login", body: Array(#"{"username":"user1","password":"wrong-guess"}"#.utf8))
-            statuses.append(reply.status)
-            if reply.status == 429 { #expect(Int(reply.header("Retry-After") ?? "") ?? 0 >= 1) }
+        // The clock stands still unless the test moves it, so a slow machine cannot outlast a lock.
+        let clock = TestClock()
+        try await TestGateway.with(configure: { $0.clock = clock.now }) { server in
+            let anonymous = HTTP(base: server.base)
+            func attempt(_ password: String) async throws -> Reply {
+                try await anonymous.send(.POST, "/login", body: Array("{\"username\":\"user1\",\"password\":\"\(password)\"}".utf8))
+            }
+            var statuses: [Int] = []
+            for _ in 0..<7 {
+                let reply = try await attempt("wrong-guess")
+                statuses.append(reply.status)
+                if reply.status == 429 { #expect(Int(reply.header("Retry-After") ?? "") ?? 0 >= 1) }
+            }
+            #expect(statuses == [401, 401, 401, 401, 401, 429, 429], "\(statuses)")
+            // Even the right password waits out the lock.
+            #expect(try await attempt("password123").status == 429)
+            // Once the 1 s lock has passed, one more guess is admitted, and it doubles the lock.
+            clock.advance(by: 1.1)
+            #expect(try await attempt("wrong-guess").status == 401)
+            #expect(try await attempt("password123").status == 429)
+            clock.advance(by: 1.5)
+            #expect(try await attempt("password123").status == 429, "locked for 2 s now")
+            clock.advance(by: 0.6)
+            #expect(try await attempt("password123").status == 200)
         }
-        #expect(statuses.prefix(5).allSatisfy { $0 == 401 })
-        #expect(statuses.last == 429)
-        // Even the right password waits out the lock.
-        let locked = try await anonymous.send(.POST, "/login", body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
-        #expect(locked.status == 429)
-        await server.stop()
     }
 
     @Test func forgedExpiredWrongAudienceAndUnsignedTokensAreRefused() async throws {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatTestSupport
 import SealedStream
 
 @Suite struct DownloadTests {

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatTestSupport
 import SealedStream
 
 /// Issue 9's attacks, each against the real gateway on loopback.

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatTestSupport
 import SealedStream
 
 /// Independent clients against the real gateway: curl resuming a download, and the tus client

@@ -4,6 +4,7 @@ import Synchronization
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import SafeChatTestSupport
 import SealedStream
 
 /// Crashes, restarts and load: what is acknowledged survives, and the registry stays consistent.
@@ -203,49 +204,6 @@ extension ResilienceTests {
     }
 }
 
-/// A tus PATCH of `file` sent by curl at 1 MB/s, so a test can kill one side partway.
-func slowPatch(_ url: String, token: String, offset: Int, file: URL) throws -> Process {
-    let curl = Process()
-    curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", url,
-                      "-H", "Authorization: Bearer \(token)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: \(offset)",
-                      "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
-    try curl.run()
-    return curl
-}
-
-/// `safechat serve` as a child process, killed with SIGKILL by the tests.
-struct ServerProcess {
-    let process: Process
-    let base: String
-
-    init(dataDirectory: String) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
-        process.arguments = ["serve", "--demo", "--port", "0", "--data-dir", dataDirectory]
-        let log = Pipe()
-        process.standardError = log
-        process.standardOutput = FileHandle.nullDevice
-        try process.run()
-        // The "listening" log line carries the URL.
-        var seen = ""
-        let handle = log.fileHandleForReading
-        while !seen.contains("url=http") {
-            let data = handle.availableData
-            if data.isEmpty { throw CocoaError(.fileReadUnknown) }
-            seen += String(decoding: data, as: UTF8.self)
-        }
-        let url = seen.split(separator: " ").first { $0.hasPrefix("url=") }!.dropFirst(4)
-        base = String(url)
-        // Keep draining the log so the server never blocks on a full pipe.
-        Thread { while !handle.availableData.isEmpty {} }.start()
-    }
-
-    func kill() {
-        Foundation.kill(process.processIdentifier, SIGKILL)
-        process.waitUntilExit()
-    }
-}
 
 extension ResilienceTests {
     /// A gateway killed with SIGKILL mid-download: the download fails as a lost connection and keeps

@@ -6,6 +6,7 @@ import NIOSSL
 import SafeChatClient
 import Testing
 @testable import SafeChatGateway
+import SafeChatTestSupport
 
 /// --tls-cert / --tls-key: the same routes over HTTPS on the same port.
 @Suite struct TLSTests {

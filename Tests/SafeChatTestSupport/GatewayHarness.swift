@@ -1,3 +1,6 @@
+/// SafeChatTestSupport: what every test target that talks to a real gateway shares: a gateway on a
+/// loopback port that is always stopped (``TestGateway/with(configure:_:)``), a small HTTP client,
+/// sealed test streams, subprocess and raw-socket helpers.
 import AsyncHTTPClient
 import Foundation
 import NIOCore
@@ -7,16 +10,17 @@ import SafeChatAPI
 import SealedStream
 import Hummingbird
 import Logging
+import Synchronization
 
 /// A real gateway on an ephemeral loopback port, over its own data directory.
-final class TestGateway: @unchecked Sendable {
-    let dataDirectory: String
-    let port: Int
-    let gateway: Gateway
+public final class TestGateway: @unchecked Sendable {
+    public let dataDirectory: String
+    public let port: Int
+    public let gateway: Gateway
     private let task: Task<Void, any Error>
-    var base: String { "http://127.0.0.1:\(port)" }
+    public var base: String { "http://127.0.0.1:\(port)" }
 
-    static func start(dataDirectory: String? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
+    public static func start(dataDirectory: String? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
         let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         var configuration = GatewayConfiguration()
         configuration.port = 0
@@ -41,15 +45,15 @@ final class TestGateway: @unchecked Sendable {
         self.task = task
     }
 
-    func stop() async {
+    public func stop() async {
         task.cancel()
         _ = await task.result
     }
 
-    func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
+    public func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
 
     /// Runs `body` against a fresh gateway that is stopped and removed afterwards, whatever `body` does.
-    static func with<T>(configure: (inout GatewayConfiguration) -> Void = { _ in },
+    public static func with<T>(configure: (inout GatewayConfiguration) -> Void = { _ in },
                         _ body: (TestGateway) async throws -> T) async throws -> T {
         let server = try await start(configure: configure)
         do {
@@ -66,21 +70,26 @@ final class TestGateway: @unchecked Sendable {
 }
 
 /// A response with its body collected.
-struct Reply {
-    let status: Int
-    let headers: HTTPHeaders
-    let body: [UInt8]
-    var text: String { String(decoding: body, as: UTF8.self) }
-    var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
-    func header(_ name: String) -> String? { headers.first(name: name) }
+public struct Reply: Sendable {
+    public let status: Int
+    public let headers: HTTPHeaders
+    public let body: [UInt8]
+    public var text: String { String(decoding: body, as: UTF8.self) }
+    public var json: [String: Any] { (try? JSONSerialization.jsonObject(with: Data(body))) as? [String: Any] ?? [:] }
+    public func header(_ name: String) -> String? { headers.first(name: name) }
 }
 
 /// A small HTTP client for the tests.
-struct HTTP {
-    let base: String
-    var token: String?
+public struct HTTP: Sendable {
+    public let base: String
+    public var token: String?
 
-    func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
+    public init(base: String, token: String? = nil) {
+        self.base = base
+        self.token = token
+    }
+
+    public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
               authorized: Bool = true) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
@@ -92,7 +101,7 @@ struct HTTP {
         return Reply(status: Int(response.status.code), headers: response.headers, body: Array(buffer: bytes))
     }
 
-    static func login(_ base: String, user: String = "user1", password: String = "password123") async throws -> HTTP {
+    public static func login(_ base: String, user: String = "user1", password: String = "password123") async throws -> HTTP {
         let reply = try await HTTP(base: base).send(.POST, "/login", body: Array("{\"username\":\"\(user)\",\"password\":\"\(password)\"}".utf8))
         guard reply.status == 200, let token = reply.json["token"] as? String else {
             throw NSError(domain: "login", code: reply.status, userInfo: [NSLocalizedDescriptionKey: reply.text])
@@ -101,7 +110,7 @@ struct HTTP {
     }
 
     /// tus: create an upload of `length` bytes; returns its path (/uploads/<id>).
-    func createUpload(length: Int, metadata: String? = nil) async throws -> String {
+    public func createUpload(length: Int, metadata: String? = nil) async throws -> String {
         var headers = [("Tus-Resumable", "1.0.0"), ("Upload-Length", "\(length)")]
         if let metadata { headers.append(("Upload-Metadata", metadata)) }
         let reply = try await send(.POST, "/uploads", headers: headers)
@@ -112,7 +121,7 @@ struct HTTP {
     }
 
     /// tus: create an upload whose length is deferred; returns its path.
-    func createDeferredUpload() async throws -> String {
+    public func createDeferredUpload() async throws -> String {
         let reply = try await send(.POST, "/uploads", headers: [("Tus-Resumable", "1.0.0"), ("Upload-Defer-Length", "1")])
         guard reply.status == 201, let location = reply.header("Location") else {
             throw NSError(domain: "create", code: reply.status, userInfo: [NSLocalizedDescriptionKey: reply.text])
@@ -120,14 +129,14 @@ struct HTTP {
         return location
     }
 
-    func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = []) async throws -> Reply {
+    public func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = []) async throws -> Reply {
         try await send(.PATCH, path, headers: [("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"),
                                                ("Content-Type", "application/offset+octet-stream")] + extraHeaders, body: Array(body))
     }
 }
 
 /// A sealed stream of `size` plaintext bytes (random, so it is stored raw) under a fresh key.
-func sealedStream(plaintextSize: Int, chunkSize: Int = 1 << 16) async throws -> (key: SessionKey, plaintext: [UInt8], sealed: [UInt8]) {
+public func sealedStream(plaintextSize: Int, chunkSize: Int = 1 << 16) async throws -> (key: SessionKey, plaintext: [UInt8], sealed: [UInt8]) {
     let key = SessionKey.random()
     let plaintext = Secrets.randomBytes(plaintextSize)
     var sealed = [UInt8]()
@@ -139,7 +148,7 @@ func sealedStream(plaintextSize: Int, chunkSize: Int = 1 << 16) async throws -> 
 
 /// The stream digest of docs/FORMAT.md, computed here from the bytes on its own (not through the
 /// gateway's validator): d0 = SHA-256(stream header), d(i+1) = SHA-256(d(i) || record header || tag).
-func streamDigest(_ sealed: [UInt8]) -> String {
+public func streamDigest(_ sealed: [UInt8]) -> String {
     var digest = SHA256Hasher.hash(Array(sealed[0..<92]))
     var offset = 92
     while offset < sealed.count {
@@ -152,19 +161,19 @@ func streamDigest(_ sealed: [UInt8]) -> String {
     return Secrets.hex(digest)
 }
 
-func openStream(_ sealed: [UInt8], key: SessionKey) async throws -> [UInt8] {
+public func openStream(_ sealed: [UInt8], key: SessionKey) async throws -> [UInt8] {
     var out = [UInt8]()
     for try await piece in Opener(key: key).open(ArrayByteSource(sealed)) { out += piece }
     return out
 }
 
-func fingerprint(_ bytes: some Sequence<UInt8>) -> String {
+public func fingerprint(_ bytes: some Sequence<UInt8>) -> String {
     let array = Array(bytes)
     return "\(array.count) bytes sha256:\(Secrets.hex(SHA256Hasher.hash(array)).prefix(16))"
 }
 
-enum SHA1 {
-    static func digest(_ bytes: [UInt8]) -> [UInt8] {
+public enum SHA1 {
+    public static func digest(_ bytes: [UInt8]) -> [UInt8] {
         var digest = StreamingDigest(.sha1)
         bytes.withUnsafeBytes { digest.update($0) }
         return digest.finalize()
@@ -173,7 +182,7 @@ enum SHA1 {
 
 /// Runs a command to completion without blocking a Swift concurrency thread: the gateway under
 /// test shares the cooperative pool with the test, so a blocking wait could starve it.
-func runProcess(_ arguments: [String], in directory: URL) async throws -> (status: Int32, output: String) {
+public func runProcess(_ arguments: [String], in directory: URL) async throws -> (status: Int32, output: String) {
     try await withCheckedThrowingContinuation { continuation in
         Thread {
             let process = Process()
@@ -193,4 +202,13 @@ func runProcess(_ arguments: [String], in directory: URL) async throws -> (statu
             }
         }.start()
     }
+}
+
+/// A clock that stands still until a test moves it: give `now` to ``GatewayConfiguration/clock``
+/// and the gateway's expiries and login locks follow it, however slow the machine.
+public final class TestClock: Sendable {
+    private let time = Mutex(Date())
+    public init() {}
+    public func advance(by seconds: TimeInterval) { time.withLock { $0 = $0.addingTimeInterval(seconds) } }
+    public var now: @Sendable () -> Date { { [self] in time.withLock { $0 } } }
 }

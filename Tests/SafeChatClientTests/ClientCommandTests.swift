@@ -3,6 +3,7 @@ import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
 import SafeChatClient
+import SafeChatTestSupport
 import SealedStream
 
 /// The `safechat` client commands against a real gateway, as subprocesses.

@@ -1,0 +1,91 @@
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A tus PATCH of `file` sent by curl at 1 MB/s, so a test can kill one side partway.
+public func slowPatch(_ url: String, token: String, offset: Int, file: URL) throws -> Process {
+    let curl = Process()
+    curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    curl.arguments = ["curl", "-s", "-o", "/dev/null", "--limit-rate", "1M", "-X", "PATCH", url,
+                      "-H", "Authorization: Bearer \(token)", "-H", "Tus-Resumable: 1.0.0", "-H", "Upload-Offset: \(offset)",
+                      "-H", "Content-Type: application/offset+octet-stream", "--data-binary", "@\(file.path)"]
+    try curl.run()
+    return curl
+}
+
+/// `safechat serve` as a child process, killed with SIGKILL by the tests.
+public struct ServerProcess {
+    public let process: Process
+    public let base: String
+
+    public init(dataDirectory: String) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
+        process.arguments = ["serve", "--demo", "--port", "0", "--data-dir", dataDirectory]
+        let log = Pipe()
+        process.standardError = log
+        process.standardOutput = FileHandle.nullDevice
+        try process.run()
+        // The "listening" log line carries the URL.
+        var seen = ""
+        let handle = log.fileHandleForReading
+        while !seen.contains("url=http") {
+            let data = handle.availableData
+            if data.isEmpty { throw CocoaError(.fileReadUnknown) }
+            seen += String(decoding: data, as: UTF8.self)
+        }
+        let url = seen.split(separator: " ").first { $0.hasPrefix("url=") }!.dropFirst(4)
+        base = String(url)
+        // Keep draining the log so the server never blocks on a full pipe.
+        Thread { while !handle.availableData.isEmpty {} }.start()
+    }
+
+    public func kill() {
+        Foundation.kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+    }
+}
+
+/// A plain TCP connection, for clients that misbehave in ways an HTTP library will not.
+public final class RawConnection: @unchecked Sendable {
+    let fd: Int32
+
+    public init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = UInt16(port).bigEndian
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard result == 0 else { throw POSIXError(.ECONNREFUSED) }
+    }
+
+    public func send(_ bytes: [UInt8]) throws {
+        var sent = 0
+        while sent < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.send(fd, $0.baseAddress! + sent, bytes.count - sent, Int32(MSG_NOSIGNAL)) }
+            guard n > 0 else { throw POSIXError(.EPIPE) }
+            sent += n
+        }
+    }
+
+    /// Whether the peer closes the connection within `timeout` (reading and dropping whatever it sends).
+    public func isClosedByPeer(within timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 100) >= 0 else { return false }
+            if poller.revents != 0 {
+                let n = recv(fd, &buffer, buffer.count, 0)
+                if n == 0 || (n < 0 && errno == ECONNRESET) { return true }
+            }
+        }
+        return false
+    }
+
+    public func close() { Glibc.close(fd) }
+}
