@@ -12,6 +12,7 @@ let package = Package(
         .library(name: "SealedFormat", targets: ["SealedFormat"]),
         .library(name: "SealedStream", targets: ["SealedStream"]),
         .library(name: "SafeChatAPI", targets: ["SafeChatAPI"]),
+        .library(name: "SafeChatKeys", targets: ["SafeChatKeys"]),
         .library(name: "SafeChatGateway", targets: ["SafeChatGateway"]),
         .library(name: "SafeChatClient", targets: ["SafeChatClient"]),
     ],
@@ -46,6 +47,11 @@ let package = Package(
         .target(
             name: "SealedStream",
             dependencies: ["SealedFormat", "COpenSSL", "CLZ4"]
+        ),
+        // Keys that never leave users' devices (HPKE wraps, X25519); the gateway does not link it.
+        .target(
+            name: "SafeChatKeys",
+            dependencies: ["SealedStream", "COpenSSL"]
         ),
         .target(
             name: "SafeChatAPI",
@@ -127,6 +133,10 @@ let package = Package(
         .testTarget(
             name: "SafeChatClientTests",
             dependencies: ["SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SealedStream", "SafeChatTestSupport", "safechat"]
+        ),
+        .testTarget(
+            name: "SafeChatKeysTests",
+            dependencies: ["SafeChatKeys", "SealedStream"]
         ),
         .testTarget(
             name: "SealedStreamHeavyTests",

@@ -68,6 +68,8 @@ timed() { /usr/bin/time -f "%e %M" -o "$work/time" "$@" >/dev/null 2>>"$work/cmd
 ticks=$(getconf CLK_TCK)
 # The gateway's user + system CPU seconds so far.
 server_cpu() { awk -v t="$ticks" '{printf "%.3f", ($14 + $15) / t}' "/proc/$server_pid/stat"; }
+# nginx's, summed over its master and workers: the same-run baseline for the gateway's.
+nginx_cpu() { for p in $(pgrep -x nginx); do cat "/proc/$p/stat"; done | awk -v t="$ticks" '{s += $14 + $15} END {printf "%.3f", s / t}'; }
 per_gib() { awk -v a="$1" -v b="$2" -v n="$3" 'BEGIN {printf "%.3f", (b - a) / (n / 1073741824)}'; }
 
 echo "gateway-bench: ${size} MiB per data set, median of $runs runs, $(nproc) cores, loopback"
@@ -75,12 +77,16 @@ for file in "${files[@]}"; do
   name=$(basename "$file")
   bytes=$(stat -c %s "$file")
   cat "$file" >/dev/null
-  up=() down=() nput=() nputsync=() nget=() upcpu=() downcpu=() up_rss=0 down_rss=0
+  up=() down=() nput=() nputsync=() nget=() upcpu=() downcpu=() putcpu=() getcpu=() up_rss=0 down_rss=0
   for _ in $(seq 1 "$runs"); do
+    n0=$(nginx_cpu)
     read -r t m < <(timed curl -sS -f -T "$file" "http://127.0.0.1:18090/$name"); nput+=("$t")
+    n1=$(nginx_cpu); putcpu+=("$(per_gib "$n0" "$n1" "$bytes")")
     # The same PUT made durable as the gateway makes every acknowledged upload: fsync of the file.
     read -r t m < <(timed sh -c "curl -sS -f -T '$file' 'http://127.0.0.1:18090/$name' && sync '$work/www/$name'"); nputsync+=("$t")
+    n2=$(nginx_cpu)
     read -r t m < <(timed curl -sS -f -o /dev/null "http://127.0.0.1:18090/$name"); nget+=("$t")
+    n3=$(nginx_cpu); getcpu+=("$(per_gib "$n2" "$n3" "$bytes")")
     c0=$(server_cpu)
     read -r t m < <(/usr/bin/time -f "%e %M" -o "$work/time" "$bin" upload -q --key "$work/key" "$file" >"$work/id" 2>>"$work/cmd.log"; cat "$work/time")
     c1=$(server_cpu); upcpu+=("$(per_gib "$c0" "$c1" "$bytes")")
@@ -96,6 +102,7 @@ for file in "${files[@]}"; do
   p=$(printf '%s\n' "${nput[@]}" | median); g=$(printf '%s\n' "${nget[@]}" | median)
   ps=$(printf '%s\n' "${nputsync[@]}" | median)
   uc=$(printf '%s\n' "${upcpu[@]}" | median); dc=$(printf '%s\n' "${downcpu[@]}" | median)
+  pc=$(printf '%s\n' "${putcpu[@]}" | median); gc=$(printf '%s\n' "${getcpu[@]}" | median)
   echo "== $name ($bytes bytes)"
   echo "  safechat upload    $(mbps "$bytes" "$u") MB/s   client peak RSS $((up_rss / 1024)) MiB"
   echo "  safechat download  $(mbps "$bytes" "$d") MB/s   client peak RSS $((down_rss / 1024)) MiB"
@@ -103,7 +110,7 @@ for file in "${files[@]}"; do
   echo "  nginx PUT + fsync  $(mbps "$bytes" "$ps") MB/s"
   echo "  nginx GET (curl)   $(mbps "$bytes" "$g") MB/s"
   echo "  ratios: upload/PUT $(awk -v a="$p" -v b="$u" 'BEGIN {printf "%.2f", a/b}')  upload/(PUT+fsync) $(awk -v a="$ps" -v b="$u" 'BEGIN {printf "%.2f", a/b}')  download/GET $(awk -v a="$g" -v b="$d" 'BEGIN {printf "%.2f", a/b}')"
-  echo "  gateway CPU-seconds per GiB: upload $uc  download $dc"
+  echo "  server CPU-seconds per GiB: gateway upload $uc (nginx PUT $pc)  gateway download $dc (nginx GET $gc)"
   echo "  server peak RSS so far $((server_rss / 1024)) MiB"
 done
 echo

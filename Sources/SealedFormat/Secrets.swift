@@ -50,6 +50,11 @@ public enum Secrets {
         return ok == 1 ? out : nil
     }
 
+    /// Overwrites secret bytes in a way the compiler may not optimise away.
+    public static func cleanse(_ bytes: inout [UInt8]) {
+        bytes.withUnsafeMutableBytes { if let base = $0.baseAddress, $0.count > 0 { OPENSSL_cleanse(base, $0.count) } }
+    }
+
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()

@@ -6,13 +6,21 @@ import SealedFormat
 /// Nothing here implements a primitive: AES-256-GCM and HKDF-SHA256 come from libcrypto (digests,
 /// randomness and constant-time comparison from SealedFormat's wrappers, also libcrypto). The wrappers take raw buffers so the
 /// streaming pipeline can encrypt straight into its output records without extra copies.
-enum OpenSSL {
+package enum OpenSSL {
     /// Fetched once: `EVP_aes_256_gcm()` would re-fetch the implementation on every init, which
     /// contends on a global lock when all cores seal at once. Fetched algorithm objects are immutable
     /// and documented as safe to share between threads.
-    nonisolated(unsafe) static let aes256gcm: OpaquePointer = {
+    nonisolated(unsafe) package static let aes256gcm: OpaquePointer = {
         guard let cipher = EVP_CIPHER_fetch(nil, "AES-256-GCM", nil) else {
             fatalError("OpenSSL has no AES-256-GCM implementation; is libcrypto 3 installed?")
+        }
+        return cipher
+    }()
+
+    /// AES-128-GCM, for HPKE's test vectors (RFC 9180 A.1); SafeChat itself seals with AES-256.
+    nonisolated(unsafe) package static let aes128gcm: OpaquePointer = {
+        guard let cipher = EVP_CIPHER_fetch(nil, "AES-128-GCM", nil) else {
+            fatalError("OpenSSL has no AES-128-GCM implementation; is libcrypto 3 installed?")
         }
         return cipher
     }()
@@ -23,16 +31,17 @@ enum OpenSSL {
 
     /// Encrypts `plaintext` into `ciphertext` (same length; the two may be the same memory) and writes
     /// the 16-byte GCM tag to `tag`.
-    static func aesGCMSeal(
+    package static func aesGCMSeal(
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
-        plaintext: UnsafeRawBufferPointer, ciphertext: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer
+        plaintext: UnsafeRawBufferPointer, ciphertext: UnsafeMutableRawPointer, tag: UnsafeMutableRawPointer,
+        cipher: OpaquePointer = aes256gcm
     ) {
-        precondition(key.count == aes256KeyLength && nonce.count == gcmNonceLength)
+        precondition(key.count == Int(EVP_CIPHER_get_key_length(cipher)) && nonce.count == gcmNonceLength)
         precondition(plaintext.count <= Int(Int32.max) && aad.count <= Int(Int32.max))
         guard let ctx = EVP_CIPHER_CTX_new() else { fatalError("EVP_CIPHER_CTX_new: out of memory") }
         defer { EVP_CIPHER_CTX_free(ctx) }
         var outLength: Int32 = 0
-        var ok = EVP_EncryptInit_ex2(ctx, aes256gcm, key.bytes, nonce.bytes, nil) == 1
+        var ok = EVP_EncryptInit_ex2(ctx, cipher, key.bytes, nonce.bytes, nil) == 1
         if ok, aad.count > 0 {
             ok = EVP_EncryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1
         }
@@ -55,12 +64,13 @@ enum OpenSSL {
     /// Verifies `tag` and decrypts `ciphertext` into `plaintext` (which may be the same memory).
     /// Returns false, with `plaintext` holding unverified bytes the caller must discard, when the tag
     /// does not verify.
-    static func aesGCMOpen(
+    package static func aesGCMOpen(
         key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
-        ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer
+        ciphertext: UnsafeRawBufferPointer, tag: UnsafeRawBufferPointer, plaintext: UnsafeMutableRawPointer,
+        cipher: OpaquePointer = aes256gcm
     ) -> Bool {
         let decryption = GCMDecryption()
-        return decryption.begin(key: key, nonce: nonce, aad: aad)
+        return decryption.begin(key: key, nonce: nonce, aad: aad, cipher: cipher)
             && decryption.update(ciphertext, into: plaintext)
             && decryption.finish(tag: tag)
     }
@@ -80,6 +90,36 @@ enum OpenSSL {
         var length = output.count
         ok = ok && EVP_PKEY_derive(ctx, output.baseAddress?.assumingMemoryBound(to: UInt8.self), &length) == 1
         precondition(ok && length == output.count, "HKDF-SHA256 failed inside OpenSSL")
+    }
+
+    /// HKDF-Extract (RFC 5869 section 2.2) with SHA-256: the 32-byte PRK. An empty salt is
+    /// HashLen zero bytes, as the RFC says.
+    package static func hkdfExtract(salt: [UInt8], inputKey: [UInt8]) -> [UInt8] {
+        hkdf(mode: EVP_PKEY_HKDEF_MODE_EXTRACT_ONLY, key: inputKey, salt: salt, info: [], length: 32)
+    }
+
+    /// HKDF-Expand (RFC 5869 section 2.3) with SHA-256: `length` bytes (at most 255 × 32) of `prk`.
+    package static func hkdfExpand(prk: [UInt8], info: [UInt8], length: Int) -> [UInt8] {
+        precondition(length > 0 && length <= 255 * 32)
+        return hkdf(mode: EVP_PKEY_HKDEF_MODE_EXPAND_ONLY, key: prk, salt: [], info: info, length: length)
+    }
+
+    private static func hkdf(mode: Int32, key: [UInt8], salt: [UInt8], info: [UInt8], length: Int) -> [UInt8] {
+        guard let ctx = EVP_PKEY_CTX_new_id(EVP_PKEY_HKDF, nil) else { fatalError("HKDF context: out of memory") }
+        defer { EVP_PKEY_CTX_free(ctx) }
+        var out = [UInt8](repeating: 0, count: length)
+        var produced = length
+        var ok = EVP_PKEY_derive_init(ctx) == 1
+        ok = ok && EVP_PKEY_CTX_set_hkdf_mode(ctx, mode) == 1
+        ok = ok && EVP_PKEY_CTX_set_hkdf_md(ctx, EVP_sha256()) == 1
+        if !salt.isEmpty { ok = ok && EVP_PKEY_CTX_set1_hkdf_salt(ctx, salt, Int32(salt.count)) == 1 }
+        // HPKE's labeled inputs are never empty; OpenSSL refuses an empty HKDF key.
+        precondition(!key.isEmpty)
+        ok = ok && EVP_PKEY_CTX_set1_hkdf_key(ctx, key, Int32(key.count)) == 1
+        if !info.isEmpty { ok = ok && EVP_PKEY_CTX_add1_hkdf_info(ctx, info, Int32(info.count)) == 1 }
+        ok = ok && EVP_PKEY_derive(ctx, &out, &produced) == 1
+        precondition(ok && produced == length, "HKDF-SHA256 failed inside OpenSSL")
+        return out
     }
 
     /// Overwrites secret bytes in a way the compiler may not optimise away.
@@ -110,10 +150,11 @@ final class GCMDecryption {
 
     deinit { EVP_CIPHER_CTX_free(ctx) }
 
-    func begin(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer) -> Bool {
-        precondition(key.count == OpenSSL.aes256KeyLength && nonce.count == OpenSSL.gcmNonceLength)
+    func begin(key: UnsafeRawBufferPointer, nonce: UnsafeRawBufferPointer, aad: UnsafeRawBufferPointer,
+               cipher: OpaquePointer = OpenSSL.aes256gcm) -> Bool {
+        precondition(key.count == Int(EVP_CIPHER_get_key_length(cipher)) && nonce.count == OpenSSL.gcmNonceLength)
         precondition(aad.count <= Int(Int32.max))
-        guard EVP_DecryptInit_ex2(ctx, OpenSSL.aes256gcm, key.bytes, nonce.bytes, nil) == 1 else { return false }
+        guard EVP_DecryptInit_ex2(ctx, cipher, key.bytes, nonce.bytes, nil) == 1 else { return false }
         var outLength: Int32 = 0
         return aad.isEmpty || EVP_DecryptUpdate(ctx, nil, &outLength, aad.bytes, Int32(aad.count)) == 1
     }
