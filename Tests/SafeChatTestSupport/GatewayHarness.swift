@@ -5,7 +5,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
-@testable import SafeChatGateway
+import SafeChatGateway
 import SafeChatAPI
 import SealedStream
 import Hummingbird
