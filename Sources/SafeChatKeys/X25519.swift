@@ -77,11 +77,14 @@ public enum KeyError: Error, Equatable, CustomStringConvertible {
     case invalidKey(String)
     /// An HPKE ciphertext that does not open: tampered, or for another recipient or context.
     case openFailed
+    /// An identity export that does not open: the wrong passphrase, or a changed file.
+    case wrongPassphrase
 
     public var description: String {
         switch self {
         case .invalidKey(let why): why
         case .openFailed: "the wrapped key does not open: tampered, or made for another recipient, session or epoch"
+        case .wrongPassphrase: "the export does not open: wrong passphrase, or the file was changed"
         }
     }
 }
