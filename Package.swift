@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(
             name: "SafeChatGatewayTests",
             dependencies: [
-                "SafeChatGateway", "SafeChatClient", "SafeChatAPI", "SealedStream", "SafeChatTestSupport", "safechat",
+                "SafeChatGateway", "SafeChatClient", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

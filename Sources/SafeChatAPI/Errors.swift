@@ -3,6 +3,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case badRequest = "bad_request"
     case invalidID = "invalid_id"
     case unauthorized
+    case forbidden
     case invalidCredentials = "invalid_credentials"
     case tooManyAttempts = "too_many_attempts"
     case notFound = "not_found"

@@ -68,6 +68,7 @@ public struct Gateway: Sendable {
         UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
             .register(authenticated: authenticated, open: router)
         FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
+        KeyRoutes(registry: registry, users: users, clock: configuration.clock).register(on: authenticated)
         routeTable.set(router.routes.map { ($0.method, $0.path.description) })
         return router
     }
@@ -186,7 +187,7 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
         allowHeaders: ["Authorization", "Content-Type", Tus.Header.uploadLength, Tus.Header.uploadOffset, Tus.Header.resumable,
                        Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength, "Upload-Concat", Tus.Header.uploadChecksum,
                        Tus.Header.methodOverride, "X-Requested-With", "Range", "If-Range"].compactMap { HTTPField.Name($0) },
-        allowMethods: [.post, .head, .patch, .options, .get, .delete],
+        allowMethods: [.post, .head, .patch, .options, .get, .delete, .put],
         exposedHeaders: [Tus.Header.uploadOffset, "Location", Tus.Header.uploadLength, Tus.Header.version, Tus.Header.resumable,
                          Tus.Header.maxSize, Tus.Header.extensions, Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength,
                          "Upload-Concat", Tus.Header.uploadExpires, "Content-Range", "Accept-Ranges", "ETag"])

@@ -15,6 +15,9 @@ public protocol Registry: Sendable {
     func upload(_ id: FileID) async throws -> UploadState?
     func uploads() async throws -> [UploadState]
     func removeUpload(_ id: FileID) async throws
+    /// The identity bundle `user` published (the gateway only keeps it; clients verify it).
+    func putIdentity(_ bundle: IdentityBundle, of user: UserID, at time: Date) async throws
+    func identity(of user: UserID) async throws -> (bundle: IdentityBundle, updatedAt: Date)?
 }
 
 /// The embedded registry: one human-readable JSON file per file and per upload, each written to a
@@ -29,6 +32,14 @@ public actor JSONFileRegistry: Registry {
     private let uploadsDirectory: URL
     private var filesByID: [FileID: FileManifest] = [:]
     private var uploadsByID: [FileID: UploadState] = [:]
+    private let keysDirectory: URL
+    private var identities: [UserID: StoredIdentity] = [:]
+
+    struct StoredIdentity: Codable, Sendable {
+        let userID: UserID
+        let bundle: IdentityBundle
+        let updatedAt: Date
+    }
     private static var encoder: JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -41,19 +52,22 @@ public actor JSONFileRegistry: Registry {
         let root = URL(fileURLWithPath: directory)
         filesDirectory = root.appendingPathComponent("files")
         uploadsDirectory = root.appendingPathComponent("uploads")
-        for dir in [root, filesDirectory, uploadsDirectory] {
+        keysDirectory = root.appendingPathComponent("keys")
+        for dir in [root, filesDirectory, uploadsDirectory, keysDirectory] {
             try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
         let decoder = WireCoding.decoder
         filesByID = try Self.load(FileManifest.self, from: filesDirectory, decoder: decoder, key: \.fileID)
         uploadsByID = try Self.load(UploadState.self, from: uploadsDirectory, decoder: decoder, key: \.uploadID)
+        identities = try Self.load(StoredIdentity.self, from: keysDirectory, decoder: decoder, key: \.userID)
     }
 
-    private static func load<T: Decodable>(_ type: T.Type, from directory: URL, decoder: JSONDecoder, key: KeyPath<T, FileID>) throws -> [FileID: T] {
-        var out: [FileID: T] = [:]
+    private static func load<T: Decodable, Kind>(_ type: T.Type, from directory: URL, decoder: JSONDecoder,
+                                                 key: KeyPath<T, Identifier<Kind>>) throws -> [Identifier<Kind>: T] {
+        var out: [Identifier<Kind>: T] = [:]
         for name in try FileManager.default.contentsOfDirectory(atPath: directory.path) {
             let url = directory.appendingPathComponent(name)
-            guard name.hasSuffix(".json"), let id = FileID(name.dropLast(5)) else {
+            guard name.hasSuffix(".json"), let id = Identifier<Kind>(name.dropLast(5)) else {
                 // Leftovers of a write torn by a crash: never acknowledged, safe to drop.
                 if name.hasSuffix(".safechat-partial") { try? FileManager.default.removeItem(at: url) }
                 continue
@@ -100,6 +114,18 @@ public actor JSONFileRegistry: Registry {
     public nonisolated func removeUpload(_ id: FileID) async throws {
         await unindex(upload: id)
         try await remove(uploadsDirectory.appendingPathComponent("\(id).json"))
+    }
+
+    public nonisolated func putIdentity(_ bundle: IdentityBundle, of user: UserID, at time: Date) async throws {
+        let stored = StoredIdentity(userID: user, bundle: bundle, updatedAt: time)
+        try await write(stored, to: keysDirectory.appendingPathComponent("\(user).json"))
+        await index(identity: stored)
+    }
+
+    private func index(identity: StoredIdentity) { identities[identity.userID] = identity }
+
+    public func identity(of user: UserID) -> (bundle: IdentityBundle, updatedAt: Date)? {
+        identities[user].map { ($0.bundle, $0.updatedAt) }
     }
 
     private nonisolated func write(_ value: some Encodable & Sendable, to url: URL) async throws {
