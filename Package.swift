@@ -77,7 +77,7 @@ let package = Package(
         .target(
             name: "SafeChatClient",
             dependencies: [
-                "SealedStream", "SafeChatAPI",
+                "SealedStream", "SafeChatAPI", "SafeChatKeys",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -88,7 +88,7 @@ let package = Package(
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream", "SafeChatAPI", "SafeChatGateway", "SafeChatClient",
+                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

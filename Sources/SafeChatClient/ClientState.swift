@@ -45,6 +45,8 @@ public struct ClientSession: Codable, Sendable {
     public var user: String
     public var token: String
     public var expiresAt: Date
+    /// The account's stable id (hex); nil in a session saved before ids existed (log in again).
+    public var userID: String?
 
     static func file(_ directory: ClientDirectory) -> String { directory.path + "/session.json" }
 
@@ -71,6 +73,9 @@ public enum ClientError: Error, CustomStringConvertible {
     case fileChanged(String)
     case outputExists(String)
     case connectionLost(String)
+    case noIdentity
+    case identityExists(String)
+    case identityMismatch(String)
 
     public var description: String {
         switch self {
@@ -81,6 +86,9 @@ public enum ClientError: Error, CustomStringConvertible {
         case .outputExists(let path): "\(path) already exists; choose another name with -o, or pass --force to replace it"
         case .fileChanged(let path): "\(path) changed while it was being uploaded; run the command again to start over"
         case .connectionLost(let why): "connection to the gateway lost (\(why)); run the same command again to resume"
+        case .noIdentity: "no identity on this device: run `safechat keys init`, or `safechat keys import FILE` to bring yours from another device"
+        case .identityExists(let path): "an identity already exists at \(path); it is never overwritten (move it away first if you mean to replace it)"
+        case .identityMismatch(let why): why
         }
     }
 }

@@ -57,7 +57,25 @@ public struct GatewayClient: Sendable {
         var request = self.request(.POST, "/login", headers: [("Content-Type", "application/json")])
         request.body = .bytes(ByteBuffer(bytes: try JSONEncoder().encode(["username": user, "password": password])))
         let reply = try await json(LoginReply.self, try await send(request, timeout: .seconds(60)))
-        return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expiresAt)
+        return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expiresAt, userID: reply.userID)
+    }
+
+    // MARK: keys
+
+    /// Publishes this device's identity bundle (PUT /keys/me).
+    public func publish(_ bundle: [UInt8]) async throws {
+        var request = self.request(.PUT, "/keys/me", headers: [("Content-Type", "application/json")])
+        request.body = .bytes(ByteBuffer(bytes: bundle))
+        _ = try await send(request, timeout: .seconds(60))
+    }
+
+    /// `user`'s published identity, or nil if they have none. The caller verifies it.
+    public func identity(of user: String) async throws -> KeyDirectoryEntry? {
+        do {
+            return try await json(KeyDirectoryEntry.self, try await send(request(.GET, "/keys/\(user)"), timeout: .seconds(60)))
+        } catch ClientError.server(status: 404, _, _) {
+            return nil
+        }
     }
 
     // MARK: files

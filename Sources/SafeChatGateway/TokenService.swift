@@ -69,7 +69,7 @@ public struct TokenService: Sendable {
 
     private static func loadOrCreateKey(at path: String) throws -> [UInt8] {
         if let data = FileManager.default.contents(atPath: path) {
-            guard let key = UserStore.fromHex(String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
+            guard let key = Secrets.bytes(fromHex: String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)),
                   key.count == 32 else { throw FileError(path: path, operation: "read signing key (not 64 hex digits)", errno: EINVAL) }
             return key
         }

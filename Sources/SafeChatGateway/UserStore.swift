@@ -174,7 +174,7 @@ public actor UserStore {
 
     static func check(password: String, against stored: PasswordHash) -> Bool {
         guard stored.algorithm == "scrypt", stored.n <= 1 << 20, stored.r <= 32, stored.p <= 16,
-              let salt = fromHex(stored.salt), let expected = fromHex(stored.hash),
+              let salt = Secrets.bytes(fromHex: stored.salt), let expected = Secrets.bytes(fromHex: stored.hash),
               let derived = Secrets.scrypt(password: Array(password.utf8), salt: salt, n: stored.n, r: stored.r, p: stored.p, length: expected.count)
         else { return false }
         return Secrets.constantTimeEqual(derived, expected)
@@ -217,16 +217,6 @@ public actor UserStore {
         return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9 + Double(info.st_size) * 1e-12)
     }
 
-    static func fromHex(_ text: String) -> [UInt8]? {
-        let chars = Array(text.utf8)
-        guard chars.count % 2 == 0 else { return nil }
-        var out = [UInt8]()
-        for i in stride(from: 0, to: chars.count, by: 2) {
-            guard let byte = UInt8(String(decoding: chars[i..<i + 2], as: UTF8.self), radix: 16) else { return nil }
-            out.append(byte)
-        }
-        return out
-    }
 }
 
 public enum UserStoreError: Error, CustomStringConvertible {

@@ -115,22 +115,4 @@ public struct Fingerprint: Sendable, Hashable, CustomStringConvertible {
     }
 }
 
-func hexBytes(_ text: String, count: Int) -> [UInt8]? {
-    let chars = Array(text.utf8)
-    guard chars.count == count * 2 else { return nil }
-    var out = [UInt8]()
-    out.reserveCapacity(count)
-    for i in stride(from: 0, to: chars.count, by: 2) {
-        guard let high = hexValue(chars[i]), let low = hexValue(chars[i + 1]) else { return nil }
-        out.append(high << 4 | low)
-    }
-    return out
-}
-
-private func hexValue(_ c: UInt8) -> UInt8? {
-    switch c {
-    case 0x30...0x39: c - 0x30
-    case 0x61...0x66: c - 0x61 + 10
-    default: nil
-    }
-}
+func hexBytes(_ text: String, count: Int) -> [UInt8]? { Secrets.bytes(fromHex: text, count: count) }

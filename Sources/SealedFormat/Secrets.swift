@@ -55,6 +55,26 @@ public enum Secrets {
         bytes.withUnsafeMutableBytes { if let base = $0.baseAddress, $0.count > 0 { OPENSSL_cleanse(base, $0.count) } }
     }
 
+    /// The bytes of lowercase hex `text`; nil if it is not hex, or not `count` bytes when given.
+    public static func bytes(fromHex text: String, count: Int? = nil) -> [UInt8]? {
+        let chars = Array(text.utf8)
+        guard chars.count % 2 == 0, count.map({ chars.count == $0 * 2 }) ?? true else { return nil }
+        func value(_ c: UInt8) -> UInt8? {
+            switch c {
+            case 0x30...0x39: c - 0x30
+            case 0x61...0x66: c - 0x61 + 10
+            default: nil
+            }
+        }
+        var out = [UInt8]()
+        out.reserveCapacity(chars.count / 2)
+        for i in stride(from: 0, to: chars.count, by: 2) {
+            guard let high = value(chars[i]), let low = value(chars[i + 1]) else { return nil }
+            out.append(high << 4 | low)
+        }
+        return out
+    }
+
     public static func hex(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out = [UInt8]()

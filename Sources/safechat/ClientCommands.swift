@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import SafeChatClient
+import SafeChatKeys
 import SealedStream
 
 struct LoginCommand: AsyncParsableCommand {
@@ -21,6 +22,14 @@ struct LoginCommand: AsyncParsableCommand {
             let session = try await GatewayClient(server: server).login(user: user, password: password)
             try session.save(to: ClientDirectory())
             printError("logged in to \(session.server) as \(user) until \(session.expiresAt)")
+            // This device's identity: made and published the first time; an account that already
+            // has one elsewhere imports it instead.
+            do {
+                let (identity, created) = try await Identities.ensure(for: session, store: IdentityStore())
+                if created { printError("new identity made and published; your fingerprint: \(identity.publicBundle.fingerprint)") }
+            } catch ClientError.noIdentity {
+                printError("your account has an identity on another device: bring it here with `safechat keys export` there and `safechat keys import FILE` here")
+            }
         }
     }
 }

@@ -14,6 +14,8 @@ import SealedStream
     struct Workspace {
         let url: URL
         var config: String { url.appendingPathComponent("config").path }
+        /// Where this "device" keeps its identity (XDG_DATA_HOME).
+        var data: String { url.appendingPathComponent("data").path }
         func path(_ name: String) -> String { url.appendingPathComponent(name).path }
 
         init() throws {
@@ -22,7 +24,7 @@ import SealedStream
         }
 
         func run(_ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, output: String) {
-            var command = ["env", "XDG_CONFIG_HOME=\(config)", ClientCommandTests.safechat] + arguments
+            var command = ["env", "XDG_CONFIG_HOME=\(config)", "XDG_DATA_HOME=\(data)", ClientCommandTests.safechat] + arguments
             if let stdin { command = ["sh", "-c", "printf '%s\\n' \"$0\" | \"$@\"", stdin] + command }
             return try await runProcess(command, in: url)
         }
@@ -31,7 +33,7 @@ import SealedStream
             let process = Process()
             process.executableURL = URL(fileURLWithPath: ClientCommandTests.safechat)
             process.arguments = arguments
-            process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": config]) { $1 }
+            process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": config, "XDG_DATA_HOME": data]) { $1 }
             process.currentDirectoryURL = url
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
@@ -307,5 +309,44 @@ extension ClientCommandTests {
         #expect(SealedName.safeBaseName("bell\u{07}\u{1B}[31mred\n.txt") == "bell[31mred.txt")
         #expect(SealedName.safeBaseName(String(repeating: "x", count: 300)) == nil)
         #expect(SealedName.safeBaseName("résumé.pdf") == "résumé.pdf")
+    }
+}
+
+extension ClientCommandTests {
+    @Test func loginMakesAnIdentityThatMovesToASecondDeviceByExport() async throws {
+        try await TestGateway.with { server in
+            let laptop = try await Self.ready(server)
+            defer { laptop.remove() }
+            let identityFile = laptop.data + "/safechat/identity.json"
+            var info = stat()
+            #expect(stat(identityFile, &info) == 0 && info.st_mode & 0o777 == 0o600, "made at login, 0600")
+            let own = try await laptop.run(["keys", "fingerprint"])
+            let served = try await laptop.run(["keys", "fingerprint", "user1"])
+            #expect(own.status == 0 && served.status == 0)
+            let fingerprint = own.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(fingerprint.split(separator: " ").count == 6 && fingerprint.count == 35, "\(fingerprint)")
+            #expect(served.output.trimmingCharacters(in: .whitespacesAndNewlines) == fingerprint, "the gateway serves the published key")
+
+            let export = try await laptop.run(["keys", "export", "me.export"], stdin: "a good long passphrase")
+            #expect(export.status == 0, "\(export.output)")
+            #expect(stat(laptop.path("me.export"), &info) == 0 && info.st_mode & 0o777 == 0o600)
+            #expect(try await laptop.run(["keys", "export", "me.export"], stdin: "a good long passphrase").status == 1, "never overwritten")
+            #expect(try await laptop.run(["keys", "export", "weak.export"], stdin: "short").status == 1)
+
+            // A second device: logging in does not make a second identity for the account.
+            let phone = try Workspace()
+            defer { phone.remove() }
+            let login = try await phone.run(["login", "--server", server.base, "--user", "user1"], stdin: "password123")
+            #expect(login.status == 0 && login.output.contains("keys import"), "\(login.output)")
+            #expect(!FileManager.default.fileExists(atPath: phone.data + "/safechat/identity.json"))
+            try FileManager.default.copyItem(atPath: laptop.path("me.export"), toPath: phone.path("me.export"))
+            let wrong = try await phone.run(["keys", "import", "me.export"], stdin: "not the passphrase")
+            #expect(wrong.status == 1 && wrong.output.contains("wrong passphrase"), "\(wrong.output)")
+            #expect(!FileManager.default.fileExists(atPath: phone.data + "/safechat/identity.json"))
+            let imported = try await phone.run(["keys", "import", "me.export"], stdin: "a good long passphrase")
+            #expect(imported.status == 0, "\(imported.output)")
+            #expect(try await phone.run(["keys", "fingerprint"]).output.trimmingCharacters(in: .whitespacesAndNewlines) == fingerprint)
+            #expect(try await phone.run(["keys", "import", "me.export"], stdin: "a good long passphrase").status == 1, "never replaced")
+        }
     }
 }
