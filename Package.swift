@@ -132,7 +132,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SafeChatClientTests",
-            dependencies: ["SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SealedStream", "SafeChatTestSupport", "safechat"]
+            dependencies: ["SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat"]
         ),
         .testTarget(
             name: "SafeChatKeysTests",

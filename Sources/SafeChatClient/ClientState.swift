@@ -76,6 +76,7 @@ public enum ClientError: Error, CustomStringConvertible {
     case noIdentity
     case identityExists(String)
     case identityMismatch(String)
+    case keyChanged(user: String, pinned: String, offered: String)
 
     public var description: String {
         switch self {
@@ -89,6 +90,10 @@ public enum ClientError: Error, CustomStringConvertible {
         case .noIdentity: "no identity on this device: run `safechat keys init`, or `safechat keys import FILE` to bring yours from another device"
         case .identityExists(let path): "an identity already exists at \(path); it is never overwritten (move it away first if you mean to replace it)"
         case .identityMismatch(let why): why
+        case .keyChanged(let user, let pinned, let offered):
+            "REFUSED: \(user)'s key has changed. Pinned fingerprint: \(pinned). Offered now: \(offered). "
+                + "Someone (the gateway included) may be impersonating \(user). Compare fingerprints with \(user) out of band; "
+                + "only if they confirm the new one, run `safechat keys trust \(user)`"
         }
     }
 }

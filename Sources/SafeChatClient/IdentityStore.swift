@@ -68,8 +68,15 @@ public enum Identities {
         return (identity, true)
     }
 
+    /// `user`'s identity as the gateway serves it, verified and checked against this device's pin
+    /// (pinned on first use; a changed key is refused).
+    public static func trusted(_ user: String, from client: GatewayClient, pins: PinStore) async throws -> (PublicIdentity, PinStore.Trust) {
+        let bundle = try await fetch(user, from: client)
+        return (bundle, try pins.check(user, bundle))
+    }
+
     /// `user`'s published identity, verified (its own signature) and bound to the account the
-    /// gateway says it is.
+    /// gateway says it is; not checked against pins.
     public static func fetch(_ user: String, from client: GatewayClient) async throws -> PublicIdentity {
         guard let entry = try await client.identity(of: user) else {
             throw ClientError.server(status: 404, code: "not_found", message: "\(user) has published no identity")

@@ -13,7 +13,7 @@ struct KeysCommand: AsyncParsableCommand {
             is made on this device and kept 0600 in $XDG_DATA_HOME/safechat/identity.json (default \
             ~/.local/share/safechat); only its public bundle goes to the gateway. docs/KEYS.md specifies it.
             """,
-        subcommands: [Init.self, FingerprintCommand.self, Export.self, Import.self])
+        subcommands: [Init.self, FingerprintCommand.self, Verify.self, Trust.self, Export.self, Import.self])
 
     struct Init: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
@@ -43,8 +43,47 @@ struct KeysCommand: AsyncParsableCommand {
                     print(try IdentityStore().load().publicBundle.fingerprint)
                     return
                 }
-                let bundle = try await Identities.fetch(user, from: GatewayClient(session: try ClientSession.load(from: ClientDirectory())))
+                let client = GatewayClient(session: try ClientSession.load(from: ClientDirectory()))
+                let (bundle, trust) = try await Identities.trusted(user, from: client, pins: PinStore())
+                let state = switch trust {
+                case .newlyPinned: "pinned now (first use): verify it with \(user) out of band, then `safechat keys verify \(user) FINGERPRINT`"
+                case .pinned(verified: true): "verified"
+                case .pinned(verified: false): "pinned, not verified"
+                }
                 print(bundle.fingerprint)
+                printError("\(user): \(state)")
+            }
+        }
+    }
+
+    struct Verify: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "verify", abstract: "Mark USER's pinned key verified, after comparing FINGERPRINT with them out of band.")
+        @Argument(help: "The user.") var user: String
+        @Argument(help: "The 30 digits they read to you (spaces optional).") var fingerprint: [String]
+
+        func run() async throws {
+            try await reportingFailures("keys verify") {
+                guard let typed = Fingerprint(typed: fingerprint.joined()) else { throw CLIError(description: "a fingerprint is 30 digits") }
+                let client = GatewayClient(session: try ClientSession.load(from: ClientDirectory()))
+                _ = try await Identities.trusted(user, from: client, pins: PinStore())
+                try PinStore().verify(user, fingerprint: typed)
+                printError("\(user)'s key is verified")
+            }
+        }
+    }
+
+    struct Trust: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "trust", abstract: "Accept USER's changed key (only after they confirmed the new fingerprint).")
+        @Argument(help: "The user.") var user: String
+
+        func run() async throws {
+            try await reportingFailures("keys trust") {
+                let bundle = try await Identities.fetch(user, from: GatewayClient(session: try ClientSession.load(from: ClientDirectory())))
+                try PinStore().trust(user, bundle)
+                print(bundle.fingerprint)
+                printError("\(user)'s key is now pinned (not verified)")
             }
         }
     }

@@ -3,6 +3,7 @@ import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
 import SafeChatClient
+import SafeChatKeys
 import SafeChatTestSupport
 import SealedStream
 
@@ -347,6 +348,47 @@ extension ClientCommandTests {
             #expect(imported.status == 0, "\(imported.output)")
             #expect(try await phone.run(["keys", "fingerprint"]).output.trimmingCharacters(in: .whitespacesAndNewlines) == fingerprint)
             #expect(try await phone.run(["keys", "import", "me.export"], stdin: "a good long passphrase").status == 1, "never replaced")
+        }
+    }
+}
+
+extension ClientCommandTests {
+    /// A gateway that swaps user1's published key for one of its own is caught by user2's pin.
+    @Test func aSubstitutedKeyIsRefusedByThePinUntilTrusted() async throws {
+        try await TestGateway.with { server in
+            let cli = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+            try await cli.add("user2", password: "password-two")
+            let alice = try await Self.ready(server)
+            defer { alice.remove() }
+            let bob = try Workspace()
+            defer { bob.remove() }
+            #expect(try await bob.run(["login", "--server", server.base, "--user", "user2"], stdin: "password-two").status == 0)
+            let real = try await alice.run(["keys", "fingerprint"])
+            let first = try await bob.run(["keys", "fingerprint", "user1"])
+            #expect(first.status == 0 && first.output.contains("pinned now"), "\(first.output)")
+            #expect(first.output.contains(real.output.trimmingCharacters(in: .whitespacesAndNewlines)))
+
+            // Verification needs the right digits.
+            #expect(try await bob.run(["keys", "verify", "user1", "11111 22222 33333 44444 55555 66666"]).status == 1)
+            let realDigits = real.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await bob.run(["keys", "verify", "user1"] + realDigits.split(separator: " ").map(String.init)).status == 0)
+            #expect(try await bob.run(["keys", "fingerprint", "user1"]).output.contains("verified"))
+
+            // The gateway serves a key it made itself, signed correctly, for user1's account.
+            let id1 = try #require(try await server.gateway.users.id(of: "user1"))
+            let forged = try Identity.generate(userID: Secrets.bytes(fromHex: id1.value)!)
+            let bundle = try WireCoding.decoder.decode(IdentityBundle.self, from: Data(forged.publicBundle.encoded()))
+            try await server.gateway.registry.putIdentity(bundle, of: id1, at: Date())
+            let refused = try await bob.run(["keys", "fingerprint", "user1"])
+            #expect(refused.status == 1, "\(refused.output)")
+            #expect(refused.output.contains("REFUSED") && refused.output.contains(realDigits)
+                    && refused.output.contains(forged.publicBundle.fingerprint.description), "\(refused.output)")
+            // Only a deliberate decision accepts it.
+            #expect(try await bob.run(["keys", "trust", "user1"]).status == 0)
+            let after = try await bob.run(["keys", "fingerprint", "user1"])
+            #expect(after.status == 0 && after.output.contains("not verified"), "\(after.output)")
+            var info = stat()
+            #expect(stat(bob.data + "/safechat/pins.json", &info) == 0 && info.st_mode & 0o777 == 0o600)
         }
     }
 }
