@@ -51,7 +51,7 @@ let package = Package(
         // Keys that never leave users' devices (HPKE wraps, X25519); the gateway does not link it.
         .target(
             name: "SafeChatKeys",
-            dependencies: ["SealedStream", "COpenSSL"]
+            dependencies: ["SealedStream", "SafeChatAPI", "COpenSSL"]
         ),
         .target(
             name: "SafeChatAPI",
@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SafeChatKeysTests",
-            dependencies: ["SafeChatKeys", "SealedStream"]
+            dependencies: ["SafeChatKeys", "SafeChatAPI", "SealedStream"]
         ),
         .testTarget(
             name: "SealedStreamHeavyTests",

@@ -75,6 +75,9 @@ public struct SessionKey: Sendable, CustomStringConvertible, CustomDebugStringCo
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// The raw key, for wrapping it to a member (SafeChatKeys); callers wipe the copy.
+    package var rawBytes: [UInt8] { secret.withUnsafeBytes { Array($0) } }
+
     public var description: String { "SessionKey(<redacted>)" }
     public var debugDescription: String { description }
 
