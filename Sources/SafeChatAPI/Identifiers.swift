@@ -8,6 +8,7 @@ import SealedFormat
 public protocol IdentifierKind: Sendable { static var noun: String { get } }
 public enum FileKind: IdentifierKind { public static let noun = "file id" }
 public enum UserKind: IdentifierKind { public static let noun = "user id" }
+public enum SessionKind: IdentifierKind { public static let noun = "session id" }
 
 /// 128 random bits as 32 lowercase hex digits. Anything else is refused before any path is built
 /// from it.
@@ -40,6 +41,8 @@ public struct Identifier<Kind: IdentifierKind>: Hashable, Sendable, Codable, Cus
 public typealias FileID = Identifier<FileKind>
 /// A user account's stable id: what owns files, uploads and memberships.
 public typealias UserID = Identifier<UserKind>
+/// A session's id: 128 random bits made by its creator's client.
+public typealias SessionID = Identifier<SessionKind>
 
 /// Who a request acts for: an account's stable id and its current name.
 public struct Principal: Sendable, Hashable {

@@ -25,6 +25,7 @@ public struct Gateway: Sendable {
     public let blobs: any BlobStore
     public let users: UserStore
     public let uploads: UploadManager
+    public let sessions: SessionStore
     let tokens: TokenService
     let throttle: LoginThrottle
     let access = AccessPolicy()
@@ -39,6 +40,7 @@ public struct Gateway: Sendable {
         throttle = LoginThrottle(clock: configuration.clock)
         registry = try JSONFileRegistry(directory: root + "/registry")
         blobs = try LocalBlobStore(root: root + "/data")
+        sessions = try SessionStore(directory: root + "/registry/sessions")
         users = try UserStore(path: Self.usersPath(dataDirectory: root))
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
@@ -58,17 +60,12 @@ public struct Gateway: Sendable {
         let routeTable = RouteTable()
         router.add(middleware: ErrorBodyMiddleware(routes: routeTable))
         LoginRoutes(users: users, tokens: tokens, throttle: throttle).register(on: router)
-        router.get("get_chat_key") { _, _ -> Response in
-            // The prototype handed out a key the server had made and kept. Keys never leave users'
-            // devices here: they are created with `safechat keygen` and shared out of band.
-            throw GatewayError(.gone, .noServerKeys,
-                               "this gateway never holds keys; create a session key on your device with `safechat keygen`")
-        }
         let authenticated = router.group().add(middleware: AuthenticationMiddleware(users: users, tokens: tokens))
         UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
             .register(authenticated: authenticated, open: router)
         FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
         KeyRoutes(registry: registry, users: users, clock: configuration.clock).register(on: authenticated)
+        SessionRoutes(sessions: sessions).register(on: authenticated)
         routeTable.set(router.routes.map { ($0.method, $0.path.description) })
         return router
     }

@@ -133,12 +133,13 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func thePrototypesKeyEndpointNoLongerHandsOutKeys() async throws {
-        let server = try await TestGateway.start()
-        defer { server.removeData() }
-        let reply = try await HTTP.login(server.base).send(.GET, "/get_chat_key")
-        #expect(reply.status == 410)
-        await server.stop()
+    @Test func thePrototypesKeyEndpointNeedsASessionAndALogin() async throws {
+        try await TestGateway.with { server in
+            #expect(try await HTTP(base: server.base).send(.GET, "/get_chat_key?session=0123456789abcdef0123456789abcdef").status == 401)
+            let client = try await HTTP.login(server.base)
+            #expect(try await client.send(.GET, "/get_chat_key").status == 400)
+            #expect(try await client.send(.GET, "/get_chat_key?session=0123456789abcdef0123456789abcdef").status == 404)
+        }
     }
 }
 

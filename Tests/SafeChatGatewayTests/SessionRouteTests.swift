@@ -1,0 +1,115 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SafeChatAPI
+import SafeChatKeys
+import SafeChatTestSupport
+import SealedStream
+
+/// The session routes on the real gateway, with clients made of SafeChatKeys as the CLI uses it.
+@Suite struct SessionRouteTests {
+    struct Account {
+        let name: String
+        let http: HTTP
+        let identity: Identity
+        var entry: (member: EpochDocument.Member, agreementKey: X25519PublicKey) {
+            (.init(userID: identity.userID, name: name, signingKey: identity.signingKey.publicKey.rawRepresentation), identity.agreementKey.publicKey)
+        }
+    }
+
+    func accounts(_ server: TestGateway) async throws -> [Account] {
+        let cli = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+        var out: [Account] = []
+        for name in ["alice", "bob", "carol"] {
+            try await cli.add(name, password: "password-\(name)")
+            let http = try await HTTP.login(server.base, user: name, password: "password-\(name)")
+            let id = try #require(try await server.gateway.users.id(of: name))
+            out.append(Account(name: name, http: http, identity: try Identity.generate(userID: Secrets.bytes(fromHex: id.value)!)))
+        }
+        return out
+    }
+
+    func post(_ http: HTTP, _ path: String, _ epoch: EpochDocument) async throws -> Reply {
+        try await http.send(.POST, path, headers: [("Content-Type", "application/json")], body: Array(try WireCoding.encoder.encode(epoch.wire)))
+    }
+
+    @Test func membersSeeTheSessionAndTheirKeysEveryoneElseGets404() async throws {
+        try await TestGateway.with { server in
+            let users = try await accounts(server)
+            let (alice, bob, carol) = (users[0], users[1], users[2])
+            let sessionID = Secrets.randomBytes(16)
+            let id = Secrets.hex(sessionID)
+            let key0 = SessionKey.random(), key1 = SessionKey.random()
+            let e0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: alice.identity,
+                                            members: [alice.entry, bob.entry], key: key0)
+            let created = try await post(alice.http, "/sessions", e0)
+            #expect(created.status == 201, "\(created.text)")
+            #expect(try await post(alice.http, "/sessions", e0).status == 409, "ids are not reused")
+
+            // bob fetches the chain, verifies it, and opens his key from get_chat_key.
+            let chain = try WireCoding.decoder.decode(SessionChain.self, from: Data(try await bob.http.send(.GET, "/sessions/\(id)").body))
+            let verified = try EpochChain.verify(try chain.epochs.map(EpochDocument.init), sessionID: sessionID) { _ in true }
+            #expect(verified == [e0])
+            let reply = try await bob.http.send(.GET, "/get_chat_key?session=\(id)")
+            #expect(reply.status == 200)
+            let wrap = try WireCoding.decoder.decode(WrappedKeyReply.self, from: Data(reply.body))
+            #expect(wrap.epoch == 0 && wrap.wrap.userID == Secrets.hex(bob.identity.userID))
+            #expect(try e0.openKey(epoch: 0, for: bob.identity).rawBytes == key0.rawBytes)
+            let listing = try WireCoding.decoder.decode(SessionListing.self, from: Data(try await bob.http.send(.GET, "/sessions").body))
+            #expect(listing.sessions.map(\.sessionID) == [id])
+
+            // carol is no member: 404 everywhere, and she cannot append.
+            for path in ["/sessions/\(id)", "/get_chat_key?session=\(id)", "/get_chat_key?session=\(id)&epoch=0"] {
+                #expect(try await carol.http.send(.GET, path).status == 404, "\(path)")
+            }
+            #expect((try WireCoding.decoder.decode(SessionListing.self, from: Data(try await carol.http.send(.GET, "/sessions").body))).sessions.isEmpty)
+            let carolsEpoch = try EpochDocument.make(sessionID: sessionID, epoch: 1, previous: e0, signer: carol.identity,
+                                                     members: [alice.entry, bob.entry, carol.entry], key: key1)
+            #expect(try await post(carol.http, "/sessions/\(id)/epochs", carolsEpoch).status == 404)
+
+            // Two members append epoch 1 at once: exactly one wins.
+            let byAlice = try EpochDocument.make(sessionID: sessionID, epoch: 1, previous: e0, signer: alice.identity,
+                                                 members: [alice.entry, carol.entry], key: key1)
+            let byBob = try EpochDocument.make(sessionID: sessionID, epoch: 1, previous: e0, signer: bob.identity,
+                                               members: [alice.entry, bob.entry, carol.entry], key: SessionKey.random())
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                group.addTask { try await post(alice.http, "/sessions/\(id)/epochs", byAlice).status }
+                group.addTask { try await post(bob.http, "/sessions/\(id)/epochs", byBob).status }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.sorted() == [201, 409], "\(statuses)")
+            let stored = try #require(await server.gateway.sessions.record(SessionID(id)!))
+            #expect(stored.epochs.count == 2)
+            // Whichever won, the log the members get verifies.
+            let after = try WireCoding.decoder.decode(SessionChain.self, from: Data(try await alice.http.send(.GET, "/sessions/\(id)").body))
+            _ = try EpochChain.verify(try after.epochs.map(EpochDocument.init), sessionID: sessionID) { _ in true }
+            let part = try WireCoding.decoder.decode(SessionChain.self, from: Data(try await alice.http.send(.GET, "/sessions/\(id)?after=0").body))
+            #expect(part.epochs.count == 1 && part.epochs[0].epoch == 1)
+
+            // Refused: a stale number.
+            #expect(try await post(alice.http, "/sessions/\(id)/epochs", byAlice).status == 409)
+            // alice removes bob (if the epoch that won kept him): from then on he sees nothing of it.
+            var log = try after.epochs.map(EpochDocument.init)
+            if log.last!.member(bob.identity.userID) != nil {
+                let removal = try EpochDocument.make(sessionID: sessionID, epoch: UInt32(log.count), previous: log.last!, signer: alice.identity,
+                                                     members: [alice.entry, carol.entry], key: SessionKey.random())
+                #expect(try await post(alice.http, "/sessions/\(id)/epochs", removal).status == 201)
+                log.append(removal)
+            }
+            #expect(try await bob.http.send(.GET, "/sessions/\(id)").status == 404)
+            #expect(try await bob.http.send(.GET, "/get_chat_key?session=\(id)&epoch=0").status == 404)
+            #expect(try await carol.http.send(.GET, "/get_chat_key?session=\(id)").status == 200)
+            // Someone else's signature, and garbage.
+            let byCarol = try EpochDocument.make(sessionID: sessionID, epoch: UInt32(log.count), previous: log.last!, signer: carol.identity,
+                                                 members: [alice.entry, carol.entry], key: SessionKey.random())
+            #expect(try await post(alice.http, "/sessions/\(id)/epochs", byCarol).status == 403, "alice posting carol's epoch")
+            #expect(try await alice.http.send(.POST, "/sessions", body: Array("{}".utf8)).status == 400)
+            #expect(try await alice.http.send(.GET, "/sessions/nope").status == 400)
+            let final = try #require(await server.gateway.sessions.record(SessionID(id)!))
+
+            // Survives a restart.
+            let reopened = try SessionStore(directory: server.dataDirectory + "/registry/sessions")
+            #expect(await reopened.record(SessionID(id)!)?.epochs == final.epochs)
+        }
+    }
+}
