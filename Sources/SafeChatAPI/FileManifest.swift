@@ -1,6 +1,16 @@
 import Foundation
 import SealedFormat
 
+/// The session a file was sent to, and the epoch whose key sealed it.
+public struct FileSession: Codable, Sendable, Equatable, Hashable {
+    public let sessionID: SessionID
+    public let epoch: UInt32
+    public init(sessionID: SessionID, epoch: UInt32) {
+        self.sessionID = sessionID
+        self.epoch = epoch
+    }
+}
+
 /// What the registry records of a finished file: enough to serve it whole or by chunk, and to
 /// check it. Nothing in it opens the file.
 public struct FileManifest: Codable, Sendable, Equatable {
@@ -35,9 +45,13 @@ public struct FileManifest: Codable, Sendable, Equatable {
     /// The client's own metadata (e.g. the file name encrypted under the session key), opaque here.
     public let metadata: [String: String]
     public let records: [Record]
+    /// Set for a file sent to a session: its members may read it; nil for a personal file.
+    public let session: FileSession?
 
     public init(fileID: FileID, owner: UserID, createdAt: Date, expiresAt: Date?, size: Int64, plaintextSize: Int64,
-                chunkSize: Int, header: StreamHeader, digest: String, metadata: [String: String], records: [Record]) {
+                chunkSize: Int, header: StreamHeader, digest: String, metadata: [String: String], records: [Record],
+                session: FileSession? = nil) {
+        self.session = session
         self.fileID = fileID
         self.owner = owner
         self.createdAt = createdAt
@@ -61,8 +75,13 @@ public struct FileListing: Codable, Sendable {
         public let createdAt: Date
         /// The uploader's metadata as stored (e.g. `name`: the file name sealed under the session key, base64).
         public let metadata: [String: String]
+        /// The stream header: its salt is what a sealed name is bound to.
+        public let header: StreamHeader
+        public let session: FileSession?
 
         public init(_ manifest: FileManifest) {
+            header = manifest.header
+            session = manifest.session
             fileID = manifest.fileID
             size = manifest.size
             plaintextSize = manifest.plaintextSize
@@ -71,7 +90,7 @@ public struct FileListing: Codable, Sendable {
         }
 
         enum CodingKeys: String, CodingKey {
-            case fileID = "file_id", size, plaintextSize = "plaintext_size", createdAt = "created_at", metadata
+            case fileID = "file_id", size, plaintextSize = "plaintext_size", createdAt = "created_at", metadata, header, session
         }
     }
 

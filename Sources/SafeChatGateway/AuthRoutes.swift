@@ -59,17 +59,29 @@ struct AuthenticationMiddleware: RouterMiddleware {
     }
 }
 
-/// Who may see and change what. Every route asks here; none compares owners itself. Today a file
-/// or upload is its owner's alone; anyone else is told it does not exist (404), so ids cannot be
+/// Who may see and change what. Every route asks here; none compares owners itself. A file is its
+/// uploader's, and readable by every current member of the session it was sent to; an upload in
+/// progress is its uploader's alone. Anyone else is told it does not exist (404), so ids cannot be
 /// probed.
 struct AccessPolicy: Sendable {
-    func mayRead(_ manifest: FileManifest, _ principal: Principal) -> Bool { manifest.owner == principal.id }
-    func mayDelete(_ manifest: FileManifest, _ principal: Principal) -> Bool { manifest.owner == principal.id }
+    let sessions: SessionStore
+
+    func mayRead(_ manifest: FileManifest, _ principal: Principal) async -> Bool {
+        if manifest.owner == principal.id { return true }
+        guard let session = manifest.session else { return false }
+        return await isMember(principal, of: session.sessionID)
+    }
+    func owns(_ manifest: FileManifest, _ principal: Principal) -> Bool { manifest.owner == principal.id }
+    func mayDelete(_ manifest: FileManifest, _ principal: Principal) -> Bool { owns(manifest, principal) }
     func mayAppend(_ upload: UploadState, _ principal: Principal) -> Bool { upload.owner == principal.id }
+
+    func isMember(_ principal: Principal, of session: SessionID) async -> Bool {
+        await sessions.record(session)?.members.contains(principal.id) ?? false
+    }
 
     /// The manifest of `id` if `principal` may read it; 404 otherwise (missing or not theirs).
     func readableFile(_ id: FileID, by principal: Principal, in registry: any Registry) async throws -> FileManifest {
-        guard let manifest = try await registry.file(id), mayRead(manifest, principal) else { throw GatewayError.notFound("file") }
+        guard let manifest = try await registry.file(id), await mayRead(manifest, principal) else { throw GatewayError.notFound("file") }
         return manifest
     }
 }

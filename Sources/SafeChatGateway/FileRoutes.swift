@@ -29,13 +29,22 @@ struct FileRoutes: Sendable {
     }
 
     func list(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let files = try await registry.files(ownedBy: try context.requirePrincipal().id).map(FileListing.Entry.init)
-        return try jsonResponse(FileListing(files: files))
+        let principal = try context.requirePrincipal()
+        var files = try await registry.files(ownedBy: principal.id)
+        if let text = request.uri.queryParameters.get("session") {
+            // A session's files, for its members.
+            guard let id = SessionID(String(text)), await access.isMember(principal, of: id) else { throw GatewayError.notFound("session") }
+            files = try await registry.allFiles().filter { $0.session?.sessionID == id }.sorted { $0.createdAt < $1.createdAt }
+        }
+        return try jsonResponse(FileListing(files: files.map(FileListing.Entry.init)))
     }
 
     func remove(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let manifest = try await manifest(request, context)
-        guard access.mayDelete(manifest, try context.requirePrincipal()) else { throw GatewayError.notFound("file") }
+        // Members may read a session's files; only the uploader deletes one.
+        guard access.mayDelete(manifest, try context.requirePrincipal()) else {
+            throw GatewayError(.forbidden, .forbidden, "only the file's uploader may delete it")
+        }
         try await uploads.removeFile(manifest)
         context.logger.info("file deleted", metadata: ["file_id": "\(manifest.fileID)"])
         return Response(status: .noContent)

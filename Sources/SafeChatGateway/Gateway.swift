@@ -28,7 +28,7 @@ public struct Gateway: Sendable {
     public let sessions: SessionStore
     let tokens: TokenService
     let throttle: LoginThrottle
-    let access = AccessPolicy()
+    let access: AccessPolicy
     let logger: Logger
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
@@ -41,6 +41,7 @@ public struct Gateway: Sendable {
         registry = try JSONFileRegistry(directory: root + "/registry")
         blobs = try LocalBlobStore(root: root + "/data")
         sessions = try SessionStore(directory: root + "/registry/sessions")
+        access = AccessPolicy(sessions: sessions)
         users = try UserStore(path: Self.usersPath(dataDirectory: root))
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)

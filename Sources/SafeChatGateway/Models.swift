@@ -18,6 +18,8 @@ public struct UploadState: Codable, Sendable {
     /// The records complete as of `offset`: the finished file's manifest is built from this, never
     /// by reading the bytes back.
     public var records: [FileManifest.Record]
+    /// The session the upload goes to, checked when it was created.
+    public var session: FileSession?
 
     public func isExpired(at now: Date) -> Bool { expiresAt <= now }
 }

@@ -34,7 +34,7 @@ public actor UploadManager {
 
     /// Registers a new upload. `length` is the declared sealed size (nil when not known yet); it is
     /// reserved against the quota at once.
-    func create(owner: UserID, length: Int64?, metadata: [String: String]) async throws -> UploadState {
+    func create(owner: UserID, length: Int64?, metadata: [String: String], session: FileSession? = nil) async throws -> UploadState {
         if let length {
             guard length <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
             guard quota.reserve(length, for: owner) else { throw GatewayError.overQuota }
@@ -43,7 +43,7 @@ public actor UploadManager {
         let state = UploadState(
             uploadID: FileID.random(), owner: owner, length: length, offset: 0, createdAt: now,
             expiresAt: now.addingTimeInterval(configuration.uploadExpiry), metadata: metadata,
-            validator: FramingValidator(), records: [])
+            validator: FramingValidator(), records: [], session: session)
         do {
             try blobs.openPartial(state.uploadID, truncatingTo: 0).close()
             try await registry.putUpload(state)
@@ -155,7 +155,7 @@ public actor UploadManager {
         let manifest = FileManifest(
             fileID: state.uploadID, owner: state.owner, createdAt: configuration.clock(), expiresAt: nil, size: state.offset,
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
-            digest: state.validator.digestHex, metadata: state.metadata, records: state.records)
+            digest: state.validator.digestHex, metadata: state.metadata, records: state.records, session: state.session)
         try await registry.putFile(manifest)
         try await blockingIO { [blobs] in try blobs.promote(state.uploadID) }
         try await registry.removeUpload(state.uploadID)

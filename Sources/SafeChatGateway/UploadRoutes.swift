@@ -33,7 +33,9 @@ struct UploadRoutes: Sendable {
         let principal = try context.requirePrincipal()
         let length = request.headers[.contentLength].flatMap { Int64($0) }
         let metadata = try parseMetadata(request.headers[.uploadMetadata])
-        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata)
+        let session = try await checkedSession(request.uri.queryParameters.get("session").map { String($0) },
+                                               epoch: request.uri.queryParameters.get("epoch").map { String($0) }, for: principal)
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session)
         do {
             let (_, manifest) = try await append(request, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: nil)
             guard let manifest else {
@@ -83,7 +85,9 @@ struct UploadRoutes: Sendable {
         let metadata = try parseMetadata(request.headers[.uploadMetadata])
         let checksum = try parseChecksum(request)
         let withBody = request.headers[.contentType] == Tus.offsetContentType
-        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata)
+        func text(_ key: String) -> String? { metadata[key].flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) } }
+        let session = try await checkedSession(text("session"), epoch: text("epoch"), for: principal)
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session)
         var headers = tusHeaders(state)
         headers[.location] = "\(Tus.uploadsPath)/\(state.uploadID)"
         // creation-with-upload: the body, if any, is the first PATCH. If it is refused, the upload
@@ -104,7 +108,7 @@ struct UploadRoutes: Sendable {
         let principal = try context.requirePrincipal()
         try requireTusVersion(request)
         let id = try fileID(context)
-        if let manifest = try await registry.file(id), access.mayRead(manifest, principal) {
+        if let manifest = try await registry.file(id), access.owns(manifest, principal) {
             // Already complete: report it as fully uploaded.
             var headers: HTTPFields = [.tusResumable: Tus.version, .uploadOffset: "\(manifest.size)", .uploadLength: "\(manifest.size)",
                                        .cacheControl: "no-store"]
@@ -129,7 +133,7 @@ struct UploadRoutes: Sendable {
         guard let offsetText = request.headers[.uploadOffset], let offset = Int64(offsetText), offset >= 0 else {
             throw GatewayError.badRequest("Upload-Offset must be a non-negative integer")
         }
-        if let manifest = try await registry.file(id), access.mayRead(manifest, principal) {
+        if let manifest = try await registry.file(id), access.owns(manifest, principal) {
             guard offset == manifest.size else {
                 throw GatewayError(.conflict, .offsetMismatch, "the upload is complete at \(manifest.size) bytes")
             }
@@ -155,6 +159,25 @@ struct UploadRoutes: Sendable {
     }
 
     // MARK: shared
+
+    /// The session an upload names (tus metadata `session` and `epoch`, or POST /upload's query),
+    /// if any: the uploader must be a current member (else 404, as for anyone outside), and the
+    /// epoch the current one (else 409: the client fetches the new key and seals again).
+    private func checkedSession(_ session: String?, epoch: String?, for principal: Principal) async throws -> FileSession? {
+        guard let session else {
+            guard epoch == nil else { throw GatewayError.badRequest("an epoch without a session") }
+            return nil
+        }
+        guard let id = SessionID(session), let number = epoch.flatMap({ UInt32($0) }) else {
+            throw GatewayError.badRequest("session must be a session id and epoch its number")
+        }
+        guard let record = await access.sessions.record(id), record.members.contains(principal.id) else { throw GatewayError.notFound("session") }
+        let current = UInt32(record.epochs.count - 1)
+        guard number == current else {
+            throw GatewayError(.conflict, .epochConflict, "the session is at epoch \(current); seal under its current key")
+        }
+        return FileSession(sessionID: id, epoch: number)
+    }
 
     /// Streams the request body into the upload. A broken or stalled connection keeps every
     /// validated byte that arrived (the client resumes from HEAD's offset); a refused body changes

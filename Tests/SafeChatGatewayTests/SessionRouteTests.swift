@@ -112,4 +112,44 @@ import SealedStream
             #expect(await reopened.record(SessionID(id)!)?.epochs == final.epochs)
         }
     }
+
+    @Test func aSessionsFilesAreReadByItsMembersAndNoOneElse() async throws {
+        try await TestGateway.with { server in
+            let users = try await accounts(server)
+            let (alice, bob, carol) = (users[0], users[1], users[2])
+            let sessionID = Secrets.randomBytes(16)
+            let id = Secrets.hex(sessionID)
+            let e0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: alice.identity,
+                                            members: [alice.entry, bob.entry], key: SessionKey.random())
+            #expect(try await post(alice.http, "/sessions", e0).status == 201)
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 200_000)
+            #expect(try await carol.http.send(.POST, "/upload?session=\(id)&epoch=0", body: sealed).status == 404, "non-members cannot send")
+            #expect(try await alice.http.send(.POST, "/upload?session=\(id)&epoch=7", body: sealed).status == 409, "not the current epoch")
+            let uploaded = try await alice.http.send(.POST, "/upload?session=\(id)&epoch=0", body: sealed)
+            let file = try #require(uploaded.json["file_id"] as? String)
+            // tus, naming the session in Upload-Metadata.
+            let meta = "session \(Data(id.utf8).base64EncodedString()),epoch \(Data("0".utf8).base64EncodedString())"
+            let tus = try await bob.http.createUpload(length: sealed.count, metadata: meta)
+            #expect(try await bob.http.patch(tus, offset: 0, sealed).status == 204)
+            let paths = ["/files/\(file)", "/download/\(file)", "/files/\(file)/chunks/0"]
+            for path in paths {
+                #expect(try await bob.http.send(.GET, path).status == 200, "member: \(path)")
+                #expect(try await carol.http.send(.GET, path).status == 404, "outsider: \(path)")
+            }
+            let listing = try await bob.http.send(.GET, "/files?session=\(id)")
+            #expect((listing.json["files"] as? [Any])?.count == 2)
+            #expect(try await carol.http.send(.GET, "/files?session=\(id)").status == 404)
+            #expect(try await bob.http.send(.DELETE, "/files/\(file)").status == 403, "only the uploader deletes")
+
+            // alice removes bob: at once he gets 404 for the session's files (all but his own upload).
+            let e1 = try EpochDocument.make(sessionID: sessionID, epoch: 1, previous: e0, signer: alice.identity,
+                                            members: [alice.entry, carol.entry], key: SessionKey.random())
+            #expect(try await post(alice.http, "/sessions/\(id)/epochs", e1).status == 201)
+            for path in paths {
+                #expect(try await bob.http.send(.GET, path).status == 404, "removed: \(path)")
+                #expect(try await carol.http.send(.GET, path).status == 200, "added: \(path)")
+            }
+            #expect(try await bob.http.send(.POST, "/upload?session=\(id)&epoch=1", body: sealed).status == 404)
+        }
+    }
 }
