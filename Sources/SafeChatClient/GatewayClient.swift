@@ -78,10 +78,19 @@ public struct GatewayClient: Sendable {
         }
     }
 
+    // MARK: sessions
+
+    /// The sessions the caller is a current member of.
+    public func sessions() async throws -> [SessionListing.Entry] {
+        try await json(SessionListing.self, try await send(request(.GET, "/sessions"))).sessions
+    }
+
     // MARK: files
 
-    public func files() async throws -> [FileListing.Entry] {
-        try await json(FileListing.self, try await send(request(.GET, "/files"))).files
+    /// Your files, or (`session`) that session's files.
+    public func files(session: String? = nil) async throws -> [FileListing.Entry] {
+        if let session { _ = try Self.checked(session) }
+        return try await json(FileListing.self, try await send(request(.GET, session.map { "/files?session=\($0)" } ?? "/files"))).files
     }
 
     public func remove(_ fileID: String) async throws {

@@ -2,29 +2,32 @@ import Foundation
 import SealedStream
 
 /// A file's name as the gateway stores it: a one-chunk sealed stream under the session key, base64
-/// in the upload's `name` metadata. The gateway keeps it without being able to read it.
+/// in the upload's `name` metadata. The gateway keeps it without being able to read it. The sealed
+/// plaintext is the file's stream salt (32 bytes) followed by the name, so a name opens only beside
+/// the file it was sealed for: a gateway that swaps two files' names is caught.
 public enum SealedName {
     public static let metadataKey = "name"
     /// Names longer than this (in UTF-8 bytes) are cut before sealing.
     static let maxLength = 1024
 
-    static func seal(_ name: String, key: SessionKey) async throws -> [UInt8] {
+    static func seal(_ name: String, key: SessionKey, boundTo file: StreamHeader) async throws -> [UInt8] {
         var sealed = [UInt8]()
         let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
-        for try await piece in sealer.seal(ArrayByteSource(Array(name.utf8.prefix(maxLength)))) { sealed += piece }
+        for try await piece in sealer.seal(ArrayByteSource(file.salt + Array(name.utf8.prefix(maxLength)))) { sealed += piece }
         return sealed
     }
 
-    /// The name in `metadata`, if there is one and `key` opens it; nil otherwise (no name, another
-    /// key, or bytes that are not a sealed name).
-    public static func open(_ metadata: [String: String], key: SessionKey) async -> String? {
+    /// The name in `metadata`, if there is one, `key` opens it, and it was sealed for the file whose
+    /// stream header is `file`; nil otherwise (no name, another key, another file's name, or bytes
+    /// that are not a sealed name).
+    public static func open(_ metadata: [String: String], key: SessionKey, boundTo file: StreamHeader) async -> String? {
         guard let text = metadata[metadataKey], text.utf8.count <= 4096, let sealed = Data(base64Encoded: text) else { return nil }
         var plaintext = [UInt8]()
         do {
             for try await piece in Opener(key: key).open(ArrayByteSource(Array(sealed))) { plaintext += piece }
         } catch { return nil }
-        guard plaintext.count <= maxLength else { return nil }
-        return String(validating: plaintext, as: UTF8.self)
+        guard plaintext.count <= file.salt.count + maxLength, plaintext.starts(with: file.salt) else { return nil }
+        return String(validating: plaintext.dropFirst(file.salt.count), as: UTF8.self)
     }
 
     /// `name` reduced to something safe to create in the current directory: its last path

@@ -1,6 +1,7 @@
 import AsyncHTTPClient
 import Foundation
 import NIOCore
+import SafeChatAPI
 import SealedStream
 
 /// Seals files on the fly and streams them to the gateway with tus, resuming after any interruption.
@@ -15,12 +16,16 @@ public struct Uploader: Sendable {
     public let directory: ClientDirectory
     public let key: SessionKey
     public let options: SealOptions
+    /// The session and epoch `key` belongs to, for a file sent to a session; nil for a personal file.
+    public let session: FileSession?
 
-    public init(client: GatewayClient, directory: ClientDirectory, key: SessionKey, options: SealOptions = SealOptions()) {
+    public init(client: GatewayClient, directory: ClientDirectory, key: SessionKey, options: SealOptions = SealOptions(),
+                session: FileSession? = nil) {
         self.client = client
         self.directory = directory
         self.key = key
         self.options = options
+        self.session = session
     }
 
     struct ResumeState: Codable {
@@ -64,7 +69,13 @@ public struct Uploader: Sendable {
         }
 
         let sealer = try Sealer(key: key, options: options)
-        let location = try await client.createUpload(metadata: [SealedName.metadataKey: try await SealedName.seal(URL(fileURLWithPath: path).lastPathComponent, key: key)])
+        var metadata = [SealedName.metadataKey: try await SealedName.seal(URL(fileURLWithPath: path).lastPathComponent, key: key,
+                                                                          boundTo: sealer.header)]
+        if let session {
+            metadata["session"] = Array(session.sessionID.value.utf8)
+            metadata["epoch"] = Array(String(session.epoch).utf8)
+        }
+        let location = try await client.createUpload(metadata: metadata)
         try directory.write(ResumeState(path: absolute, size: Int64(info.st_size), modified: modified, server: client.server,
                                         location: location, header: sealer.header), to: stateFile)
         guard FileManager.default.createFile(atPath: tagsFile, contents: nil, attributes: [.posixPermissions: 0o600]) else {

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import SafeChatAPI
 import SafeChatClient
 import SafeChatKeys
 import SealedStream
@@ -38,9 +39,16 @@ struct UploadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload",
         abstract: "Seal files and upload them; prints each file's id on stdout, one per line.",
-        discussion: "Run the same command again after any interruption: each file resumes from the gateway's offset (unless it changed, then it starts over).")
+        discussion: """
+            With --session, files are sealed under the session's current epoch key (fetched through \
+            get_chat_key, checked against the session's verified log, opened with your identity) and \
+            every member can download them; with --key, under a key file of your own. Run the same \
+            command again after any interruption: each file resumes from the gateway's offset (unless \
+            it changed, then it starts over).
+            """)
 
-    @Option(help: "Session key file.") var key: String
+    @Option(help: "Session key file (a personal file).") var key: String?
+    @Option(help: "Session id: send the files to its members.") var session: String?
     @Option(help: "Chunk size (64K to 16M).") var chunkSize: String = "1M"
     @Flag(help: "Store every chunk raw.") var noCompress = false
     @Flag(name: .shortAndLong, help: "No progress bar.") var quiet = false
@@ -48,6 +56,7 @@ struct UploadCommand: AsyncParsableCommand {
 
     func validate() throws {
         guard !files.isEmpty else { throw ValidationError("name at least one file") }
+        guard (key == nil) != (session == nil) else { throw ValidationError("give --session ID, or --key KEYFILE for a personal file") }
         guard let bytes = parseSize(chunkSize), ChunkSize.log2(of: bytes) != nil else {
             throw ValidationError("--chunk-size must be a power of two from 64K to 16M")
         }
@@ -55,14 +64,23 @@ struct UploadCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures("upload") {
-            let session = try ClientSession.load(from: ClientDirectory())
-            let key = try await readKeyFile(key)
+            let login = try ClientSession.load(from: ClientDirectory())
+            let key: SessionKey
+            var target: FileSession?
+            if let session = self.session {
+                let sessions = SessionClient(session: login, identity: try IdentityStore().load())
+                let current = try await sessions.key(session)
+                key = current.key
+                target = FileSession(sessionID: SessionID(session)!, epoch: current.epoch)
+            } else {
+                key = try await readKeyFile(self.key!)
+            }
             let total = files.reduce(Int64(0)) { sum, path in
                 sum + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? Int64) ?? 0)
             }
             let progress = ProgressBar(label: "uploading", total: total, enabled: !quiet && Terminal.standardError.isInteractive)
-            let uploader = Uploader(client: GatewayClient(session: session), directory: ClientDirectory(), key: key,
-                                    options: SealOptions(chunkSize: parseSize(chunkSize)!, compress: !noCompress))
+            let uploader = Uploader(client: GatewayClient(session: login), directory: ClientDirectory(), key: key,
+                                    options: SealOptions(chunkSize: parseSize(chunkSize)!, compress: !noCompress), session: target)
             for path in files {
                 let id = try await uploader.upload(path: path) { progress.advance(by: $0) }
                 // Written straight to fd 1, so each id is out as soon as its file is stored.
@@ -79,7 +97,7 @@ struct DownloadCommand: AsyncParsableCommand {
         abstract: "Download a file by id and open it.",
         discussion: "Chunks are verified as they arrive; OUT appears only after the final chunk verifies. Run the same command again to resume an interrupted download.")
 
-    @Option(help: "Session key file.") var key: String
+    @Option(help: "Session key file, for a personal file (a session's file needs none: its key comes from the session).") var key: String?
     @Option(name: .shortAndLong, help: "Output file (default: the file's original name, else its id).") var output: String?
     @Flag(help: "Let the file's original name replace an existing file (-o always replaces).") var force = false
     @Flag(name: .shortAndLong, help: "No progress bar.") var quiet = false
@@ -88,14 +106,23 @@ struct DownloadCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures("download") {
             let session = try ClientSession.load(from: ClientDirectory())
-            let key = try await readKeyFile(key)
             let client = GatewayClient(session: session)
             let manifest = try await client.manifest(fileID)
+            let key: SessionKey
+            if let path = self.key {
+                key = try await readKeyFile(path)
+            } else if let fileSession = manifest.session {
+                key = try await SessionClient(session: session, identity: try IdentityStore().load())
+                    .key(fileSession.sessionID.value, epoch: fileSession.epoch).key
+            } else {
+                throw CLIError(description: "\(fileID) is a personal file: give --key KEYFILE")
+            }
             // The original name, opened with the key and cut to a safe base name, lands in the
             // current directory; -o names the output explicitly.
             var target = output
             if target == nil {
-                target = await SealedName.open(manifest.metadata, key: key).flatMap(SealedName.safeBaseName) ?? manifest.fileID.value
+                target = await SealedName.open(manifest.metadata, key: key, boundTo: manifest.header).flatMap(SealedName.safeBaseName)
+                    ?? manifest.fileID.value
                 printError("saving as \(target!)")
             }
             let progress = ProgressBar(label: "downloading", total: manifest.plaintextSize, enabled: !quiet && Terminal.standardError.isInteractive)
@@ -114,15 +141,26 @@ struct FilesCommand: AsyncParsableCommand {
         commandName: "files", abstract: "List your files on the gateway: id, size, time and name.",
         discussion: "Names are sealed; with --key, each name the key opens is shown, every other one as (sealed).")
 
-    @Option(help: "Session key file that opens the names.") var key: String?
+    @Option(help: "Session key file that opens the names of personal files.") var key: String?
+    @Option(help: "List a session's files (names opened with its keys) instead of your own.") var session: String?
 
     func run() async throws {
         try await reportingFailures("files") {
-            let files = try await GatewayClient(session: try ClientSession.load(from: ClientDirectory())).files()
+            let login = try ClientSession.load(from: ClientDirectory())
+            let files = try await GatewayClient(session: login).files(session: session)
             let key = try await self.key.asyncMap { try await readKeyFile($0) }
+            let sessions = try session.map { _ in SessionClient(session: login, identity: try IdentityStore().load()) }
+            var sessionKeys: [UInt32: SessionKey] = [:]
             let formatter = ISO8601DateFormatter()
             for file in files {
-                let name = await key.asyncMap { await SealedName.open(file.metadata, key: $0) } ?? nil
+                var fileKey = key
+                if let sessions, let fileSession = file.session {
+                    if sessionKeys[fileSession.epoch] == nil {
+                        sessionKeys[fileSession.epoch] = try? await sessions.key(fileSession.sessionID.value, epoch: fileSession.epoch).key
+                    }
+                    fileKey = sessionKeys[fileSession.epoch]
+                }
+                let name = await fileKey.asyncMap { await SealedName.open(file.metadata, key: $0, boundTo: file.header) } ?? nil
                 // Control characters in a name must not reach the terminal.
                 let shown = name.map { String(String.UnicodeScalarView($0.unicodeScalars.map { CharacterSet.controlCharacters.contains($0) ? "?" : $0 })) }
                 print("\(file.fileID)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.createdAt))  \(shown ?? "(sealed)")")

@@ -392,3 +392,93 @@ extension ClientCommandTests {
         }
     }
 }
+
+extension ClientCommandTests {
+    /// Issue 10's story with the real binary: three users, a session, files shared, a member
+    /// removed, a newcomer with and without history, and a gateway that holds nothing secret.
+    @Test func threeUsersShareFilesThroughASession() async throws {
+        try await TestGateway.with { server in
+            let cli = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+            try await cli.add("user2", password: "password-two")
+            try await cli.add("user3", password: "password-three")
+            let one = try await Self.ready(server)
+            defer { one.remove() }
+            let two = try Workspace(), three = try Workspace()
+            defer { two.remove(); three.remove() }
+            #expect(try await two.run(["login", "--server", server.base, "--user", "user2"], stdin: "password-two").status == 0)
+            #expect(try await three.run(["login", "--server", server.base, "--user", "user3"], stdin: "password-three").status == 0)
+
+            let created = try await one.run(["session", "create", "Project Quokka", "--with", "user2"])
+            #expect(created.status == 0, "\(created.output)")
+            let session = try #require(created.output.split(separator: "\n").last.map(String.init))
+            #expect(session.count == 32)
+            let show = try await two.run(["session", "show", session])
+            #expect(show.status == 0 && show.output.contains("user1") && show.output.contains("epoch 0"), "\(show.output)")
+
+            let secret = Secrets.randomBytes(300_000)
+            try Data(secret).write(to: URL(fileURLWithPath: one.path("quokka-report.bin")))
+            let upload = try await one.run(["upload", "-q", "--session", session, "quokka-report.bin"])
+            #expect(upload.status == 0, "\(upload.output)")
+            let file = upload.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let listed = try await two.run(["files", "--session", session])
+            #expect(listed.output.contains(file) && listed.output.contains("quokka-report.bin"), "\(listed.output)")
+
+            // user2 downloads with no key file: the key comes from the session.
+            let got = try await two.run(["download", "-q", file])
+            #expect(got.status == 0, "\(got.output)")
+            #expect(try two.fingerprintOf("quokka-report.bin") == fingerprint(secret))
+            // user3 is no member.
+            let outsider = try await three.run(["download", "-q", file, "-o", "x"])
+            #expect(outsider.status == 1 && outsider.output.contains("404"), "\(outsider.output)")
+
+            // user1 removes user2; a file sent afterwards is not his, and the old one is gone for him too.
+            #expect(try await one.run(["session", "remove", session, "user2"]).status == 0)
+            try Data(secret.reversed()).write(to: URL(fileURLWithPath: one.path("after.bin")))
+            let later = try await one.run(["upload", "-q", "--session", session, "after.bin"])
+            let laterID = later.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            for id in [file, laterID] {
+                let refused = try await two.run(["download", "-q", id, "-o", "no"])
+                #expect(refused.status == 1 && refused.output.contains("404"), "\(refused.output)")
+            }
+
+            // user3 joins without history: files sent from now on open for them, earlier ones do not.
+            #expect(try await one.run(["session", "add", session, "user3"]).status == 0)
+            let newest = try await one.run(["upload", "-q", "--session", session, "after.bin"])
+            let newestID = newest.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await three.run(["download", "-q", newestID, "-o", "newest.out"]).status == 0)
+            #expect(try three.fingerprintOf("newest.out") == fingerprint(Array(secret.reversed())))
+            for id in [file, laterID] {
+                let noHistory = try await three.run(["download", "-q", id, "-o", "early.out"])
+                #expect(noHistory.status == 1 && noHistory.output.contains("404"), "\(noHistory.output)")
+            }
+            // With --share-history in a second session, the earlier epoch's files open too.
+            let second = try #require(try await one.run(["session", "create", "Second", "--with", "user2"]).output
+                .split(separator: "\n").last.map(String.init))
+            let early = try await one.run(["upload", "-q", "--session", second, "quokka-report.bin"])
+            let earlyID = early.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await one.run(["session", "add", second, "user3", "--share-history"]).status == 0)
+            #expect(try await three.run(["download", "-q", earlyID, "-o", "shared.out"]).status == 0)
+            #expect(try three.fingerprintOf("shared.out") == fingerprint(secret))
+
+            // Nothing secret on the gateway's disk: no private key, no plaintext name, no session name.
+            var needles: [(String, [UInt8])] = [("file name", Array("quokka-report".utf8)), ("session name", Array("Quokka".utf8))]
+            for ws in [one, two, three] {
+                let identity = try IdentityFile.decode(Array(try Data(contentsOf: URL(fileURLWithPath: ws.data + "/safechat/identity.json"))))
+                needles.append(("signing seed", identity.signingKey.seed))
+                needles.append(("signing seed hex", Array(Secrets.hex(identity.signingKey.seed).utf8)))
+                needles.append(("agreement key", identity.agreementKey.rawRepresentation))
+                needles.append(("agreement key hex", Array(Secrets.hex(identity.agreementKey.rawRepresentation).utf8)))
+                needles.append(("history key hex", Array(Secrets.hex(identity.historyKey).utf8)))
+            }
+            let enumerator = FileManager.default.enumerator(atPath: server.dataDirectory)!
+            while let relative = enumerator.nextObject() as? String {
+                let path = server.dataDirectory + "/" + relative
+                guard let data = FileManager.default.contents(atPath: path) else { continue }
+                let bytes = [UInt8](data)
+                for (what, needle) in needles {
+                    #expect(bytes.firstRange(of: needle) == nil, "\(what) found in \(relative)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+import Foundation
+import SafeChatAPI
+import SafeChatKeys
+import AsyncHTTPClient
+import NIOCore
+import SealedStream
+
+/// What this device remembers of each session: the highest epoch it accepted and that epoch's
+/// hash (a log that ends lower, or differs there, is refused), and the name the user gave it
+/// (names stay on the device). `$XDG_DATA_HOME/safechat/sessions.json`, 0600.
+public struct SessionStateStore: Sendable {
+    public struct Seen: Codable, Sendable {
+        public var epoch: UInt32
+        public var hash: String
+        public var name: String?
+    }
+    struct File: Codable { var version = 1; var sessions: [String: Seen] }
+
+    public let path: String
+    public init(identities: IdentityStore = IdentityStore()) { path = identities.directory + "/sessions.json" }
+
+    public func seen(_ id: String) throws -> Seen? { try read().sessions[id] }
+
+    public func all() throws -> [String: Seen] { try read().sessions }
+
+    func record(_ id: String, epoch: UInt32, hash: [UInt8], name: String? = nil) throws {
+        var file = try read()
+        let previousName = file.sessions[id]?.name
+        file.sessions[id] = Seen(epoch: epoch, hash: Secrets.hex(hash), name: name ?? previousName)
+        let directory = (path as NSString).deletingLastPathComponent
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        let writer = try AtomicFileWriter(destination: path, permissions: 0o600)
+        try writer.write(Array(try WireJSON.encoder.encode(file)))
+        try writer.commit()
+    }
+
+    private func read() throws -> File {
+        guard let data = FileManager.default.contents(atPath: path) else { return File(sessions: [:]) }
+        guard let file = try? WireJSON.decoder.decode(File.self, from: data), file.version == 1 else {
+            throw ClientError.identityMismatch("\(path) is damaged; it records the session logs you accepted, so it is not replaced silently")
+        }
+        return file
+    }
+}
+
+/// Sessions from this device's side: every log is verified from epoch 0 against the pins before
+/// anything in it is used, and every key comes from a verified epoch.
+public struct SessionClient: Sendable {
+    public let client: GatewayClient
+    public let identity: Identity
+    public let user: String
+    let pins: PinStore
+    let state: SessionStateStore
+
+    public init(session: ClientSession, identity: Identity, identities: IdentityStore = IdentityStore()) {
+        client = GatewayClient(session: session)
+        self.identity = identity
+        user = session.user
+        pins = PinStore(identities: identities)
+        state = SessionStateStore(identities: identities)
+    }
+
+    /// A member entry and agreement key for `name`, from its pinned, verified bundle.
+    func member(_ name: String) async throws -> (member: EpochDocument.Member, agreementKey: X25519PublicKey) {
+        let bundle: PublicIdentity
+        if name == user {
+            bundle = identity.publicBundle
+        } else {
+            (bundle, _) = try await Identities.trusted(name, from: client, pins: pins)
+        }
+        return (.init(userID: bundle.userID, name: name, signingKey: bundle.signingKey.rawRepresentation), bundle.agreementKey)
+    }
+
+    /// Creates a session with `members` (besides this user); returns its id.
+    public func create(name: String?, with members: [String]) async throws -> String {
+        let sessionID = Secrets.randomBytes(16)
+        var entries = [try await member(user)]
+        for name in members where name != user && !entries.contains(where: { $0.member.name == name }) { entries.append(try await member(name)) }
+        let epoch0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: identity, members: entries, key: SessionKey.random())
+        _ = try await post("/sessions", epoch0)
+        try state.record(Secrets.hex(sessionID), epoch: 0, hash: epoch0.hash, name: name)
+        return Secrets.hex(sessionID)
+    }
+
+    /// The session's whole log, verified (docs/KEYS.md 7.4) and remembered.
+    public func verifiedChain(_ id: String) async throws -> [EpochDocument] {
+        guard let sessionID = Secrets.bytes(fromHex: id, count: 16) else { throw ClientError.protocolViolation("'\(id)' is not a session id") }
+        let chain = try await client.json(SessionChain.self, try await client.send(client.request(.GET, "/sessions/\(id)")))
+        let documents = try chain.epochs.map(EpochDocument.init)
+        // Pins are checked (and new members pinned) before the chain is judged.
+        var trusted: [String: Bool] = [:]
+        for document in documents {
+            for member in document.members where trusted[member.name + Secrets.hex(member.signingKey)] == nil {
+                trusted[member.name + Secrets.hex(member.signingKey)] = try await isPinned(member)
+            }
+        }
+        let seen = try state.seen(id).flatMap { seen in Secrets.bytes(fromHex: seen.hash, count: 32).map { (seen.epoch, $0) } }
+        let verified = try EpochChain.verify(documents, sessionID: sessionID, seen: seen) { trusted[$0.name + Secrets.hex($0.signingKey)] ?? false }
+        try state.record(id, epoch: verified.last!.epoch, hash: verified.last!.hash)
+        return verified
+    }
+
+    private func isPinned(_ member: EpochDocument.Member) async throws -> Bool {
+        if member.userID == identity.userID { return member.signingKey == identity.signingKey.publicKey.rawRepresentation }
+        let pinned: PinStore.Pin
+        if let pin = try pins.pin(for: member.name) {
+            pinned = pin
+        } else {
+            _ = try await Identities.trusted(member.name, from: client, pins: pins)
+            guard let pin = try pins.pin(for: member.name) else { return false }
+            pinned = pin
+        }
+        return pinned.signingKey == Secrets.hex(member.signingKey) && pinned.userID == Secrets.hex(member.userID)
+    }
+
+    /// The key of `epoch` (the current one by default): the wrap get_chat_key serves must be the
+    /// one in the verified log, and only this device's identity opens it.
+    public func key(_ id: String, epoch: UInt32? = nil) async throws -> (epoch: UInt32, key: SessionKey) {
+        let chain = try await verifiedChain(id)
+        let wanted = epoch ?? chain.last!.epoch
+        let reply = try await client.json(WrappedKeyReply.self, try await client.send(
+            client.request(.GET, "/get_chat_key?session=\(id)&epoch=\(wanted)")))
+        guard let document = chain.last(where: { doc in doc.wraps.contains { $0.userID == identity.userID && $0.keyEpoch == wanted } }),
+              let wrap = document.wraps.first(where: { $0.userID == identity.userID && $0.keyEpoch == wanted }),
+              Secrets.hex(wrap.encapsulatedKey) == reply.wrap.enc, Secrets.hex(wrap.ciphertext) == reply.wrap.ciphertext
+        else { throw ClientError.protocolViolation("the gateway served a wrapped key for epoch \(wanted) that is not in the session's signed log") }
+        return (wanted, try document.openKey(epoch: wanted, for: identity))
+    }
+
+    /// Adds `name`: a new epoch with a new key. With `shareHistory`, every earlier key this device
+    /// holds is wrapped for them too.
+    public func add(_ id: String, _ name: String, shareHistory: Bool) async throws -> UInt32 {
+        let chain = try await verifiedChain(id)
+        var names = chain.last!.members.map(\.name)
+        guard !names.contains(name) else { throw ClientError.identityMismatch("\(name) is already a member") }
+        names.append(name)
+        var history: [(UInt32, SessionKey)] = []
+        if shareHistory {
+            for epoch in 0...chain.last!.epoch {
+                if let document = chain.last(where: { doc in doc.wraps.contains { $0.userID == identity.userID && $0.keyEpoch == epoch } }) {
+                    history.append((epoch, try document.openKey(epoch: epoch, for: identity)))
+                }
+            }
+        }
+        return try await rotate(id, chain: chain, members: names, history: history, newcomer: name)
+    }
+
+    /// Removes `name` (or this user, to leave): a new epoch whose key they never receive.
+    public func remove(_ id: String, _ name: String) async throws -> UInt32 {
+        let chain = try await verifiedChain(id)
+        let names = chain.last!.members.map(\.name).filter { $0 != name }
+        guard names.count < chain.last!.members.count else { throw ClientError.identityMismatch("\(name) is not a member") }
+        guard !names.isEmpty else { throw ClientError.identityMismatch("the last member cannot leave") }
+        return try await rotate(id, chain: chain, members: names, history: [], newcomer: nil)
+    }
+
+    private func rotate(_ id: String, chain: [EpochDocument], members names: [String], history: [(UInt32, SessionKey)], newcomer: String?) async throws -> UInt32 {
+        var entries: [(member: EpochDocument.Member, agreementKey: X25519PublicKey)] = []
+        for name in names { entries.append(try await member(name)) }
+        let historyFor = Set(entries.filter { $0.member.name == newcomer }.map(\.member.userID))
+        let next = try EpochDocument.make(sessionID: chain.last!.sessionID, epoch: chain.last!.epoch + 1, previous: chain.last!, signer: identity,
+                                          members: entries, key: SessionKey.random(), history: history.map { (epoch: $0.0, key: $0.1) },
+                                          historyFor: historyFor)
+        _ = try await post("/sessions/\(id)/epochs", next)
+        try state.record(id, epoch: next.epoch, hash: next.hash)
+        return next.epoch
+    }
+
+    private func post(_ path: String, _ document: EpochDocument) async throws -> HTTPClientResponse {
+        var request = client.request(.POST, path, headers: [("Content-Type", "application/json")])
+        request.body = .bytes(ByteBuffer(bytes: try WireCoding.encoder.encode(document.wire)))
+        return try await client.send(request, timeout: .seconds(60))
+    }
+}
