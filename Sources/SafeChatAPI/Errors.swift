@@ -8,7 +8,6 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case tooManyAttempts = "too_many_attempts"
     case notFound = "not_found"
     case methodNotAllowed = "method_not_allowed"
-    case gone = "gone"
     case uploadExpired = "upload_expired"
     case unsupportedTusVersion = "unsupported_tus_version"
     case badContentType = "bad_content_type"
