@@ -68,7 +68,8 @@ public struct EpochDocument: Sendable, Equatable {
     /// `(epoch, key)` in `history` for the members in `historyFor` as well.
     public static func make(sessionID: [UInt8], epoch: UInt32, previous: EpochDocument?, signer: Identity,
                             members: [(member: Member, agreementKey: X25519PublicKey)], key: SessionKey,
-                            history: [(epoch: UInt32, key: SessionKey)] = [], historyFor: Set<[UInt8]> = []) throws(KeyError) -> EpochDocument {
+                            history: [(epoch: UInt32, key: SessionKey)] = [], historyFor: Set<[UInt8]> = [],
+                            ephemeralSeed: (([UInt8], UInt32) -> [UInt8])? = nil) throws(KeyError) -> EpochDocument {
         guard sessionID.count == 16, members.count <= 1000 else { throw .invalidKey("a session id is 16 bytes; at most 1000 members") }
         guard members.allSatisfy({ $0.member.name.utf8.count <= 64 && $0.member.userID.count == 16 && $0.member.signingKey.count == 32 }) else {
             throw .invalidKey("member names are at most 64 bytes")
@@ -78,8 +79,10 @@ public struct EpochDocument: Sendable, Equatable {
             for (keyEpoch, wrapped) in [(epoch, key)] + (historyFor.contains(member.userID) ? history : []) {
                 var raw = wrapped.rawBytes
                 defer { Secrets.cleanse(&raw) }
+                // A fixed ephemeral seed only for known-answer vectors; real wraps draw one at random.
                 let sealed = try HPKE.seal(raw, for: agreementKey,
-                                           info: wrapInfo(sessionID: sessionID, keyEpoch: keyEpoch, recipientSigningKey: member.signingKey), aad: [])
+                                           info: wrapInfo(sessionID: sessionID, keyEpoch: keyEpoch, recipientSigningKey: member.signingKey), aad: [],
+                                           ephemeralSeed: ephemeralSeed?(member.userID, keyEpoch))
                 wraps.append(Wrap(userID: member.userID, keyEpoch: keyEpoch, encapsulatedKey: sealed.encapsulatedKey, ciphertext: sealed.ciphertext))
             }
         }

@@ -116,7 +116,10 @@ import SealedStream
                 try await Task.sleep(for: .milliseconds(250))
                 // A refusal may come while the body is still being sent, and the server then closes
                 // the connection: the client sees that instead of the answer. Either way, try again.
-                guard let reply = try? await client.patch(path, offset: 100_000, sealed[100_000...]) else { continue }
+                // Resume as a client does: from the offset the gateway reports.
+                guard let head = try? await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]),
+                      let from = Int(head.header("Upload-Offset") ?? ""), from > 0, from <= sealed.count,
+                      let reply = try? await client.patch(path, offset: from, sealed[from...]) else { continue }
                 if reply.status == 204 { offset = Int(reply.header("Upload-Offset") ?? "") ?? -1; break }
                 #expect([409, 423].contains(reply.status), "\(reply.status) \(reply.text)")
             }

@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import SafeChatKeys
+import SafeChatAPI
 import SealedStream
 
 /// Fixtures/keys-v1: a fixed identity, its bundle, fingerprint and export. SafeChat must reproduce
@@ -106,5 +107,61 @@ import SealedStream
         #expect(Secrets.hex(signature) == "e5564300c360ac729086e2cc806e828a84877f1eb8e5d974d873e065224901555fb8821590a33bacc61e39701cf9b46bd25bf5f0595bbe24655141438e7a100b")
         #expect(key.publicKey.isValidSignature(signature, for: []))
         #expect(!key.publicKey.isValidSignature(signature, for: [0]))
+    }
+}
+
+/// Fixtures/keys-v1/epoch0.*: a fixed epoch 0 (two members, wraps with fixed ephemeral seeds),
+/// reproduced byte for byte here and checked from docs/KEYS.md by Tests/Interop/epoch_v1.py.
+@Suite struct EpochFixtureTests {
+    func file(_ name: String) throws -> String {
+        try String(contentsOf: IdentityTests.fixtures.appendingPathComponent(name), encoding: .utf8)
+    }
+
+    static func fixture() throws -> (EpochDocument, SessionKey, [String: String]) {
+        let alice = try IdentityTests.fixedIdentity()
+        let bob = Identity(userID: Array(0xb0...0xbf), signingKey: try Ed25519PrivateKey(seed: Array(0xc0...0xdf)),
+                           agreementKey: try X25519PrivateKey(rawRepresentation: Array(0xe0...0xff)), historyKey: Array(repeating: 0, count: 32))
+        let key = try SessionKey(bytes: Array(0x00...0x1f).map { $0 ^ 0x5a })
+        let members = [alice, bob].enumerated().map { index, identity in
+            (member: EpochDocument.Member(userID: identity.userID, name: index == 0 ? "user1" : "user2",
+                                          signingKey: identity.signingKey.publicKey.rawRepresentation),
+             agreementKey: identity.agreementKey.publicKey)
+        }
+        let document = try EpochDocument.make(sessionID: Array(0xa0...0xaf), epoch: 0, previous: nil, signer: alice, members: members, key: key,
+                                              ephemeralSeed: { userID, epoch in SHA256Hasher.hash(Array("fixture ephemeral".utf8) + userID + [UInt8(epoch)]) })
+        let recipients = [Secrets.hex(alice.userID): Secrets.hex(alice.agreementKey.rawRepresentation),
+                          Secrets.hex(bob.userID): Secrets.hex(bob.agreementKey.rawRepresentation)]
+        return (document, key, recipients)
+    }
+
+    @Test func theEpochFixtureIsReproducedAndCheckedIndependently() throws {
+        let (document, key, recipients) = try Self.fixture()
+        let json = String(decoding: try WireCoding.encoder.encode(document.wire), as: UTF8.self) + "\n"
+        let recipientsJSON = String(decoding: try JSONSerialization.data(withJSONObject: recipients, options: [.sortedKeys]), as: UTF8.self) + "\n"
+        if ProcessInfo.processInfo.environment["SAFECHAT_WRITE_FIXTURES"] == "1" {
+            let dir = IdentityTests.fixtures
+            try json.write(to: dir.appendingPathComponent("epoch0.json"), atomically: true, encoding: .utf8)
+            try (Secrets.hex(document.signedBytes) + "\n").write(to: dir.appendingPathComponent("epoch0.signed.hex"), atomically: true, encoding: .utf8)
+            try (Secrets.hex(document.hash) + "\n").write(to: dir.appendingPathComponent("epoch0.hash.hex"), atomically: true, encoding: .utf8)
+            try (Secrets.hex(key.rawBytes) + "\n").write(to: dir.appendingPathComponent("epoch0.key.hex"), atomically: true, encoding: .utf8)
+            try recipientsJSON.write(to: dir.appendingPathComponent("epoch0.recipients.json"), atomically: true, encoding: .utf8)
+        }
+        #expect(json == (try file("epoch0.json")))
+        #expect(Secrets.hex(document.signedBytes) + "\n" == (try file("epoch0.signed.hex")))
+        #expect(Secrets.hex(document.hash) + "\n" == (try file("epoch0.hash.hex")))
+        // And it verifies and opens here too.
+        _ = try EpochChain.verify([try EpochDocument(try WireCoding.decoder.decode(EpochWire.self, from: Data(json.utf8)))],
+                                  sessionID: Array(0xa0...0xaf)) { _ in true }
+
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", IdentityTests.root.appendingPathComponent("Tests/Interop/epoch_v1.py").path, IdentityTests.fixtures.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output)")
     }
 }
