@@ -94,7 +94,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "safechat-bench",
-            dependencies: ["SealedStream", "SafeChatAPI", "SafeChatGateway", "COpenSSL", "CLZ4"],
+            dependencies: ["SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "COpenSSL", "CLZ4"],
             path: "perf/SealBench"
         ),
         .testTarget(

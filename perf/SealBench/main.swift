@@ -28,6 +28,8 @@ struct Options {
     var prepareOnly = false
     /// Only measure registry write latency with this many files recorded.
     var registryFiles: Int?
+    /// Only measure making and verifying a session of this many members.
+    var sessionMembers: Int?
 
     init(_ args: [String]) {
         var i = 1
@@ -41,7 +43,8 @@ struct Options {
             case "--datasets": datasets = value().split(separator: ",").map(String.init)
             case "--prepare-only": prepareOnly = true
             case "--registry-files": guard let n = Int(value()), n > 0 else { fail("--registry-files takes a positive number") }; registryFiles = n
-            default: fail("usage: safechat-bench [--size-mib N] [--runs N] [--data-dir DIR] [--safechat PATH] [--datasets random,text,mixed] [--prepare-only] [--registry-files N]")
+            case "--session-members": guard let n = Int(value()), (1...1000).contains(n) else { fail("--session-members takes 1 to 1000") }; sessionMembers = n
+            default: fail("usage: safechat-bench [--size-mib N] [--runs N] [--data-dir DIR] [--safechat PATH] [--datasets random,text,mixed] [--prepare-only] [--registry-files N] [--session-members N]")
             }
             i += 1
         }
@@ -318,6 +321,10 @@ if options.prepareOnly {
 }
 if let files = options.registryFiles {
     try await registryBench(files: files)
+    exit(0)
+}
+if let members = options.sessionMembers {
+    try sessionBench(members: members, runs: options.runs)
     exit(0)
 }
 
