@@ -100,16 +100,15 @@ public struct SessionClient: Sendable {
         return verified
     }
 
+    /// Whether `member` is listed with the key this device pinned for them. A member never seen
+    /// before is looked up and pinned first; one whose bundle cannot be had (none published, or
+    /// one that does not verify) is not trusted, and the log is refused naming them.
     private func isPinned(_ member: EpochDocument.Member) async throws -> Bool {
         if member.userID == identity.userID { return member.signingKey == identity.signingKey.publicKey.rawRepresentation }
-        let pinned: PinStore.Pin
-        if let pin = try pins.pin(for: member.name) {
-            pinned = pin
-        } else {
-            _ = try await Identities.trusted(member.name, from: client, pins: pins)
-            guard let pin = try pins.pin(for: member.name) else { return false }
-            pinned = pin
+        if try pins.pin(for: member.name) == nil {
+            do { _ = try await Identities.trusted(member.name, from: client, pins: pins) } catch { return false }
         }
+        guard let pinned = try pins.pin(for: member.name) else { return false }
         return pinned.signingKey == Secrets.hex(member.signingKey) && pinned.userID == Secrets.hex(member.userID)
     }
 

@@ -484,3 +484,61 @@ extension ClientCommandTests {
         }
     }
 }
+
+extension ClientCommandTests {
+    /// The gateway appends an epoch it signed itself (adding an account it controls), or serves a
+    /// shortened log: the members' clients refuse the session with a clear error.
+    @Test func aGatewayThatForgesOrRollsBackASessionIsRefused() async throws {
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        var server = try await TestGateway.start(dataDirectory: dir)
+        let cli = try UserStore(path: Gateway.usersPath(dataDirectory: dir))
+        try await cli.add("user2", password: "password-two")
+        try await cli.add("mallory", password: "password-mallory")
+        let one = try await Self.ready(server)
+        defer { one.remove() }
+        let two = try Workspace()
+        defer { two.remove() }
+        #expect(try await two.run(["login", "--server", server.base, "--user", "user2"], stdin: "password-two").status == 0)
+        let session = try #require(try await one.run(["session", "create", "S", "--with", "user2"]).output.split(separator: "\n").last.map(String.init))
+        #expect(try await one.run(["session", "add", session, "user2"]).status == 1, "already a member")
+        #expect(try await two.run(["session", "show", session]).status == 0)
+
+        // The gateway makes epoch 1 itself: mallory added, signed with a key it made for user1's id.
+        let id1 = try #require(try await server.gateway.users.id(of: "user1"))
+        let malloryID = try #require(try await server.gateway.users.id(of: "mallory"))
+        let record = try #require(await server.gateway.sessions.record(SessionID(session)!))
+        let e0 = try EpochDocument(record.epochs[0])
+        let fake = try Identity.generate(userID: Secrets.bytes(fromHex: id1.value)!)
+        let mallory = try Identity.generate(userID: Secrets.bytes(fromHex: malloryID.value)!)
+        var members = e0.members.map { ($0, try! X25519PublicKey(rawRepresentation: Array(repeating: 9, count: 32))) }
+        members.append((.init(userID: mallory.userID, name: "mallory", signingKey: mallory.signingKey.publicKey.rawRepresentation), mallory.agreementKey.publicKey))
+        let forged = try EpochDocument.make(sessionID: e0.sessionID, epoch: 1, previous: e0, signer: fake, members: members, key: SessionKey.random())
+        _ = try await server.gateway.sessions.append(forged.wire, to: SessionID(session)!, by: id1)
+        for ws in [one, two] {
+            let refused = try await ws.run(["session", "show", session])
+            #expect(refused.status == 1 && refused.output.contains("epoch 1") && refused.output.contains("mallory"), "\(refused.output)")
+        }
+        let upload = try await one.run(["upload", "-q", "--session", session, "key"])
+        #expect(upload.status == 1, "nothing is sealed under a forged epoch: \(upload.output)")
+
+        // The forgery undone (the gateway restarts on the same port with epoch 0 only), a genuine
+        // epoch 1 accepted, then a log cut back to epoch 0: rolled back.
+        let port = server.port
+        let file = dir + "/registry/sessions/\(session).json"
+        func cutToEpoch0() async throws {
+            await server.stop()
+            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
+            json["epochs"] = Array((json["epochs"] as! [Any]).prefix(1))
+            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: file))
+            server = try await TestGateway.start(dataDirectory: dir) { $0.port = port }
+        }
+        try await cutToEpoch0()
+        let removed = try await one.run(["session", "remove", session, "user2"])
+        #expect(removed.status == 0, "\(removed.output)")
+        try await cutToEpoch0()
+        let rolledBack = try await one.run(["session", "show", session])
+        #expect(rolledBack.status == 1 && rolledBack.output.contains("rolled back"), "\(rolledBack.output)")
+        await server.stop()
+    }
+}
