@@ -37,10 +37,13 @@ public struct EpochWire: Codable, Sendable, Equatable {
     public let signer: String
     public let members: [Member]
     public let wraps: [Wrap]
+    /// The session's name sealed under this epoch's key, hex ("" if none).
+    public let sealedName: String
     public let signature: String
 
     public init(version: Int = 1, sessionID: String, epoch: UInt32, previous: String, signer: String, members: [Member],
-                wraps: [Wrap], signature: String) {
+                wraps: [Wrap], sealedName: String = "", signature: String) {
+        self.sealedName = sealedName
         self.version = version
         self.sessionID = sessionID
         self.epoch = epoch
@@ -52,7 +55,7 @@ public struct EpochWire: Codable, Sendable, Equatable {
     }
 
     enum CodingKeys: String, CodingKey {
-        case version, sessionID = "session_id", epoch, previous, signer, members, wraps, signature
+        case version, sessionID = "session_id", epoch, previous, signer, members, wraps, sealedName = "sealed_name", signature
     }
 
     /// At most this many members per epoch, and this many bytes per document.

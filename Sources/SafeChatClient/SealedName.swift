@@ -41,3 +41,41 @@ public enum SealedName {
         return cleaned
     }
 }
+
+/// A session's name as its log carries it: a one-chunk sealed stream under the epoch's key of
+/// "SafeChat session name v1" || 0x00 || session id || u32be(epoch) || name, so it opens only for
+/// members, and only as the name of that session at that epoch (docs/KEYS.md 7.1).
+public enum SessionName {
+    static func label(_ sessionID: [UInt8], _ epoch: UInt32) -> [UInt8] {
+        Array("SafeChat session name v1".utf8) + [0] + sessionID + [UInt8(epoch >> 24), UInt8((epoch >> 16) & 0xFF), UInt8((epoch >> 8) & 0xFF), UInt8(epoch & 0xFF)]
+    }
+
+    static func seal(_ name: String, key: SessionKey, sessionID: [UInt8], epoch: UInt32) async throws -> [UInt8] {
+        var sealed = [UInt8]()
+        let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
+        for try await piece in sealer.seal(ArrayByteSource(label(sessionID, epoch) + Array(name.utf8.prefix(256)))) { sealed += piece }
+        return sealed
+    }
+
+    /// The name, or nil (none, another key, or sealed for another session or epoch).
+    public static func open(_ sealed: [UInt8], key: SessionKey, sessionID: [UInt8], epoch: UInt32) async -> String? {
+        guard !sealed.isEmpty else { return nil }
+        var plaintext = [UInt8]()
+        do {
+            for try await piece in Opener(key: key).open(ArrayByteSource(sealed)) { plaintext += piece }
+        } catch { return nil }
+        let prefix = label(sessionID, epoch)
+        guard plaintext.starts(with: prefix) else { return nil }
+        return String(validating: plaintext.dropFirst(prefix.count), as: UTF8.self)
+    }
+}
+
+extension Optional {
+    /// `map` for an async transform.
+    public func asyncMap<T>(_ transform: (Wrapped) async throws -> T) async rethrows -> T? {
+        switch self {
+        case .some(let value): try await transform(value)
+        case .none: nil
+        }
+    }
+}

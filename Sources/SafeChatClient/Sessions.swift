@@ -6,13 +6,11 @@ import NIOCore
 import SealedStream
 
 /// What this device remembers of each session: the highest epoch it accepted and that epoch's
-/// hash (a log that ends lower, or differs there, is refused), and the name the user gave it
-/// (names stay on the device). `$XDG_DATA_HOME/safechat/sessions.json`, 0600.
+/// hash (a log that ends lower, or differs there, is refused). `$XDG_DATA_HOME/safechat/sessions.json`, 0600.
 public struct SessionStateStore: Sendable {
     public struct Seen: Codable, Sendable {
         public var epoch: UInt32
         public var hash: String
-        public var name: String?
     }
     struct File: Codable { var version = 1; var sessions: [String: Seen] }
 
@@ -23,10 +21,9 @@ public struct SessionStateStore: Sendable {
 
     public func all() throws -> [String: Seen] { try read().sessions }
 
-    func record(_ id: String, epoch: UInt32, hash: [UInt8], name: String? = nil) throws {
+    func record(_ id: String, epoch: UInt32, hash: [UInt8]) throws {
         var file = try read()
-        let previousName = file.sessions[id]?.name
-        file.sessions[id] = Seen(epoch: epoch, hash: Secrets.hex(hash), name: name ?? previousName)
+        file.sessions[id] = Seen(epoch: epoch, hash: Secrets.hex(hash))
         let directory = (path as NSString).deletingLastPathComponent
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         let writer = try AtomicFileWriter(destination: path, permissions: 0o600)
@@ -76,9 +73,12 @@ public struct SessionClient: Sendable {
         let sessionID = Secrets.randomBytes(16)
         var entries = [try await member(user)]
         for name in members where name != user && !entries.contains(where: { $0.member.name == name }) { entries.append(try await member(name)) }
-        let epoch0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: identity, members: entries, key: SessionKey.random())
+        let key = SessionKey.random()
+        let sealedName = try await name.asyncMap { try await SessionName.seal($0, key: key, sessionID: sessionID, epoch: 0) } ?? []
+        let epoch0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: identity, members: entries, key: key,
+                                            sealedName: sealedName)
         _ = try await post("/sessions", epoch0)
-        try state.record(Secrets.hex(sessionID), epoch: 0, hash: epoch0.hash, name: name)
+        try state.record(Secrets.hex(sessionID), epoch: 0, hash: epoch0.hash)
         return Secrets.hex(sessionID)
     }
 
@@ -126,6 +126,18 @@ public struct SessionClient: Sendable {
         return (wanted, try document.openKey(epoch: wanted, for: identity))
     }
 
+    /// The session's name as its current epoch carries it, if this device can open it.
+    public func name(_ id: String) async throws -> String? {
+        let chain = try await verifiedChain(id)
+        return try await currentName(chain)
+    }
+
+    private func currentName(_ chain: [EpochDocument]) async throws -> String? {
+        let last = chain.last!
+        guard !last.sealedName.isEmpty, let key = try? last.openKey(epoch: last.epoch, for: identity) else { return nil }
+        return await SessionName.open(last.sealedName, key: key, sessionID: last.sessionID, epoch: last.epoch)
+    }
+
     /// Adds `name`: a new epoch with a new key. With `shareHistory`, every earlier key this device
     /// holds is wrapped for them too.
     public func add(_ id: String, _ name: String, shareHistory: Bool) async throws -> UInt32 {
@@ -157,9 +169,14 @@ public struct SessionClient: Sendable {
         var entries: [(member: EpochDocument.Member, agreementKey: X25519PublicKey)] = []
         for name in names { entries.append(try await member(name)) }
         let historyFor = Set(entries.filter { $0.member.name == newcomer }.map(\.member.userID))
-        let next = try EpochDocument.make(sessionID: chain.last!.sessionID, epoch: chain.last!.epoch + 1, previous: chain.last!, signer: identity,
-                                          members: entries, key: SessionKey.random(), history: history.map { (epoch: $0.0, key: $0.1) },
-                                          historyFor: historyFor)
+        // The name moves to the new key, so only the new members can read it.
+        let key = SessionKey.random(), epoch = chain.last!.epoch + 1
+        let sealedName = try await (try await currentName(chain)).asyncMap {
+            try await SessionName.seal($0, key: key, sessionID: chain.last!.sessionID, epoch: epoch)
+        } ?? []
+        let next = try EpochDocument.make(sessionID: chain.last!.sessionID, epoch: epoch, previous: chain.last!, signer: identity,
+                                          members: entries, key: key, history: history.map { (epoch: $0.0, key: $0.1) },
+                                          historyFor: historyFor, sealedName: sealedName)
         _ = try await post("/sessions/\(id)/epochs", next)
         try state.record(id, epoch: next.epoch, hash: next.hash)
         return next.epoch

@@ -32,17 +32,35 @@ public struct EpochDocument: Sendable, Equatable {
     public let signer: [UInt8]
     public let members: [Member]
     public let wraps: [Wrap]
+    /// The session's name, sealed by the client under this epoch's key (empty if none): members
+    /// read it, the gateway cannot.
+    public let sealedName: [UInt8]
     public let signature: [UInt8]
 
+    public init(sessionID: [UInt8], epoch: UInt32, previous: [UInt8], signer: [UInt8], members: [Member], wraps: [Wrap],
+                sealedName: [UInt8] = [], signature: [UInt8]) {
+        self.sessionID = sessionID
+        self.epoch = epoch
+        self.previous = previous
+        self.signer = signer
+        self.members = members
+        self.wraps = wraps
+        self.sealedName = sealedName
+        self.signature = signature
+    }
+
     static let label = Array("SafeChat epoch v1".utf8) + [0]
+    public static let maxSealedName = 4096
     static let wrapLabel = Array("SafeChat wrap v1".utf8) + [0]
 
     /// The bytes the signature covers (docs/KEYS.md 7.2).
     public var signedBytes: [UInt8] {
-        Self.signedBytes(sessionID: sessionID, epoch: epoch, previous: previous, signer: signer, members: members, wraps: wraps)
+        Self.signedBytes(sessionID: sessionID, epoch: epoch, previous: previous, signer: signer, members: members, wraps: wraps,
+                         sealedName: sealedName)
     }
 
-    static func signedBytes(sessionID: [UInt8], epoch: UInt32, previous: [UInt8], signer: [UInt8], members: [Member], wraps: [Wrap]) -> [UInt8] {
+    static func signedBytes(sessionID: [UInt8], epoch: UInt32, previous: [UInt8], signer: [UInt8], members: [Member], wraps: [Wrap],
+                            sealedName: [UInt8]) -> [UInt8] {
         var out = label + sessionID + be32(epoch) + previous + signer + be16(UInt16(members.count))
         for member in members {
             let name = Array(member.name.utf8)
@@ -52,7 +70,7 @@ public struct EpochDocument: Sendable, Equatable {
         for wrap in wraps {
             out += wrap.userID + be32(wrap.keyEpoch) + wrap.encapsulatedKey + be16(UInt16(wrap.ciphertext.count)) + wrap.ciphertext
         }
-        return out
+        return out + be16(UInt16(sealedName.count)) + sealedName
     }
 
     /// What the next epoch's `previous` must be: SHA-256 of the signed bytes and the signature.
@@ -69,8 +87,10 @@ public struct EpochDocument: Sendable, Equatable {
     public static func make(sessionID: [UInt8], epoch: UInt32, previous: EpochDocument?, signer: Identity,
                             members: [(member: Member, agreementKey: X25519PublicKey)], key: SessionKey,
                             history: [(epoch: UInt32, key: SessionKey)] = [], historyFor: Set<[UInt8]> = [],
-                            ephemeralSeed: (([UInt8], UInt32) -> [UInt8])? = nil) throws(KeyError) -> EpochDocument {
-        guard sessionID.count == 16, members.count <= 1000 else { throw .invalidKey("a session id is 16 bytes; at most 1000 members") }
+                            sealedName: [UInt8] = [], ephemeralSeed: (([UInt8], UInt32) -> [UInt8])? = nil) throws(KeyError) -> EpochDocument {
+        guard sessionID.count == 16, members.count <= 1000, sealedName.count <= maxSealedName else {
+            throw .invalidKey("a session id is 16 bytes; at most 1000 members; a sealed name of at most \(maxSealedName) bytes")
+        }
         guard members.allSatisfy({ $0.member.name.utf8.count <= 64 && $0.member.userID.count == 16 && $0.member.signingKey.count == 32 }) else {
             throw .invalidKey("member names are at most 64 bytes")
         }
@@ -88,9 +108,10 @@ public struct EpochDocument: Sendable, Equatable {
         }
         let previousHash = previous?.hash ?? [UInt8](repeating: 0, count: 32)
         let list = members.map(\.member)
-        let bytes = signedBytes(sessionID: sessionID, epoch: epoch, previous: previousHash, signer: signer.userID, members: list, wraps: wraps)
+        let bytes = signedBytes(sessionID: sessionID, epoch: epoch, previous: previousHash, signer: signer.userID, members: list, wraps: wraps,
+                                sealedName: sealedName)
         return EpochDocument(sessionID: sessionID, epoch: epoch, previous: previousHash, signer: signer.userID, members: list,
-                             wraps: wraps, signature: signer.signingKey.signature(for: bytes))
+                             wraps: wraps, sealedName: sealedName, signature: signer.signingKey.signature(for: bytes))
     }
 
     /// Opens the key of `keyEpoch` wrapped in this document for `identity`.

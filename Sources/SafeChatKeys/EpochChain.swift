@@ -50,8 +50,12 @@ extension EpochDocument {
             wraps.append(Wrap(userID: try hex(wrap.userID, 16, "wrap user_id"), keyEpoch: wrap.keyEpoch,
                               encapsulatedKey: try hex(wrap.enc, 32, "enc"), ciphertext: try hex(wrap.ciphertext, 48, "ciphertext")))
         }
+        guard wire.sealedName.utf8.count <= 2 * EpochDocument.maxSealedName, let sealedName = Secrets.bytes(fromHex: wire.sealedName) else {
+            throw .malformed("sealed_name is hex of at most \(EpochDocument.maxSealedName) bytes")
+        }
         self.init(sessionID: try hex(wire.sessionID, 16, "session_id"), epoch: wire.epoch, previous: try hex(wire.previous, 32, "previous"),
-                  signer: try hex(wire.signer, 16, "signer"), members: members, wraps: wraps, signature: try hex(wire.signature, 64, "signature"))
+                  signer: try hex(wire.signer, 16, "signer"), members: members, wraps: wraps, sealedName: sealedName,
+                  signature: try hex(wire.signature, 64, "signature"))
     }
 
     public var wire: EpochWire {
@@ -59,7 +63,7 @@ extension EpochDocument {
                   members: members.map { .init(userID: Secrets.hex($0.userID), name: $0.name, signingKey: Secrets.hex($0.signingKey)) },
                   wraps: wraps.map { .init(userID: Secrets.hex($0.userID), keyEpoch: $0.keyEpoch, enc: Secrets.hex($0.encapsulatedKey),
                                            ciphertext: Secrets.hex($0.ciphertext)) },
-                  signature: Secrets.hex(signature))
+                  sealedName: Secrets.hex(sealedName), signature: Secrets.hex(signature))
     }
 
     public func member(_ userID: [UInt8]) -> Member? { members.first { $0.userID == userID } }

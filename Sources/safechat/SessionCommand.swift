@@ -21,7 +21,7 @@ struct SessionCommand: AsyncParsableCommand {
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(commandName: "create", abstract: "Create a session; prints its id on stdout.")
-        @Argument(help: "A name for it (kept on this device only; the gateway never sees it).") var name: String
+        @Argument(help: "A name for it (sealed under the session key: members read it, the gateway cannot).") var name: String
         @Option(help: "The other members, comma-separated user names.") var with: String = ""
 
         func run() async throws {
@@ -41,7 +41,7 @@ struct SessionCommand: AsyncParsableCommand {
                 let client = try sessionClient()
                 let chain = try await client.verifiedChain(id)
                 let current = chain.last!
-                let name = (try? SessionStateStore().seen(id))??.name
+                let name = try await client.name(id)
                 print("session \(id)\(name.map { " (\($0))" } ?? "") at epoch \(current.epoch), log verified from epoch 0")
                 let pins = PinStore()
                 for member in current.members {
@@ -100,9 +100,12 @@ struct SessionsCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures("sessions") {
             let login = try ClientSession.load(from: ClientDirectory())
-            let names = (try? SessionStateStore().all()) ?? [:]
+            let client = SessionClient(session: login, identity: try IdentityStore().load())
             for entry in try await GatewayClient(session: login).sessions() {
-                print("\(entry.sessionID)  epoch \(entry.epoch)  \(entry.members) members  \(names[entry.sessionID]?.name ?? "")")
+                // A log that does not verify is listed as such, not skipped.
+                let name: String
+                do { name = try await client.name(entry.sessionID) ?? "" } catch { name = "(refused: \(error))" }
+                print("\(entry.sessionID)  epoch \(entry.epoch)  \(entry.members) members  \(name)")
             }
         }
     }

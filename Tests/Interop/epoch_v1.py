@@ -22,6 +22,8 @@ signed += len(doc["wraps"]).to_bytes(2, "big")
 for w in doc["wraps"]:
     ct = h(w["ciphertext"])
     signed += h(w["user_id"]) + w["key_epoch"].to_bytes(4, "big") + h(w["enc"]) + len(ct).to_bytes(2, "big") + ct
+name = h(doc["sealed_name"])
+signed += len(name).to_bytes(2, "big") + name
 assert signed.hex() == (d / "epoch0.signed.hex").read_text().strip(), "signed bytes"
 signer = next(m for m in doc["members"] if m["user_id"] == doc["signer"])
 Ed25519PublicKey.from_public_bytes(h(signer["signing_key"])).verify(h(doc["signature"]), signed)

@@ -416,6 +416,8 @@ extension ClientCommandTests {
             #expect(session.count == 32)
             let show = try await two.run(["session", "show", session])
             #expect(show.status == 0 && show.output.contains("user1") && show.output.contains("epoch 0"), "\(show.output)")
+            #expect(show.output.contains("Project Quokka"), "members read the sealed name: \(show.output)")
+            #expect(try await two.run(["sessions"]).output.contains("Project Quokka"))
 
             let secret = Secrets.randomBytes(300_000)
             try Data(secret).write(to: URL(fileURLWithPath: one.path("quokka-report.bin")))
