@@ -18,6 +18,7 @@ public protocol Registry: Sendable {
     /// The identity bundle `user` published (the gateway only keeps it; clients verify it).
     func putIdentity(_ bundle: IdentityBundle, of user: UserID, at time: Date) async throws
     func identity(of user: UserID) async throws -> (bundle: IdentityBundle, updatedAt: Date)?
+    func removeIdentity(of user: UserID) async throws
 }
 
 /// The embedded registry: one human-readable JSON file per file and per upload, each written to a
@@ -123,6 +124,12 @@ public actor JSONFileRegistry: Registry {
     }
 
     private func index(identity: StoredIdentity) { identities[identity.userID] = identity }
+    private func unindex(identity user: UserID) -> Bool { identities.removeValue(forKey: user) != nil }
+
+    public nonisolated func removeIdentity(of user: UserID) async throws {
+        guard await unindex(identity: user) else { return }
+        try await remove(keysDirectory.appendingPathComponent("\(user).json"))
+    }
 
     public func identity(of user: UserID) -> (bundle: IdentityBundle, updatedAt: Date)? {
         identities[user].map { ($0.bundle, $0.updatedAt) }

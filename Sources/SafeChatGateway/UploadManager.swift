@@ -215,6 +215,7 @@ public actor UploadManager {
             removed += 1
             logger.info("file of a removed account deleted", metadata: ["file_id": "\(manifest.fileID)"])
         }
+        for account in removedAccounts { try await registry.removeIdentity(of: account) }
         return removed
     }
 }

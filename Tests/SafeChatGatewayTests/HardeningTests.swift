@@ -47,7 +47,12 @@ import SealedStream
             #expect(try await newAlice.send(.DELETE, "/files/\(id)").status == 404)
 
             // The sweep deletes what the removed account left: manifest, bytes, upload.
+            let oldID = try #require(try await server.gateway.registry.uploads().first?.owner)
+            try await server.gateway.registry.putIdentity(IdentityBundle(version: 1, userID: oldID.value, signingKey: String(repeating: "a", count: 64),
+                                                                         agreementKey: String(repeating: "b", count: 64), signature: String(repeating: "c", count: 128)),
+                                                          of: oldID, at: Date())
             #expect(try await server.gateway.uploads.sweep(removedAccounts: try await server.gateway.users.removedIDs()) == 2)
+            #expect(try await server.gateway.registry.identity(of: oldID) == nil, "the removed account's published key is gone too")
             #expect(try await server.gateway.registry.file(FileID(id)!) == nil)
             #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/data/blobs/\(id)"))
             #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/partial").isEmpty)
