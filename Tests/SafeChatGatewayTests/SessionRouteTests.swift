@@ -107,6 +107,16 @@ import SealedStream
             #expect(try await alice.http.send(.GET, "/sessions/nope").status == 400)
             let final = try #require(await server.gateway.sessions.record(SessionID(id)!))
 
+            // No session key is anywhere on the gateway's disk, raw or in hex.
+            let enumerator = FileManager.default.enumerator(atPath: server.dataDirectory)!
+            while let relative = enumerator.nextObject() as? String {
+                guard let data = FileManager.default.contents(atPath: server.dataDirectory + "/" + relative) else { continue }
+                for key in [key0, key1] {
+                    #expect([UInt8](data).firstRange(of: key.rawBytes) == nil, "a session key in \(relative)")
+                    #expect([UInt8](data).firstRange(of: Array(Secrets.hex(key.rawBytes).utf8)) == nil, "a session key in \(relative)")
+                }
+            }
+
             // Survives a restart.
             let reopened = try SessionStore(directory: server.dataDirectory + "/registry/sessions")
             #expect(await reopened.record(SessionID(id)!)?.epochs == final.epochs)
