@@ -94,20 +94,8 @@ func bytes(_ hex: String) -> [UInt8] {
 
 /// The AES-256-GCM suite against the independent pyhpke (PyPI), both ways.
 @Suite struct HPKEInteropTests {
-    static let script = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .deletingLastPathComponent().appendingPathComponent("Interop/hpke_interop.py").path
-
     func python(_ arguments: [String]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.script] + arguments
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        return (process.terminationStatus, output.trimmingCharacters(in: .whitespacesAndNewlines))
+        try interop("hpke_interop.py", arguments, stderr: false)
     }
 
     @Test func pyhpkeOpensWhatSafeChatSealsAndTheReverse() throws {

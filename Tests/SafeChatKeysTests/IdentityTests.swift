@@ -37,16 +37,8 @@ import SealedStream
     }
 
     @Test func anIndependentImplementationAgreesWithTheFixtures() throws {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", Self.root.appendingPathComponent("Tests/Interop/keys_v1.py").path, Self.fixtures.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try interop("keys_v1.py", [Self.fixtures.path])
+        #expect(status == 0, "\(output)")
     }
 
     @Test func bundlesRoundTripAndAnyChangeIsRefused() throws {
@@ -153,15 +145,22 @@ import SealedStream
         _ = try EpochChain.verify([try EpochDocument(try WireCoding.decoder.decode(EpochWire.self, from: Data(json.utf8)))],
                                   sessionID: Array(0xa0...0xaf)) { _ in true }
 
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", IdentityTests.root.appendingPathComponent("Tests/Interop/epoch_v1.py").path, IdentityTests.fixtures.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try interop("epoch_v1.py", [IdentityTests.fixtures.path])
+        #expect(status == 0, "\(output)")
     }
+}
+
+/// Runs one of the independent implementations in Tests/Interop (Python) and returns its exit
+/// status and output (stdout and stderr).
+func interop(_ script: String, _ arguments: [String], stderr: Bool = true) throws -> (status: Int32, output: String) {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", IdentityTests.root.appendingPathComponent("Tests/Interop/\(script)").path] + arguments
+    let pipe = Pipe()
+    process.standardOutput = pipe
+    process.standardError = stderr ? pipe : FileHandle.nullDevice
+    try process.run()
+    let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    process.waitUntilExit()
+    return (process.terminationStatus, output.trimmingCharacters(in: .whitespacesAndNewlines))
 }
