@@ -134,6 +134,7 @@ public struct SessionClient: Sendable {
 
     private func currentName(_ chain: [EpochDocument]) async throws -> String? {
         let last = chain.last!
+        // A member who left holds no wrap of the current key: then there is no name to show, not an error.
         guard !last.sealedName.isEmpty, let key = try? last.openKey(epoch: last.epoch, for: identity) else { return nil }
         return await SessionName.open(last.sealedName, key: key, sessionID: last.sessionID, epoch: last.epoch)
     }

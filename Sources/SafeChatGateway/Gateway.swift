@@ -115,6 +115,7 @@ struct Sweeper: Service {
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do { try await uploads.sweep(removedAccounts: try await users.removedIDs()) } catch { logger.error("sweep failed: \(error)") }
+            // The sleep ends early (throwing) when the gateway shuts down; the loop condition then stops.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
         }
     }

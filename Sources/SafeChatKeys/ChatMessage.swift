@@ -61,19 +61,8 @@ public struct ChatMessage: Sendable, Equatable {
         var key = messageKey(chatKey, messageID: messageID)
         defer { Secrets.cleanse(&key) }
         let aad = unsigned.aad
-        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + 16)
-        let zeros = [UInt8](repeating: 0, count: 12)  // one message per key: a fixed nonce cannot repeat under it
-        plaintext.withUnsafeBytes { pt in
-            key.withUnsafeBytes { k in
-                zeros.withUnsafeBytes { n in
-                    aad.withUnsafeBytes { a in
-                        ciphertext.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMSeal(key: k, nonce: n, aad: a, plaintext: pt, ciphertext: out.baseAddress!, tag: out.baseAddress! + plaintext.count)
-                        }
-                    }
-                }
-            }
-        }
+        // One message per key: a fixed nonce cannot repeat under it.
+        let ciphertext = OpenSSL.gcmSeal(plaintext, key: key, nonce: [UInt8](repeating: 0, count: 12), aad: aad)
         return ChatMessage(sessionID: sessionID, epoch: epoch, sender: identity.userID, messageID: messageID, sentAt: sentAt,
                            ciphertext: ciphertext, signature: identity.signingKey.signature(for: aad + ciphertext))
     }
@@ -87,23 +76,8 @@ public struct ChatMessage: Sendable, Equatable {
         guard senderKey.isValidSignature(signature, for: aad + ciphertext) else { throw .badSignature }
         var key = Self.messageKey(chatKey, messageID: messageID)
         defer { Secrets.cleanse(&key) }
-        let bodyLength = ciphertext.count - 16
-        var plaintext = [UInt8](repeating: 0, count: bodyLength)
-        let zeros = [UInt8](repeating: 0, count: 12)
-        let ok = ciphertext.withUnsafeBytes { ct in
-            key.withUnsafeBytes { k in
-                zeros.withUnsafeBytes { n in
-                    aad.withUnsafeBytes { a in
-                        plaintext.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMOpen(key: k, nonce: n, aad: a, ciphertext: UnsafeRawBufferPointer(rebasing: ct[..<bodyLength]),
-                                               tag: UnsafeRawBufferPointer(rebasing: ct[bodyLength...]),
-                                               plaintext: out.baseAddress ?? UnsafeMutableRawPointer(mutating: ct.baseAddress!))
-                        }
-                    }
-                }
-            }
-        }
-        guard ok, let text = String(validating: plaintext, as: UTF8.self) else { throw .authenticationFailed }
+        let plaintext = OpenSSL.gcmOpen(ciphertext, key: key, nonce: [UInt8](repeating: 0, count: 12), aad: aad)
+        guard let plaintext, let text = String(validating: plaintext, as: UTF8.self) else { throw .authenticationFailed }
         return text
     }
 }

@@ -48,19 +48,7 @@ public enum HPKE {
         let dh = try ephemeral.sharedSecret(with: recipient)
         let context = keySchedule(sharedSecret: extractAndExpand(dh: dh, kemContext: enc + recipient.rawRepresentation),
                                   info: info, aead: aead)
-        var ciphertext = [UInt8](repeating: 0, count: plaintext.count + tagLength)
-        plaintext.withUnsafeBytes { pt in
-            context.key.withUnsafeBytes { key in
-                context.baseNonce.withUnsafeBytes { nonce in
-                    aad.withUnsafeBytes { aad in
-                        ciphertext.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMSeal(key: key, nonce: nonce, aad: aad, plaintext: pt, ciphertext: out.baseAddress!,
-                                               tag: out.baseAddress! + plaintext.count, cipher: aead.cipher)
-                        }
-                    }
-                }
-            }
-        }
+        let ciphertext = OpenSSL.gcmSeal(plaintext, key: context.key, nonce: context.baseNonce, aad: aad, cipher: aead.cipher)
         return Sealed(encapsulatedKey: enc, ciphertext: ciphertext)
     }
 
@@ -70,23 +58,7 @@ public enum HPKE {
                             aead: AEAD = .aes256GCM) throws(KeyError) -> [UInt8] {
         guard sealed.encapsulatedKey.count == encapsulatedKeyLength, sealed.ciphertext.count >= tagLength else { throw .openFailed }
         let context = try receiverContext(sealed.encapsulatedKey, recipient: recipient, info: info, aead: aead)
-        let bodyLength = sealed.ciphertext.count - tagLength
-        var plaintext = [UInt8](repeating: 0, count: bodyLength)
-        let ok = sealed.ciphertext.withUnsafeBytes { ct in
-            context.key.withUnsafeBytes { key in
-                context.baseNonce.withUnsafeBytes { nonce in
-                    aad.withUnsafeBytes { aad in
-                        plaintext.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMOpen(key: key, nonce: nonce, aad: aad, ciphertext: UnsafeRawBufferPointer(rebasing: ct[..<bodyLength]),
-                                               tag: UnsafeRawBufferPointer(rebasing: ct[bodyLength...]),
-                                               plaintext: out.baseAddress ?? UnsafeMutableRawPointer(mutating: ct.baseAddress!), cipher: aead.cipher)
-                        }
-                    }
-                }
-            }
-        }
-        guard ok else {
-            Secrets.cleanse(&plaintext)
+        guard let plaintext = OpenSSL.gcmOpen(sealed.ciphertext, key: context.key, nonce: context.baseNonce, aad: aad, cipher: aead.cipher) else {
             throw .openFailed
         }
         return plaintext

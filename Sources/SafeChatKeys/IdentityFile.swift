@@ -57,19 +57,7 @@ public enum IdentityFile {
         defer { Secrets.cleanse(&key) }
         var plaintext = encode(identity)
         defer { Secrets.cleanse(&plaintext) }
-        var sealed = [UInt8](repeating: 0, count: plaintext.count + 16)
-        plaintext.withUnsafeBytes { pt in
-            key.withUnsafeBytes { key in
-                nonce.withUnsafeBytes { nonce in
-                    exportAAD.withUnsafeBytes { aad in
-                        sealed.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMSeal(key: key, nonce: nonce, aad: aad, plaintext: pt, ciphertext: out.baseAddress!,
-                                               tag: out.baseAddress! + plaintext.count)
-                        }
-                    }
-                }
-            }
-        }
+        let sealed = OpenSSL.gcmSeal(plaintext, key: key, nonce: nonce, aad: exportAAD)
         return Array(("{\"version\":1,\"kdf\":\"pbkdf2-hmac-sha256\",\"iterations\":\(iterations),\"salt\":\"\(Secrets.hex(salt))\","
             + "\"nonce\":\"\(Secrets.hex(nonce))\",\"ciphertext\":\"\(Secrets.hex(sealed))\"}\n").utf8)
     }
@@ -84,22 +72,8 @@ public enum IdentityFile {
         else { throw .invalidKey("not a SafeChat identity export (version 1, PBKDF2 600 000 to 10 000 000 iterations)") }
         var key = pbkdf2(passphrase, salt: salt, iterations: export.iterations)
         defer { Secrets.cleanse(&key) }
-        let bodyLength = sealed.count - 16
-        var plaintext = [UInt8](repeating: 0, count: bodyLength)
+        guard var plaintext = OpenSSL.gcmOpen(sealed, key: key, nonce: nonce, aad: exportAAD) else { throw .wrongPassphrase }
         defer { Secrets.cleanse(&plaintext) }
-        let ok = sealed.withUnsafeBytes { ct in
-            key.withUnsafeBytes { key in
-                nonce.withUnsafeBytes { nonce in
-                    exportAAD.withUnsafeBytes { aad in
-                        plaintext.withUnsafeMutableBytes { out in
-                            OpenSSL.aesGCMOpen(key: key, nonce: nonce, aad: aad, ciphertext: UnsafeRawBufferPointer(rebasing: ct[..<bodyLength]),
-                                               tag: UnsafeRawBufferPointer(rebasing: ct[bodyLength...]), plaintext: out.baseAddress!)
-                        }
-                    }
-                }
-            }
-        }
-        guard ok else { throw .wrongPassphrase }
         return try decode(plaintext)
     }
 

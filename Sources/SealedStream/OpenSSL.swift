@@ -92,6 +92,53 @@ package enum OpenSSL {
         precondition(ok && length == output.count, "HKDF-SHA256 failed inside OpenSSL")
     }
 
+    /// One-shot AES-GCM of `plaintext` into ciphertext || tag, for small messages (wraps, exports,
+    /// chat); the streaming pipeline uses the pointer-based form above.
+    package static func gcmSeal(_ plaintext: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8],
+                                cipher: OpaquePointer = aes256gcm) -> [UInt8] {
+        var sealed = [UInt8](repeating: 0, count: plaintext.count + gcmTagLength)
+        plaintext.withUnsafeBytes { pt in
+            key.withUnsafeBytes { k in
+                nonce.withUnsafeBytes { n in
+                    aad.withUnsafeBytes { a in
+                        sealed.withUnsafeMutableBytes { out in
+                            aesGCMSeal(key: k, nonce: n, aad: a, plaintext: pt, ciphertext: out.baseAddress!,
+                                       tag: out.baseAddress! + plaintext.count, cipher: cipher)
+                        }
+                    }
+                }
+            }
+        }
+        return sealed
+    }
+
+    /// Opens ciphertext || tag from ``gcmSeal(_:key:nonce:aad:cipher:)``; nil if it does not verify
+    /// (nothing unverified is returned).
+    package static func gcmOpen(_ sealed: [UInt8], key: [UInt8], nonce: [UInt8], aad: [UInt8],
+                                cipher: OpaquePointer = aes256gcm) -> [UInt8]? {
+        guard sealed.count >= gcmTagLength else { return nil }
+        let bodyLength = sealed.count - gcmTagLength
+        var plaintext = [UInt8](repeating: 0, count: bodyLength)
+        let ok = sealed.withUnsafeBytes { ct in
+            key.withUnsafeBytes { k in
+                nonce.withUnsafeBytes { n in
+                    aad.withUnsafeBytes { a in
+                        plaintext.withUnsafeMutableBytes { out in
+                            aesGCMOpen(key: k, nonce: n, aad: a, ciphertext: UnsafeRawBufferPointer(rebasing: ct[..<bodyLength]),
+                                       tag: UnsafeRawBufferPointer(rebasing: ct[bodyLength...]),
+                                       plaintext: out.baseAddress ?? UnsafeMutableRawPointer(mutating: ct.baseAddress!), cipher: cipher)
+                        }
+                    }
+                }
+            }
+        }
+        guard ok else {
+            plaintext.withUnsafeMutableBytes { cleanse($0) }
+            return nil
+        }
+        return plaintext
+    }
+
     /// HKDF-Extract (RFC 5869 section 2.2) with SHA-256: the 32-byte PRK. An empty salt is
     /// HashLen zero bytes, as the RFC says.
     package static func hkdfExtract(salt: [UInt8], inputKey: [UInt8]) -> [UInt8] {
