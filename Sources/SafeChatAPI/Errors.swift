@@ -23,6 +23,9 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case checksumMismatch = "checksum_mismatch"
     case rangeNotSatisfiable = "range_not_satisfiable"
     case storageError = "storage_error"
+    case upgradeRequired = "upgrade_required"
+    case staleEpoch = "stale_epoch"
+    case chatStorageFull = "chat_storage_full"
     case internalError = "internal_error"
 }
 

@@ -55,6 +55,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         else { throw GatewayError.unauthorized }
         var context = context
         context.principal = principal
+        context.tokenGeneration = claims.generation
         return try await next(request, context)
     }
 }

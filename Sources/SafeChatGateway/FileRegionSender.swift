@@ -6,7 +6,6 @@ import HummingbirdCore
 import Logging
 import NIOCore
 import NIOHTTP1
-import NIOHTTPTypesHTTP1
 
 /// Lets a download body go from the blob file to the socket with sendfile(2) on plain-HTTP
 /// connections, instead of being read into buffers and copied out again (measured: that pair of
@@ -61,34 +60,5 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
             sender.queued.append((FileRegion(fileHandle: handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound)), sent))
             return sent.futureResult
         }.get()
-    }
-}
-
-/// Hummingbird's HTTP/1 channel with a ``FileRegionSender`` placed between NIO's HTTP/1 encoder and
-/// the codec that turns HTTP-types parts into NIO HTTP/1 parts.
-struct SendfileHTTP1Channel: ServerChildChannel {
-    typealias Value = HTTP1Channel.Value
-    let base: HTTP1Channel
-
-    func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
-        base.setup(channel: channel, logger: logger).flatMapThrowing { value in
-            let codec = try channel.pipeline.syncOperations.handler(type: HTTP1ToHTTPServerCodec.self)
-            try channel.pipeline.syncOperations.addHandler(FileRegionSender(), position: .before(codec))
-            return value
-        }
-    }
-
-    func handle(value: Value, logger: Logger) async {
-        await base.handle(value: value, logger: logger)
-    }
-}
-
-extension HTTPServerBuilder {
-    /// Plain HTTP/1.1 whose downloads are sent with sendfile(2); connections idle for
-    /// `idleTimeout` (no complete request head, or nothing between requests) are closed.
-    static func http1WithSendfile(idleTimeout: TimeAmount) -> HTTPServerBuilder {
-        HTTPServerBuilder { responder in
-            SendfileHTTP1Channel(base: HTTP1Channel(responder: responder, configuration: .init(idleTimeout: idleTimeout)))
-        }
     }
 }

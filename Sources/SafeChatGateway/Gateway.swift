@@ -26,6 +26,7 @@ public struct Gateway: Sendable {
     public let users: UserStore
     public let uploads: UploadManager
     public let sessions: SessionStore
+    let chat: ChatService
     let tokens: TokenService
     let throttle: LoginThrottle
     let access: AccessPolicy
@@ -45,7 +46,17 @@ public struct Gateway: Sendable {
         users = try UserStore(path: Self.usersPath(dataDirectory: root))
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
-        uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, access: access, logger: logger)
+        let bus = LocalChatBus()
+        let chat = ChatService(
+            log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
+                             retention: configuration.chatRetention, storageLimit: configuration.chatStorageLimit, bus: bus),
+            bus: bus, users: users, tokens: tokens, sessions: sessions,
+            limits: .init(maxFrame: configuration.chatMaxFrame, rate: configuration.chatRate, burst: 2 * configuration.chatRate,
+                          outboundLimit: configuration.chatOutboundLimit),
+            clock: configuration.clock)
+        self.chat = chat
+        uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, access: access, logger: logger,
+                                fileStored: { await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")
         }
@@ -66,7 +77,8 @@ public struct Gateway: Sendable {
             .register(authenticated: authenticated, open: router)
         FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
         KeyRoutes(registry: registry, users: users, clock: configuration.clock).register(on: authenticated)
-        SessionRoutes(sessions: sessions).register(on: authenticated)
+        SessionRoutes(sessions: sessions, membersChanged: { [chat] in await chat.membersChanged($0) }).register(on: authenticated)
+        chat.register(on: authenticated)
         routeTable.set(router.routes.map { ($0.method, $0.path.description) })
         return router
     }
@@ -76,17 +88,23 @@ public struct Gateway: Sendable {
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
                                           + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
-        var server: HTTPServerBuilder = .http1WithSendfile(idleTimeout: idle)
-        if let cert = configuration.tlsCertificatePath, let key = configuration.tlsKeyPath {
+        let webSocket = GatewayChannel.WebSocketSettings(maxFrameSize: configuration.chatMaxFrame, pingInterval: configuration.chatPingInterval)
+        let tlsPaths = configuration.tlsCertificatePath.flatMap { cert in configuration.tlsKeyPath.map { (cert, $0) } }
+        let plain = HTTPServerBuilder { [chat] responder in
+            GatewayChannel(responder: responder, http1: .init(idleTimeout: idle), webSocket: webSocket, sendfile: tlsPaths == nil,
+                           decide: { request, _ in await chat.decide(request) })
+        }
+        var server = plain
+        if let (cert, key) = tlsPaths {
             let tls = TLSConfiguration.makeServerConfiguration(
                 certificateChain: try NIOSSLCertificate.fromPEMFile(cert).map { .certificate($0) },
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
-            server = try .tls(.http1(configuration: .init(idleTimeout: idle)), tlsConfiguration: tls)
+            server = try .tls(plain, tlsConfiguration: tls)
         }
         return Application(
             responder: FrontResponder(routes: makeRouter().buildResponder(), maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [Sweeper(uploads: uploads, users: users, logger: logger)],
+            services: [Sweeper(uploads: uploads, users: users, logger: logger), ChatMaintenance(chat: chat)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
@@ -117,6 +135,20 @@ struct Sweeper: Service {
             do { try await uploads.sweep(removedAccounts: try await users.removedIDs()) } catch { logger.error("sweep failed: \(error)") }
             // The sleep ends early (throwing) when the gateway shuts down; the loop condition then stops.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
+        }
+    }
+}
+
+/// Once a second: deletes chat deliveries past their retention, and closes chat connections whose
+/// token was revoked or whose user left the session.
+struct ChatMaintenance: Service {
+    let chat: ChatService
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            await chat.log.maintain(now: chat.now)
+            await chat.audit()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
     }
 }

@@ -18,6 +18,19 @@ public struct GatewayConfiguration: Sendable {
     /// A request body that delivers no byte for this long is cut off; an upload keeps what arrived
     /// and can be resumed at once.
     public var bodyStallTimeout: Duration = .seconds(60)
+    /// Chat (docs/PROTOCOL.md section 2): deliveries waiting for one member of one session (the
+    /// oldest is dropped beyond it), how long one waits at most, and the bytes all queues may hold.
+    public var chatQueueLimit = 1000
+    public var chatRetention: TimeInterval = 7 * 24 * 3600
+    public var chatStorageLimit = 256 << 20
+    /// Largest chat frame accepted, and frames per second one connection may send (sustained; twice
+    /// that in a burst).
+    public var chatMaxFrame = 64 * 1024
+    public var chatRate: Double = 50
+    /// Deliveries waiting to be written to one connection before it is cut off as too slow.
+    public var chatOutboundLimit = 512
+    /// Idle chat connections are pinged this often; one that does not answer by the next ping is closed.
+    public var chatPingInterval: Duration = .seconds(30)
     /// Starts with the prototype's demo account user1 / password123.
     public var demo = false
     public var tlsCertificatePath: String?

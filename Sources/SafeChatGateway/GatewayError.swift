@@ -19,8 +19,11 @@ public struct GatewayError: HTTPResponseError, Sendable {
         self.headers = headers
     }
 
+    /// `{"error": code, "message": text}`.
+    var jsonBody: [UInt8] { (try? Array(WireCoding.encoder.encode(ErrorBody(error: code, message: message)))) ?? [] }
+
     public func response(from request: Request, context: some RequestContext) throws -> Response {
-        let body = try WireCoding.encoder.encode(ErrorBody(error: code, message: message))
+        let body = jsonBody
         var headers = self.headers
         headers[.contentType] = "application/json; charset=utf-8"
         headers[.cacheControl] = "no-store"

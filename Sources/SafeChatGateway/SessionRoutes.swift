@@ -8,6 +8,8 @@ import SafeChatAPI
 /// current member is told the session does not exist (404).
 struct SessionRoutes: Sendable {
     let sessions: SessionStore
+    /// Told after an epoch changed a session's members.
+    let membersChanged: @Sendable (SessionStore.Record) async -> Void
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("sessions") { request, context in try await create(request, context) }
@@ -49,6 +51,7 @@ struct SessionRoutes: Sendable {
             throw GatewayError(.badRequest, .invalidID, "a session id is 32 lowercase hexadecimal digits")
         }
         let record = try await sessions.append(try await epoch(from: request), to: id, by: principal.id)
+        await membersChanged(record)
         return try jsonResponse(SessionChain(sessionID: record.sessionID.value, epochs: [record.epochs.last!]), status: .created)
     }
 

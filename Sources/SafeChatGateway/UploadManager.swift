@@ -21,9 +21,13 @@ public actor UploadManager {
     let access: AccessPolicy
     nonisolated let quota: QuotaLedger
     let logger: Logger
+    /// Told of every file completed (the chat announces those sent to a session).
+    let fileStored: @Sendable (FileManifest) async -> Void
     private var busy: Set<FileID> = []
 
-    init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger) {
+    init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger,
+         fileStored: @escaping @Sendable (FileManifest) async -> Void = { _ in }) {
+        self.fileStored = fileStored
         self.registry = registry
         self.blobs = blobs
         self.configuration = configuration
@@ -160,6 +164,7 @@ public actor UploadManager {
         try await blockingIO { [blobs] in try blobs.promote(state.uploadID) }
         try await registry.removeUpload(state.uploadID)
         logger.info("file stored", metadata: ["file_id": "\(manifest.fileID)", "owner": "\(manifest.owner)", "bytes": "\(manifest.size)"])
+        await fileStored(manifest)
         return manifest
     }
 

@@ -19,7 +19,7 @@ struct SafeChatCommand: AsyncParsableCommand {
             a bad key file); 2 the sealed input was rejected (wrong key, tampered, truncated or \
             malformed); 64 bad command-line usage.
             """,
-        subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self, ServeCommand.self, UserCommand.self, LoginCommand.self, KeysCommand.self, SessionCommand.self, SessionsCommand.self, UploadCommand.self, DownloadCommand.self, FilesCommand.self, RemoveCommand.self]
+        subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self, ServeCommand.self, UserCommand.self, LoginCommand.self, KeysCommand.self, SessionCommand.self, SessionsCommand.self, UploadCommand.self, DownloadCommand.self, FilesCommand.self, RemoveCommand.self, ChatCommand.self, SendCommand.self, ReceiveCommand.self, HistoryCommand.self, ClearHistoryCommand.self]
     )
 }
 

@@ -1,0 +1,363 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+import Foundation
+import SafeChatAPI
+import SealedFormat
+
+/// One delivery the gateway stores and relays: a sealed message or a file event, numbered `seq`
+/// within its session, for the members who were recipients when it was sent.
+struct ChatEntry: Codable, Sendable {
+    let session: SessionID
+    let seq: UInt64
+    /// Gateway time, ms since 1970.
+    let time: UInt64
+    let recipients: [UserID]
+    let message: ChatMessageWire?
+    let file: ChatFileEvent?
+
+    var frame: ChatFrame { ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file) }
+    /// What the entry counts against the storage limit.
+    var cost: Int { (message?.ciphertext.utf8.count ?? 0) + (file?.sealedName.utf8.count ?? 0) + 512 + 40 * recipients.count }
+}
+
+/// Why a send was not stored.
+enum ChatLogError: Error {
+    case full
+}
+
+/// The offline queue: every delivery not yet acknowledged by all its recipients, kept durable in an
+/// append-only log (`registry/chat/log.jsonl`, one JSON record per line) and in memory.
+///
+/// - A send is acknowledged to its sender only after its record is fsynced. Records written
+///   together share one fsync (group commit), so throughput does not stop at one fsync per message.
+/// - Each member's position is an acknowledged `seq` (a cursor); a delivery is deleted once every
+///   recipient's cursor has passed it. When nothing is left, the log is rewritten empty, so the
+///   ciphertext is gone from disk too; otherwise it is rewritten when it has grown well past what
+///   it holds.
+/// - Bounds: at most `queueLimit` deliveries wait for one member of one session (the oldest is
+///   dropped for that member when a new one arrives), none older than `retention`, and at most
+///   `storageLimit` bytes in all (a send beyond it is refused; nothing is dropped for it).
+/// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
+actor ChatLog {
+    private struct Record: Codable {
+        enum Op: String, Codable { case entry, ack, head }
+        var op: Op
+        var entry: ChatEntry?
+        var session: SessionID?
+        var user: UserID?
+        var seq: UInt64?
+    }
+
+    private struct Queue {
+        var entries: [ChatEntry] = []
+        /// Entries before this index are deleted (removed in batches, not one by one).
+        var start = 0
+        /// The last seq made durable.
+        var head: UInt64 = 0
+        var cursors: [UserID: UInt64] = [:]
+        var waiting: [UserID: Int] = [:]
+        /// Deliveries dropped for a member since they last connected (not kept across restarts).
+        var dropped: [UserID: UInt64] = [:]
+        var live: ArraySlice<ChatEntry> { entries[start...] }
+
+        /// The index of the first live entry with a seq above `seq`.
+        func index(after seq: UInt64) -> Int {
+            var low = start, high = entries.count
+            while low < high {
+                let mid = (low + high) / 2
+                if entries[mid].seq <= seq { low = mid + 1 } else { high = mid }
+            }
+            return low
+        }
+    }
+
+    let queueLimit: Int
+    let retention: TimeInterval
+    let storageLimit: Int
+    private let path: String
+    private let bus: any ChatBus
+    private var descriptor: Int32
+    private var logBytes = 0
+    private var queues: [SessionID: Queue] = [:]
+    private var nextSeq: [SessionID: UInt64] = [:]
+    private var storedBytes = 0
+
+    private var pendingLines: [UInt8] = []
+    private var pendingEntries: [ChatEntry] = []
+    private var waiters: [CheckedContinuation<Void, any Error>] = []
+    private var flushing = false
+    private var compactionWanted = false
+
+    init(directory: String, queueLimit: Int, retention: TimeInterval, storageLimit: Int, bus: any ChatBus) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        self.queueLimit = queueLimit
+        self.retention = retention
+        self.storageLimit = storageLimit
+        self.bus = bus
+        path = directory + "/log.jsonl"
+        if let data = FileManager.default.contents(atPath: path) {
+            for line in data.split(separator: UInt8(ascii: "\n")) {
+                // A line torn by a crash mid-write (never acknowledged) is skipped.
+                guard let record = try? JSONDecoder().decode(Record.self, from: line) else { continue }
+                Self.replay(record, into: &queues)
+            }
+        }
+        for (session, var queue) in queues {
+            nextSeq[session] = queue.head
+            for entry in queue.live {
+                storedBytes += entry.cost
+                for user in entry.recipients where queue.cursors[user, default: 0] < entry.seq { queue.waiting[user, default: 0] += 1 }
+            }
+            Self.collect(&queue)
+            queues[session] = queue
+        }
+        // Rewritten at once: drops torn lines and what was acknowledged, and starts appends on a clean line.
+        let snapshot = Self.snapshot(of: queues)
+        descriptor = try Self.replaceLog(at: path, with: snapshot)
+        logBytes = snapshot.count
+    }
+
+    private static func replay(_ record: Record, into queues: inout [SessionID: Queue]) {
+        switch record.op {
+        case .entry:
+            guard let entry = record.entry else { return }
+            var queue = queues[entry.session] ?? Queue()
+            guard entry.seq > queue.head else { return }
+            queue.entries.append(entry)
+            queue.head = entry.seq
+            queues[entry.session] = queue
+        case .ack:
+            guard let session = record.session, let user = record.user, let seq = record.seq else { return }
+            queues[session, default: Queue()].cursors[user] = max(queues[session]?.cursors[user] ?? 0, seq)
+        case .head:
+            guard let session = record.session, let seq = record.seq else { return }
+            queues[session, default: Queue()].head = max(queues[session]?.head ?? 0, seq)
+        }
+    }
+
+    // MARK: - What the routes ask
+
+    /// Stores a delivery for `recipients` and returns it once it is durable and handed to the bus.
+    /// - Throws: ``ChatLogError/full`` beyond the storage limit (nothing is stored), or a disk error.
+    func append(session: SessionID, message: ChatMessageWire?, file: ChatFileEvent?, recipients: [UserID], now: UInt64) async throws -> ChatEntry {
+        let seq = nextSeq[session, default: 0] + 1
+        let entry = ChatEntry(session: session, seq: seq, time: now, recipients: recipients, message: message, file: file)
+        guard storedBytes + entry.cost <= storageLimit else { throw ChatLogError.full }
+        nextSeq[session] = seq
+        storedBytes += entry.cost
+        pendingLines += Self.line(Record(op: .entry, entry: entry))
+        pendingEntries.append(entry)
+        try await commit()
+        return entry
+    }
+
+    /// Records that `user` has stored every delivery of `session` up to `seq`; they are not sent
+    /// to that member again, and are deleted once every recipient has them.
+    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64) async throws {
+        guard var queue = queues[session] else { return }
+        let seq = min(seq, queue.head)
+        let old = queue.cursors[user, default: 0]
+        guard seq > old else { return }
+        queues[session] = nil
+        for entry in queue.entries[queue.index(after: old)...] where entry.seq <= seq && entry.recipients.contains(user) {
+            queue.waiting[user, default: 1] -= 1
+        }
+        queue.cursors[user] = seq
+        storedBytes -= Self.collect(&queue)
+        queues[session] = queue
+        pendingLines += Self.line(Record(op: .ack, session: session, user: user, seq: seq))
+        try await commit()
+    }
+
+    /// What waits for `user` in `session`, oldest first, and how many deliveries were dropped for
+    /// them (queue full or expired) since they last asked.
+    func backlog(session: SessionID, user: UserID) -> (entries: [ChatEntry], dropped: UInt64) {
+        guard var queue = queues[session] else { return ([], 0) }
+        let cursor = queue.cursors[user, default: 0]
+        let waiting = queue.entries[queue.index(after: cursor)...].filter { $0.recipients.contains(user) }
+        let dropped = queue.dropped.removeValue(forKey: user) ?? 0
+        queues[session] = queue
+        return (waiting, dropped)
+    }
+
+    /// Drops what waits for members who have left `session` (they are sent nothing more).
+    func retain(members: Set<UserID>, of session: SessionID) async throws {
+        guard let queue = queues[session] else { return }
+        let gone = Set(queue.waiting.filter { $0.value > 0 && !members.contains($0.key) }.keys)
+        for user in gone { try await acknowledge(session: session, user: user, upTo: queue.head) }
+    }
+
+    /// Deletes deliveries older than the retention period (once a second), and rewrites the log
+    /// when it holds only what was already deleted.
+    func maintain(now: UInt64) async {
+        let cutoff = now &- UInt64(retention * 1000)
+        for (session, var queue) in queues {
+            var expired = false
+            for index in queue.start..<queue.entries.count where queue.entries[index].time < cutoff {
+                expired = true
+                let entry = queue.entries[index]
+                for user in entry.recipients where queue.cursors[user, default: 0] < entry.seq {
+                    queue.cursors[user] = entry.seq
+                    queue.waiting[user, default: 1] -= 1
+                    queue.dropped[user, default: 0] += 1
+                    pendingLines += Self.line(Record(op: .ack, session: session, user: user, seq: entry.seq))
+                }
+            }
+            if expired {
+                storedBytes -= Self.collect(&queue)
+                queues[session] = queue
+            }
+        }
+        if logBytes > 0 && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
+        if !pendingLines.isEmpty || compactionWanted { try? await commit() }
+    }
+
+    /// Deliveries stored and their bytes, for tests and the operator.
+    func usage() -> (entries: Int, bytes: Int, logBytes: Int) {
+        (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes)
+    }
+
+    // MARK: - Durability
+
+    private func commit() async throws {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+            waiters.append(continuation)
+            if !flushing {
+                flushing = true
+                Task { await self.flushLoop() }
+            }
+        }
+    }
+
+    /// Writes what is pending in one write and one fsync, applies the entries it made durable,
+    /// publishes them in seq order and wakes their senders; repeats while more arrived meanwhile.
+    private func flushLoop() async {
+        while !waiters.isEmpty || !pendingLines.isEmpty || compactionWanted {
+            let lines = pendingLines, entries = pendingEntries, batch = waiters
+            pendingLines = []
+            pendingEntries = []
+            waiters = []
+            do {
+                if !lines.isEmpty {
+                    try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(lines, to: descriptor, truncatingTo: logBytes) }
+                    logBytes += lines.count
+                }
+                for entry in entries { apply(entry) }
+                if !entries.isEmpty { await bus.publish(entries) }
+                // Asked for by maintain(), which returns only once the log is rewritten.
+                if compactionWanted { await compact() }
+                for waiter in batch { waiter.resume() }
+            } catch {
+                for entry in entries { storedBytes -= entry.cost }
+                for waiter in batch { waiter.resume(throwing: error) }
+            }
+            if logBytes > 8 << 20 && logBytes > 4 * storedBytes { await compact() }
+        }
+        flushing = false
+    }
+
+    /// Rewrites the log as the live state alone. On failure the old log is still whole and still
+    /// appended to; the rewrite is tried again later.
+    private func compact() async {
+        compactionWanted = false
+        let snapshot = Self.snapshot(of: queues)
+        do {
+            let old = descriptor
+            descriptor = try await blockingIO { [path] in try Self.replaceLog(at: path, with: snapshot) }
+            close(old)
+            logBytes = snapshot.count
+        } catch {}
+    }
+
+    /// Adds a durable entry to its queue, dropping the oldest waiting delivery of any recipient
+    /// now over the queue limit.
+    private func apply(_ entry: ChatEntry) {
+        var queue = queues[entry.session] ?? Queue()
+        queues[entry.session] = nil
+        queue.entries.append(entry)
+        queue.head = max(queue.head, entry.seq)
+        for user in entry.recipients {
+            queue.waiting[user, default: 0] += 1
+            guard queue.waiting[user]! > queueLimit else { continue }
+            let cursor = queue.cursors[user, default: 0]
+            if let oldest = queue.entries[queue.index(after: cursor)...].first(where: { $0.recipients.contains(user) }) {
+                queue.cursors[user] = oldest.seq
+                queue.waiting[user]! -= 1
+                queue.dropped[user, default: 0] += 1
+                pendingLines += Self.line(Record(op: .ack, session: entry.session, user: user, seq: oldest.seq))
+            }
+        }
+        storedBytes -= Self.collect(&queue)
+        queues[entry.session] = queue
+    }
+
+    /// Deletes leading entries every recipient has; returns the bytes freed.
+    @discardableResult
+    private static func collect(_ queue: inout Queue) -> Int {
+        var freed = 0
+        while queue.start < queue.entries.count {
+            let entry = queue.entries[queue.start]
+            guard entry.recipients.allSatisfy({ queue.cursors[$0, default: 0] >= entry.seq }) else { break }
+            freed += entry.cost
+            queue.start += 1
+        }
+        if queue.start > 64 && queue.start * 2 > queue.entries.count {
+            queue.entries.removeFirst(queue.start)
+            queue.start = 0
+        }
+        return freed
+    }
+
+    private static func line(_ record: Record) -> [UInt8] {
+        // Encoding these plain structs cannot fail.
+        Array((try? JSONEncoder().encode(record)) ?? Data()) + [UInt8(ascii: "\n")]
+    }
+
+    /// The whole live state as log records: each session's last seq, and, where deliveries are
+    /// still waiting, the cursors and those deliveries.
+    private static func snapshot(of queues: [SessionID: Queue]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        for (session, queue) in queues.sorted(by: { $0.key.value < $1.key.value }) where queue.head > 0 {
+            bytes += line(Record(op: .head, session: session, seq: queue.head))
+            guard !queue.live.isEmpty else { continue }
+            for (user, seq) in queue.cursors.sorted(by: { $0.key.value < $1.key.value }) {
+                bytes += line(Record(op: .ack, session: session, user: user, seq: seq))
+            }
+            for entry in queue.live { bytes += line(Record(op: .entry, entry: entry)) }
+        }
+        return bytes
+    }
+
+    /// Writes `bytes` as the new log (write, fsync, rename, fsync the directory) and opens it for
+    /// appending.
+    private static func replaceLog(at path: String, with bytes: [UInt8]) throws -> Int32 {
+        let writer = try AtomicFileWriter(destination: path, permissions: 0o600)
+        try writer.write(bytes)
+        try writer.commit()
+        let descriptor = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
+        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
+        return descriptor
+    }
+
+    /// Appends `bytes` and fsyncs; on failure cuts the file back to `length`, so a torn record
+    /// cannot glue itself to the next one.
+    private static func appendDurably(_ bytes: [UInt8], to descriptor: Int32, truncatingTo length: Int) throws {
+        var written = 0
+        let failure: Int32? = bytes.withUnsafeBytes { buffer in
+            while written < buffer.count {
+                let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    return errno
+                }
+                written += count
+            }
+            return fsync(descriptor) == 0 ? nil : errno
+        }
+        if let failure {
+            _ = ftruncate(descriptor, off_t(length))
+            throw FileError(path: "chat log", operation: "append", errno: failure)
+        }
+    }
+}

@@ -1,0 +1,338 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import Logging
+import NIOCore
+import NIOWebSocket
+import SafeChatAPI
+import SealedFormat
+import Synchronization
+import WSCore
+
+/// Chat beside the transfers (docs/PROTOCOL.md section 2): GET /chat?session=ID upgrades to a
+/// WebSocket for one session's current members; POST /chat/ticket gives browsers a single-use
+/// ticket for it. The gateway relays sealed, signed messages it cannot open, queues them for
+/// members who are offline (``ChatLog``), and announces files completed into the session.
+struct ChatService: Sendable {
+    struct Limits: Sendable {
+        var maxFrame: Int
+        /// Frames a connection may send per second, sustained, and in a burst.
+        var rate: Double
+        var burst: Double
+        /// Deliveries waiting to be written to one connection before it is cut off as too slow.
+        var outboundLimit: Int
+    }
+
+    let log: ChatLog
+    let bus: any ChatBus
+    let hub = ChatHub()
+    let tickets = ChatTickets()
+    let users: UserStore
+    let tokens: TokenService
+    let sessions: SessionStore
+    let limits: Limits
+    let clock: @Sendable () -> Date
+
+    var now: UInt64 { UInt64(max(0, clock().timeIntervalSince1970 * 1000)) }
+
+    func register(on router: RouterGroup<GatewayContext>) {
+        router.post("chat/ticket") { _, context in
+            let principal = try context.requirePrincipal()
+            let ticket = await tickets.issue(for: principal.id, generation: context.tokenGeneration ?? -1, now: clock())
+            return try jsonResponse(ChatTicketReply(ticket: ticket, expiresIn: Int(ChatTickets.lifetime)), headers: [.cacheControl: "no-store"])
+        }
+        router.get("chat") { _, _ -> Response in
+            throw GatewayError(.upgradeRequired, .upgradeRequired, "GET /chat is a WebSocket: send Upgrade: websocket",
+                               headers: [.upgrade: "websocket", .connection: "Upgrade"])
+        }
+    }
+
+    // MARK: - The upgrade
+
+    /// Decides an upgrade request before any frame flows: the path, the session, the caller's
+    /// credentials (bearer token, or a ticket in Sec-WebSocket-Protocol) and their membership.
+    func decide(_ request: HTTPRequest) async -> UpgradeDecision {
+        let target = request.path ?? ""
+        let (path, query) = target.firstIndex(of: "?").map { (target[..<$0], target[target.index(after: $0)...]) } ?? (target[...], ""[...])
+        guard path == "/chat" else { return .refuse(.notFound("WebSocket endpoint")) }
+        let parameters = query.split(separator: "&").compactMap { pair -> (Substring, Substring)? in
+            let parts = pair.split(separator: "=", maxSplits: 1)
+            return parts.count == 2 ? (parts[0], parts[1]) : nil
+        }
+        guard let text = parameters.first(where: { $0.0 == "session" })?.1, let session = SessionID(text) else {
+            return .refuse(GatewayError(.badRequest, .invalidID, "GET /chat needs ?session= and a 32-hex-digit session id"))
+        }
+        let offered = request.headerFields[values: .secWebSocketProtocol]
+            .flatMap { $0.split(separator: ",") }.map { $0.trimmingCharacters(in: .whitespaces) }
+        var headers: HTTPFields = [:]
+        if offered.contains(ChatChannel.subprotocol) { headers[.secWebSocketProtocol] = ChatChannel.subprotocol }
+
+        let claims: (user: UserID, generation: Int)?
+        if let header = request.headerFields[.authorization], header.utf8.count > 7, header.prefix(7).lowercased() == "bearer " {
+            claims = await tokens.verify(String(header.dropFirst(7)))
+        } else if let ticket = offered.first(where: { $0.hasPrefix(ChatChannel.ticketProtocolPrefix) }) {
+            // A browser must name the real subprotocol too, so the answer can select it.
+            guard headers[.secWebSocketProtocol] != nil else {
+                return .refuse(.badRequest("a ticket must be offered beside the subprotocol \(ChatChannel.subprotocol)"))
+            }
+            claims = await tickets.redeem(String(ticket.dropFirst(ChatChannel.ticketProtocolPrefix.count)), now: clock())
+        } else {
+            claims = nil
+        }
+        guard let claims, let principal = try? await users.principal(id: claims.user, tokenGeneration: claims.generation) else {
+            return .refuse(.unauthorized)
+        }
+        guard await sessions.record(session)?.members.contains(principal.id) == true else { return .refuse(.notFound("session")) }
+        return .accept(headers: headers) { inbound, outbound, context in
+            try await serve(ChatConnection(principal: principal, generation: claims.generation, session: session),
+                            inbound: inbound, outbound: outbound, context: context)
+        }
+    }
+
+    // MARK: - One connection
+
+    private func serve(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
+                       context: ChatSocketContext) async throws {
+        let me = connection.principal.id
+        let closer = ChatCloser(outbound: outbound, channel: context.channel)
+        // Subscribed before the backlog is read, so nothing published in between is missed.
+        let subscription = bus.subscribe(to: connection.session, bufferLimit: limits.outboundLimit) {
+            closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue")
+        }
+        let registration = hub.add(connection, closer)
+        defer {
+            subscription.cancel()
+            hub.remove(registration)
+        }
+        let (backlog, dropped) = await log.backlog(session: connection.session, user: me)
+        try await outbound.write(.text(Self.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
+                                                            queued: backlog.count, dropped: dropped))))
+        var lastSent: UInt64 = 0
+        for entry in backlog {
+            try await outbound.write(.text(Self.text(entry.frame)))
+            lastSent = entry.seq
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { [lastSent] in
+                var lastSent = lastSent
+                for await entry in subscription.entries where entry.seq > lastSent && entry.recipients.contains(me) {
+                    try await outbound.write(.text(Self.text(entry.frame)))
+                    lastSent = entry.seq
+                }
+            }
+            group.addTask {
+                try await receive(connection, inbound: inbound, outbound: outbound, closer: closer)
+            }
+            _ = try await group.next()
+            group.cancelAll()
+        }
+        await closer.finished()
+    }
+
+    private func receive(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
+                         closer: ChatCloser) async throws {
+        var bucket = TokenBucket(rate: limits.rate, burst: limits.burst, now: ContinuousClock.now)
+        for try await message in inbound.messages(maxSize: limits.maxFrame) {
+            guard bucket.take(now: ContinuousClock.now) else {
+                closer.close(.rateLimited, "over \(Int(limits.rate)) frames per second; slow down and reconnect")
+                return
+            }
+            guard case .text(let text) = message, let frame = try? WireCoding.decoder.decode(ChatFrame.self, from: Data(text.utf8)),
+                  frame.v == ChatChannel.version
+            else {
+                try await outbound.write(.text(Self.text(ChatFrame(type: .error, error: .badRequest,
+                                                                    text: "frames are JSON text of version \(ChatChannel.version)"))))
+                continue
+            }
+            switch frame.type {
+            case .send:
+                try await outbound.write(.text(Self.text(await send(frame.message, from: connection))))
+            case .ack where frame.seq != nil:
+                try await log.acknowledge(session: connection.session, user: connection.principal.id, upTo: frame.seq!)
+            default:
+                try await outbound.write(.text(Self.text(ChatFrame(type: .error, error: .badRequest,
+                                                                    text: "clients send only send frames and ack frames with a seq"))))
+            }
+        }
+    }
+
+    /// Checks and stores one message; the answer is the `sent` frame or an `error` frame.
+    private func send(_ message: ChatMessageWire?, from connection: ChatConnection) async -> ChatFrame {
+        guard let message else { return ChatFrame(type: .error, error: .badRequest, text: "a send frame carries a message") }
+        func refuse(_ code: ErrorCode, _ text: String) -> ChatFrame {
+            ChatFrame(type: .error, messageID: message.messageID, error: code, text: text)
+        }
+        guard message.sessionID == connection.session.value, message.sender == connection.principal.id.value else {
+            return refuse(.forbidden, "a message names this connection's session and its sender's own user id")
+        }
+        guard Self.isHex(message.messageID, length: 32...32), Self.isHex(message.signature, length: 128...128),
+              Self.isHex(message.ciphertext, length: 32...(2 * (16 * 1024 + 16)))
+        else { return refuse(.badRequest, "message_id, ciphertext or signature is not hex of the documented length") }
+        guard let record = await sessions.record(connection.session), record.members.contains(connection.principal.id) else {
+            return refuse(.notFound, "session not found")
+        }
+        let current = UInt32(record.epochs.count - 1)
+        guard message.epoch == current else {
+            return refuse(.staleEpoch, "the session is at epoch \(current); fetch its log and seal under that epoch's key")
+        }
+        let recipients = record.members.subtracting([connection.principal.id]).sorted { $0.value < $1.value }
+        do {
+            let entry = try await log.append(session: connection.session, message: message, file: nil, recipients: recipients, now: now)
+            return ChatFrame(type: .sent, seq: entry.seq, time: entry.time, messageID: message.messageID)
+        } catch ChatLogError.full {
+            return refuse(.chatStorageFull, "the gateway's chat storage is full; try again later")
+        } catch {
+            return refuse(.storageError, "the message could not be stored")
+        }
+    }
+
+    // MARK: - Hooks
+
+    /// Announces a file completed into a session to its members (queued for those offline).
+    func fileStored(_ manifest: FileManifest) async {
+        guard let fileSession = manifest.session, let record = await sessions.record(fileSession.sessionID) else { return }
+        let event = ChatFileEvent(fileID: manifest.fileID, size: manifest.size, sender: manifest.owner, epoch: fileSession.epoch,
+                                  header: Secrets.hex(manifest.header.encoded()), sealedName: manifest.metadata["name"] ?? "")
+        let recipients = record.members.subtracting([manifest.owner]).sorted { $0.value < $1.value }
+        _ = try? await log.append(session: fileSession.sessionID, message: nil, file: event, recipients: recipients, now: now)
+    }
+
+    /// After an epoch changes a session's members: who left is sent nothing more, and their open
+    /// connections are closed.
+    func membersChanged(_ record: SessionStore.Record) async {
+        try? await log.retain(members: record.members, of: record.sessionID)
+        await audit()
+    }
+
+    /// Closes every connection whose token was revoked or whose user is no longer a member (run
+    /// once a second and after membership changes).
+    func audit() async {
+        var valid: [UserID: Bool] = [:]
+        for (registration, connection) in hub.all() {
+            let key = connection.principal.id
+            if valid[key] == nil {
+                valid[key] = (try? await users.principal(id: key, tokenGeneration: connection.generation)) != nil
+            }
+            if valid[key] != true {
+                hub.close(registration, .revoked, "the login was revoked (password changed or account removed)")
+            } else if await sessions.record(connection.session)?.members.contains(key) != true {
+                hub.close(registration, .revoked, "you are no longer a member of this session")
+            }
+        }
+    }
+
+    static func text(_ frame: ChatFrame) -> String {
+        (try? WireCoding.encoder.encode(frame)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+
+    static func isHex(_ text: String, length: ClosedRange<Int>) -> Bool {
+        length.contains(text.utf8.count) && text.utf8.count % 2 == 0
+            && text.utf8.allSatisfy { (0x30...0x39).contains($0) || (0x61...0x66).contains($0) }
+    }
+}
+
+/// Who a chat connection acts for.
+struct ChatConnection: Sendable {
+    let principal: Principal
+    let generation: Int
+    let session: SessionID
+}
+
+/// Ends one connection with a close code and reason, once. A reader that never reads cannot take
+/// the close frame either, so after two seconds the connection is dropped outright.
+final class ChatCloser: Sendable {
+    private let outbound: WebSocketOutboundWriter
+    private let channel: any Channel
+    private let task = Mutex<Task<Void, Never>?>(nil)
+
+    init(outbound: WebSocketOutboundWriter, channel: any Channel) {
+        self.outbound = outbound
+        self.channel = channel
+    }
+
+    func close(_ code: ChatCloseCode, _ reason: String) {
+        task.withLock { task in
+            guard task == nil else { return }
+            task = Task { [outbound, channel] in
+                let sent = await withTaskGroup(of: Bool.self) { group in
+                    group.addTask { (try? await outbound.close(.unknown(code.rawValue), reason: reason)) != nil }
+                    group.addTask { try? await Task.sleep(for: .seconds(2)); return false }
+                    let first = await group.next() ?? false
+                    group.cancelAll()
+                    return first
+                }
+                if !sent { channel.close(promise: nil) }
+            }
+        }
+    }
+
+    /// Waits for a close begun here to be sent (so the handler's own normal close cannot overtake it).
+    func finished() async {
+        await task.withLock { $0 }?.value
+    }
+}
+
+/// The open chat connections, so that revocations and membership changes can close them.
+final class ChatHub: Sendable {
+    private let connections = Mutex<[UInt64: (ChatConnection, ChatCloser)]>([:])
+    private let nextID = Atomic<UInt64>(0)
+
+    func add(_ connection: ChatConnection, _ closer: ChatCloser) -> UInt64 {
+        let id = nextID.add(1, ordering: .relaxed).newValue
+        connections.withLock { $0[id] = (connection, closer) }
+        return id
+    }
+    func remove(_ id: UInt64) { _ = connections.withLock { $0.removeValue(forKey: id) } }
+    func all() -> [(UInt64, ChatConnection)] { connections.withLock { $0.map { ($0.key, $0.value.0) } } }
+    func close(_ id: UInt64, _ code: ChatCloseCode, _ reason: String) {
+        connections.withLock { $0[id] }?.1.close(code, reason)
+    }
+    var count: Int { connections.withLock { $0.count } }
+}
+
+/// Single-use tickets for browsers' WebSocket upgrades: random, valid for 30 seconds, stored by
+/// their SHA-256 (the ticket itself is never kept), at most 16 outstanding per user.
+actor ChatTickets {
+    static let lifetime: TimeInterval = 30
+    private var issued: [String: (user: UserID, generation: Int, expires: Date)] = [:]
+
+    func issue(for user: UserID, generation: Int, now: Date) -> String {
+        issued = issued.filter { $0.value.expires > now }
+        let mine = issued.filter { $0.value.user == user }.sorted { $0.value.expires < $1.value.expires }
+        for (key, _) in mine.dropLast(15) { issued[key] = nil }
+        let ticket = Secrets.randomHex(32)
+        issued[Self.key(ticket)] = (user, generation, now.addingTimeInterval(Self.lifetime))
+        return ticket
+    }
+
+    func redeem(_ ticket: String, now: Date) -> (user: UserID, generation: Int)? {
+        guard ticket.utf8.count == 64, let entry = issued.removeValue(forKey: Self.key(ticket)), entry.expires > now else { return nil }
+        return (entry.user, entry.generation)
+    }
+
+    private static func key(_ ticket: String) -> String { Secrets.hex(SHA256Hasher.hash(Array(ticket.utf8))) }
+}
+
+/// A token bucket: `burst` frames at once, refilled at `rate` per second.
+struct TokenBucket {
+    let rate: Double
+    let burst: Double
+    private var tokens: Double
+    private var last: ContinuousClock.Instant
+
+    init(rate: Double, burst: Double, now: ContinuousClock.Instant) {
+        self.rate = rate
+        self.burst = burst
+        tokens = burst
+        last = now
+    }
+
+    mutating func take(now: ContinuousClock.Instant) -> Bool {
+        let elapsed = now - last
+        last = now
+        tokens = min(burst, tokens + rate * (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18))
+        guard tokens >= 1 else { return false }
+        tokens -= 1
+        return true
+    }
+}

@@ -1,0 +1,155 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SafeChatAPI
+import SafeChatClient
+import SafeChatKeys
+import SafeChatTestSupport
+import SealedStream
+
+/// Chat (issue 11) end to end: `safechat send`, `recv`, `history` and `clear-history` as
+/// subprocesses against a real gateway, and the recipient's checks against a gateway that lies.
+@Suite struct ChatTests {
+    typealias Workspace = ClientCommandTests.Workspace
+
+    /// user1 and user2 logged in, each on their own device, and a session of the two.
+    static func pair(_ server: TestGateway, third: Bool = false) async throws -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
+        let users = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+        try await users.add("user2", password: "password-two")
+        if third { try await users.add("user3", password: "password-three") }
+        let one = try await ClientCommandTests.ready(server)
+        let two = try Workspace()
+        #expect(try await two.run(["login", "--server", server.base, "--user", "user2"], stdin: "password-two").status == 0)
+        var three: Workspace?
+        if third {
+            three = try Workspace()
+            #expect(try await three!.run(["login", "--server", server.base, "--user", "user3"], stdin: "password-three").status == 0)
+        }
+        let created = try await one.run(["session", "create", "Chat", "--with", third ? "user2,user3" : "user2"])
+        #expect(created.status == 0, "\(created.output)")
+        return (one, two, three, try #require(created.output.split(separator: "\n").last.map(String.init)))
+    }
+
+    /// Stored deliveries on the gateway (in memory, and records in its log file).
+    static func storedEntries(_ server: TestGateway) async throws -> (memory: Int, onDisk: Int) {
+        let log = try String(contentsOfFile: server.dataDirectory + "/registry/chat/log.jsonl", encoding: .utf8)
+        return (await server.gateway.chat.log.usage().entries, log.components(separatedBy: "\"op\":\"entry\"").count - 1)
+    }
+
+    @Test func thePrototypesStoryUploadChatDownloadAndClearHistory() async throws {
+        try await TestGateway.with { server in
+            let (one, two, _, session) = try await Self.pair(server)
+            defer { one.remove(); two.remove() }
+            // user1 uploads into the session (its key comes through get_chat_key) and chats the id.
+            let secret = Secrets.randomBytes(200_000)
+            try Data(secret).write(to: URL(fileURLWithPath: one.path("report.iso")))
+            let upload = try await one.run(["upload", "-q", "--session", session, "report.iso"])
+            #expect(upload.status == 0, "\(upload.output)")
+            let file = upload.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let sent = try await one.run(["send", session, "here it is: \(file)"])
+            #expect(sent.status == 0, "\(sent.output)")
+            #expect(try await one.run(["send", session], stdin: "second line").status == 0)
+
+            // user2 was offline: both messages and the upload event wait for them, in order.
+            #expect(try await Self.storedEntries(server).memory == 3)
+            let received = try await two.run(["recv", session])
+            #expect(received.status == 0, "\(received.output)")
+            let lines = received.output.split(separator: "\n").map(String.init)
+            #expect(lines.count == 3, "\(received.output)")
+            #expect(lines.first?.contains("user1 shared report.iso") == true && lines.first?.contains("safechat download \(file)") == true)
+            #expect(lines.dropFirst().first?.contains("user1 ✓: here it is: \(file)") == true, "\(received.output)")
+            #expect(lines.last?.contains("user1 ✓: second line") == true, "\(received.output)")
+            #expect(!received.output.contains("WARNING"))
+
+            // Acknowledged, so deleted on the gateway: in memory at once, on disk at the next rewrite.
+            #expect(try await Self.storedEntries(server).memory == 0)
+            await server.gateway.chat.log.maintain(now: server.gateway.chat.now)
+            #expect(try await Self.storedEntries(server).onDisk == 0)
+            // Nothing is delivered twice.
+            let again = try await two.run(["recv", session])
+            #expect(again.status == 0 && again.output.isEmpty, "\(again.output)")
+
+            // user2 downloads and opens the file by the id from the chat.
+            #expect(try await two.run(["download", "-q", file, "-o", "got.iso"]).status == 0)
+            #expect(try two.fingerprintOf("got.iso") == fingerprint(secret))
+
+            // Local history on both sides; user1 clears theirs and nothing of it is left.
+            #expect(try await two.run(["history", session]).output.contains("second line"))
+            let mine = try await one.run(["history", session])
+            #expect(mine.output.contains("here it is") && mine.output.contains("second line"), "\(mine.output)")
+            let historyFile = one.data + "/safechat/history/\(session).log"
+            let attributes = try FileManager.default.attributesOfItem(atPath: historyFile)
+            #expect((attributes[.posixPermissions] as? Int) == 0o600)
+            let stored = try Data(contentsOf: URL(fileURLWithPath: historyFile))
+            #expect(stored.range(of: Data("second line".utf8)) == nil, "history is encrypted at rest")
+            #expect(try await one.run(["clear-history", session]).status == 0)
+            #expect(!FileManager.default.fileExists(atPath: historyFile))
+            #expect(try await one.run(["history", session]).output.isEmpty)
+        }
+    }
+
+    @Test func queuedMessagesSurviveARestartAndARemovedMemberGetsNothingNew() async throws {
+        let server = try await TestGateway.start()
+        defer { server.removeData() }
+        let (one, two, three, session) = try await Self.pair(server, third: true)
+        defer { one.remove(); two.remove(); three?.remove() }
+        #expect(try await one.run(["send", session, "before the restart"]).status == 0)
+        await server.stop()
+        let port = try #require(URL(string: server.base)?.port)
+        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory) { $0.port = port }
+        defer { Task { await restarted.stop() } }
+        #expect(try await two.run(["recv", session]).output.contains("user1 ✓: before the restart"))
+
+        // user3 is removed: what is sent after the rotation never reaches them, and they cannot connect.
+        #expect(try await one.run(["session", "remove", session, "user3"]).status == 0)
+        #expect(try await one.run(["send", session, "after user3 left"]).status == 0)
+        #expect(try await two.run(["recv", session]).output.contains("after user3 left"))
+        let outsider = try await three!.run(["recv", session])
+        #expect(outsider.status == 1 && outsider.output.contains("404"), "\(outsider.output)")
+        await restarted.stop()
+    }
+
+    /// A gateway that lies: the recipient's checks turn tampered, replayed and impersonated messages
+    /// into warnings and show none of them as a message.
+    @Test func tamperedReplayedAndImpersonatedMessagesAreRejectedWithAWarning() async throws {
+        try await TestGateway.with { server in
+            let (one, two, three, session) = try await Self.pair(server, third: true)
+            defer { one.remove(); two.remove(); three?.remove() }
+            func room(_ ws: Workspace) async throws -> ChatRoom {
+                let login = try ClientSession.load(from: ClientDirectory(environment: ["XDG_CONFIG_HOME": ws.config]))
+                let identities = IdentityStore(environment: ["XDG_DATA_HOME": ws.data])
+                return try await ChatRoom(sessions: SessionClient(session: login, identity: try identities.load(), identities: identities),
+                                          sessionID: session, identities: identities)
+            }
+            let alice = try await room(one), bob = try await room(two), carol = try await room(three!)
+            let (wire, _) = try await alice.seal("genuine")
+            let delivery = ChatFrame(type: .delivery, seq: 1, time: 1, message: wire)
+
+            // Tampered: one changed ciphertext digit.
+            var bytes = Array(wire.ciphertext.utf8)
+            bytes[0] = bytes[0] == UInt8(ascii: "0") ? UInt8(ascii: "1") : UInt8(ascii: "0")
+            let tampered = ChatMessageWire(sessionID: wire.sessionID, epoch: wire.epoch, sender: wire.sender, messageID: wire.messageID,
+                                           sentAt: wire.sentAt, ciphertext: String(decoding: bytes, as: UTF8.self), signature: wire.signature)
+            let rejected = await bob.accept(ChatFrame(type: .delivery, seq: 1, time: 1, message: tampered))
+            #expect(rejected.map(\.kind) == [.warning] && rejected[0].text!.contains("rejected"), "\(rejected)")
+
+            // The genuine one is shown; the same message again is a replay.
+            let shown = await bob.accept(delivery)
+            #expect(shown.map(\.kind) == [.message] && shown[0].text == "genuine" && shown[0].sender == "user1")
+            let replayed = await bob.accept(ChatFrame(type: .delivery, seq: 2, time: 2, message: wire))
+            #expect(replayed.map(\.kind) == [.warning] && replayed[0].text!.contains("replayed"), "\(replayed)")
+
+            // Impersonated: user3 (a member) seals a message and claims user1 sent it.
+            let (forged, _) = try await carol.seal("I am user1")
+            let claimed = ChatMessageWire(sessionID: forged.sessionID, epoch: forged.epoch, sender: wire.sender, messageID: forged.messageID,
+                                          sentAt: forged.sentAt, ciphertext: forged.ciphertext, signature: forged.signature)
+            let impersonated = await bob.accept(ChatFrame(type: .delivery, seq: 3, time: 3, message: claimed))
+            #expect(impersonated.map(\.kind) == [.warning] && impersonated[0].text!.contains("signature"), "\(impersonated)")
+
+            // Moved to another session: the AAD binds the session.
+            let moved = ChatMessageWire(sessionID: String(repeating: "a", count: 32), epoch: wire.epoch, sender: wire.sender,
+                                        messageID: wire.messageID, sentAt: wire.sentAt, ciphertext: wire.ciphertext, signature: wire.signature)
+            #expect(await bob.accept(ChatFrame(type: .delivery, seq: 4, time: 4, message: moved)).map(\.kind) == [.warning])
+        }
+    }
+}
