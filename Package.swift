@@ -141,7 +141,11 @@ let package = Package(
         ),
         .testTarget(
             name: "SafeChatClientTests",
-            dependencies: ["SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat"]
+            dependencies: [
+                "SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat",
+                .product(name: "WSClient", package: "swift-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
         ),
         .testTarget(
             name: "SafeChatKeysTests",

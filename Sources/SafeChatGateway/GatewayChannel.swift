@@ -118,6 +118,12 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
             configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            // The idle timer of HTTP connections starts after the first request head; until then
+            // this one closes a connection that never completes it.
+            if let idle = http1.idleTimeout {
+                let timer = channel.eventLoop.scheduleTask(in: idle) { channel.close(promise: nil) }
+                negotiated.whenComplete { _ in timer.cancel() }
+            }
             return Value(negotiated: negotiated, channel: channel)
         }
     }
