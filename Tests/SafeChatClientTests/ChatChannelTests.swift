@@ -119,6 +119,25 @@ import WSClient
         }
     }
 
+    @Test func aPasswordChangeClosesTheOpenConnectionsOfItsTokens() async throws {
+        try await TestGateway.with { server in
+            let (one, two, _, session) = try await ChatTests.pair(server)
+            defer { one.remove(); two.remove() }
+            let login = try Self.login(two)
+            let users = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+            let started = ContinuousClock.now
+            let code = try await Self.raw(login, session: session) { inbound, _ in
+                try await users.setPassword("user2", password: "a-new-password")
+                for try await _ in inbound {}
+            }
+            #expect(code == ChatCloseCode.revoked.rawValue)
+            #expect(ContinuousClock.now - started < .seconds(5))
+            // And the old token cannot open a new one.
+            let refused = try await Self.upgrade(server, session: session, token: login.token)
+            #expect(refused.status == 401)
+        }
+    }
+
     func room(_ ws: Workspace, _ session: String) async throws -> ChatRoom {
         let identities = IdentityStore(environment: ["XDG_DATA_HOME": ws.data])
         return try await ChatRoom(sessions: SessionClient(session: try Self.login(ws), identity: try identities.load(), identities: identities),

@@ -109,6 +109,25 @@ import SealedStream
         await restarted.stop()
     }
 
+    @Test func threeMembersExchangeMessagesAndEachSendersOrderIsKept() async throws {
+        try await TestGateway.with { server in
+            let (one, two, three, session) = try await Self.pair(server, third: true)
+            defer { one.remove(); two.remove(); three?.remove() }
+            for n in 1...4 {
+                #expect(try await one.run(["send", session, "one-\(n)"]).status == 0)
+                #expect(try await three!.run(["send", session, "three-\(n)"]).status == 0)
+            }
+            let got = try await two.run(["recv", session]).output
+            for sender in ["one", "three"] {
+                let order = got.split(separator: "\n").compactMap { line in line.range(of: "\(sender)-").map { String(line[$0.upperBound...]) } }
+                #expect(order == ["1", "2", "3", "4"], "\(got)")
+            }
+            // user1 gets user3's, and none of their own back.
+            let toOne = try await one.run(["recv", session]).output
+            #expect(toOne.contains("user3 ✓: three-4") && !toOne.contains("one-1"), "\(toOne)")
+        }
+    }
+
     /// A gateway that lies: the recipient's checks turn tampered, replayed and impersonated messages
     /// into warnings and show none of them as a message.
     @Test func tamperedReplayedAndImpersonatedMessagesAreRejectedWithAWarning() async throws {
