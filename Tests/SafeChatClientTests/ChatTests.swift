@@ -128,6 +128,38 @@ import SealedStream
         }
     }
 
+    @Test func twoInteractiveChatsTalkLive() async throws {
+        try await TestGateway.with { server in
+            let (one, two, _, session) = try await Self.pair(server)
+            defer { one.remove(); two.remove() }
+            func chat(_ ws: Workspace) throws -> (Process, Pipe, Pipe) {
+                let process = Process(), input = Pipe(), output = Pipe()
+                process.executableURL = URL(fileURLWithPath: ClientCommandTests.safechat)
+                process.arguments = ["chat", session]
+                process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": ws.config, "XDG_DATA_HOME": ws.data]) { $1 }
+                process.standardInput = input
+                process.standardOutput = output
+                process.standardError = FileHandle.nullDevice
+                try process.run()
+                return (process, input, output)
+            }
+            let (p1, in1, out1) = try chat(one), (p2, in2, out2) = try chat(two)
+            try await Task.sleep(for: .seconds(1.5))
+            in1.fileHandleForWriting.write(Data("hello from one\n".utf8))
+            try await Task.sleep(for: .seconds(1))
+            in2.fileHandleForWriting.write(Data("hi from two\n/quit\n".utf8))
+            try await Task.sleep(for: .seconds(1))
+            in1.fileHandleForWriting.write(Data("/quit\n".utf8))
+            p1.waitUntilExit()
+            p2.waitUntilExit()
+            let seenByOne = String(decoding: out1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            let seenByTwo = String(decoding: out2.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+            #expect(seenByTwo.contains("user1 ✓: hello from one"), "\(seenByTwo)")
+            #expect(seenByOne.contains("user2 ✓: hi from two"), "\(seenByOne)")
+            #expect(p1.terminationStatus == 0 && p2.terminationStatus == 0)
+        }
+    }
+
     /// A gateway that lies: the recipient's checks turn tampered, replayed and impersonated messages
     /// into warnings and show none of them as a message.
     @Test func tamperedReplayedAndImpersonatedMessagesAreRejectedWithAWarning() async throws {
