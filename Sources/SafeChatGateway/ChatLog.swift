@@ -79,6 +79,8 @@ actor ChatLog {
     private let bus: any ChatBus
     private var descriptor: Int32
     private var logBytes = 0
+    /// The log's size when it was last rewritten: nothing was added since while they are equal.
+    private var compactedBytes = 0
     private var queues: [SessionID: Queue] = [:]
     private var nextSeq: [SessionID: UInt64] = [:]
     private var storedBytes = 0
@@ -109,13 +111,14 @@ actor ChatLog {
                 storedBytes += entry.cost
                 for user in entry.recipients where queue.cursors[user, default: 0] < entry.seq { queue.waiting[user, default: 0] += 1 }
             }
-            Self.collect(&queue)
+            storedBytes -= Self.collect(&queue)
             queues[session] = queue
         }
         // Rewritten at once: drops torn lines and what was acknowledged, and starts appends on a clean line.
         let snapshot = Self.snapshot(of: queues)
         descriptor = try Self.replaceLog(at: path, with: snapshot)
         logBytes = snapshot.count
+        compactedBytes = logBytes
     }
 
     private static func replay(_ record: Record, into queues: inout [SessionID: Queue]) {
@@ -209,7 +212,7 @@ actor ChatLog {
                 queues[session] = queue
             }
         }
-        if logBytes > 0 && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
+        if logBytes > compactedBytes && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
         if !pendingLines.isEmpty || compactionWanted { try? await commit() }
     }
 
@@ -244,6 +247,13 @@ actor ChatLog {
                     logBytes += lines.count
                 }
                 for entry in entries { apply(entry) }
+                // What the entries dropped (a member's queue over its bound) is durable before anyone is told.
+                if !pendingLines.isEmpty {
+                    let drops = pendingLines
+                    pendingLines = []
+                    try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(drops, to: descriptor, truncatingTo: logBytes) }
+                    logBytes += drops.count
+                }
                 if !entries.isEmpty { await bus.publish(entries) }
                 // Asked for by maintain(), which returns only once the log is rewritten.
                 if compactionWanted { await compact() }
@@ -267,6 +277,7 @@ actor ChatLog {
             descriptor = try await blockingIO { [path] in try Self.replaceLog(at: path, with: snapshot) }
             close(old)
             logBytes = snapshot.count
+            compactedBytes = logBytes
         } catch {}
     }
 

@@ -207,15 +207,15 @@ struct ChatService: Sendable {
     /// Closes every connection whose token was revoked or whose user is no longer a member (run
     /// once a second and after membership changes).
     func audit() async {
-        var valid: [UserID: Bool] = [:]
+        var valid: [String: Bool] = [:]
         for (registration, connection) in hub.all() {
-            let key = connection.principal.id
+            let user = connection.principal.id, key = "\(user) \(connection.generation)"
             if valid[key] == nil {
-                valid[key] = (try? await users.principal(id: key, tokenGeneration: connection.generation)) != nil
+                valid[key] = (try? await users.principal(id: user, tokenGeneration: connection.generation)) != nil
             }
             if valid[key] != true {
                 hub.close(registration, .revoked, "the login was revoked (password changed or account removed)")
-            } else if await sessions.record(connection.session)?.members.contains(key) != true {
+            } else if await sessions.record(connection.session)?.members.contains(user) != true {
                 hub.close(registration, .revoked, "you are no longer a member of this session")
             }
         }

@@ -160,6 +160,41 @@ import SealedStream
         }
     }
 
+    @Test func theQueueKeepsItsBoundsAcrossARestartAndExpiresOldDeliveries() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatlog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let session = SessionID.random(), reader = UserID.random()
+        func wire(_ n: Int) -> ChatMessageWire {
+            ChatMessageWire(sessionID: session.value, epoch: 0, sender: UserID.random().value, messageID: Secrets.randomHex(16), sentAt: UInt64(n),
+                            ciphertext: String(repeating: "ab", count: 100), signature: String(repeating: "cd", count: 64))
+        }
+        let log = try ChatLog(directory: directory, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
+        for n in 1...5 { _ = try await log.append(session: session, message: wire(n), file: nil, recipients: [reader], now: 1_000) }
+        // Full queue: the oldest two were dropped for the reader, and they are told.
+        let (waiting, dropped) = await log.backlog(session: session, user: reader)
+        #expect(waiting.map(\.seq) == [3, 4, 5] && dropped == 2)
+        // A restart (the log replayed) keeps exactly that.
+        let reopened = try ChatLog(directory: directory, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
+        #expect(await reopened.backlog(session: session, user: reader).entries.map(\.seq) == [3, 4, 5])
+        try await reopened.acknowledge(session: session, user: reader, upTo: 4)
+        #expect(await reopened.backlog(session: session, user: reader).entries.map(\.seq) == [5])
+        // Past the retention period it is gone, from memory and from the rewritten log.
+        await reopened.maintain(now: 1_000 + 61_000)
+        #expect(await reopened.usage().entries == 0)
+        let onDisk = try String(contentsOfFile: directory + "/log.jsonl", encoding: .utf8)
+        #expect(!onDisk.contains("\"op\":\"entry\""), "\(onDisk)")
+
+        // Beyond the storage limit a send is refused and nothing else changes.
+        let small = try ChatLog(directory: directory + "-small", queueLimit: 100, retention: 60, storageLimit: 3_000, bus: LocalChatBus())
+        defer { try? FileManager.default.removeItem(atPath: directory + "-small") }
+        var stored = 0
+        while (try? await small.append(session: session, message: wire(stored), file: nil, recipients: [reader], now: 1)) != nil { stored += 1 }
+        let before = await small.usage()
+        await #expect(throws: ChatLogError.self) { try await small.append(session: session, message: wire(0), file: nil, recipients: [reader], now: 1) }
+        let after = await small.usage()
+        #expect(stored > 0 && after.entries == before.entries && after.bytes == before.bytes)
+    }
+
     /// A gateway that lies: the recipient's checks turn tampered, replayed and impersonated messages
     /// into warnings and show none of them as a message.
     @Test func tamperedReplayedAndImpersonatedMessagesAreRejectedWithAWarning() async throws {
