@@ -43,6 +43,15 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Seconds a request body may deliver nothing before it is cut off; an upload keeps what arrived [SAFECHAT_BODY_TIMEOUT].")
     var bodyTimeout: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_BODY_TIMEOUT"] ?? "") ?? 60
 
+    @Option(help: "Chat deliveries kept for one offline member of one session; beyond it the oldest is dropped [SAFECHAT_CHAT_QUEUE].")
+    var chatQueue: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_CHAT_QUEUE"] ?? "") ?? 1000
+
+    @Option(help: "Seconds a chat delivery waits for an offline member at most [SAFECHAT_CHAT_RETENTION].")
+    var chatRetention: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_CHAT_RETENTION"] ?? "") ?? 7 * 24 * 3600
+
+    @Option(help: "Bytes all chat queues may hold, e.g. 256M; beyond it sends are refused [SAFECHAT_CHAT_STORAGE].")
+    var chatStorage: String = ProcessInfo.processInfo.environment["SAFECHAT_CHAT_STORAGE"] ?? "256M"
+
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
 
@@ -59,6 +68,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard parseByteCount(quota) != nil else { throw ValidationError("--quota takes a size such as 500M or 256G") }
         guard tokenLifetime > 0, uploadExpiry > 0 else { throw ValidationError("lifetimes must be positive") }
         guard idleTimeout > 0, bodyTimeout > 0 else { throw ValidationError("timeouts must be positive") }
+        guard (1...1_000_000).contains(chatQueue), chatRetention > 0, parseByteCount(chatStorage).map({ $0 > 0 && $0 <= Int64(Int.max) }) == true else {
+            throw ValidationError("--chat-queue takes 1 to 1000000, --chat-retention positive seconds, --chat-storage a size such as 256M")
+        }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
     }
 
@@ -75,6 +87,9 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.idleTimeout = .seconds(idleTimeout)
             configuration.bodyStallTimeout = .seconds(bodyTimeout)
             configuration.demo = demo
+            configuration.chatQueueLimit = chatQueue
+            configuration.chatRetention = TimeInterval(chatRetention)
+            configuration.chatStorageLimit = Int(parseByteCount(chatStorage)!)
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey
             LoggingSystem.bootstrap { label in
