@@ -14,16 +14,22 @@ import SealedStream
 
     /// user1 and user2 logged in, each on their own device, and a session of the two.
     static func pair(_ server: TestGateway, third: Bool = false) async throws -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
-        let users = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+        try await pair(base: server.base, dataDirectory: server.dataDirectory, third: third)
+    }
+
+    static func pair(base: String, dataDirectory: String, third: Bool = false) async throws
+        -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
+        let users = try UserStore(path: Gateway.usersPath(dataDirectory: dataDirectory))
         try await users.add("user2", password: "password-two")
         if third { try await users.add("user3", password: "password-three") }
-        let one = try await ClientCommandTests.ready(server)
+        let one = try Workspace()
+        #expect(try await one.run(["login", "--server", base, "--user", "user1"], stdin: "password123").status == 0)
         let two = try Workspace()
-        #expect(try await two.run(["login", "--server", server.base, "--user", "user2"], stdin: "password-two").status == 0)
+        #expect(try await two.run(["login", "--server", base, "--user", "user2"], stdin: "password-two").status == 0)
         var three: Workspace?
         if third {
             three = try Workspace()
-            #expect(try await three!.run(["login", "--server", server.base, "--user", "user3"], stdin: "password-three").status == 0)
+            #expect(try await three!.run(["login", "--server", base, "--user", "user3"], stdin: "password-three").status == 0)
         }
         let created = try await one.run(["session", "create", "Chat", "--with", third ? "user2,user3" : "user2"])
         #expect(created.status == 0, "\(created.output)")
@@ -107,6 +113,20 @@ import SealedStream
         let outsider = try await three!.run(["recv", session])
         #expect(outsider.status == 1 && outsider.output.contains("404"), "\(outsider.output)")
         await restarted.stop()
+    }
+
+    @Test func sentMessagesSurviveAKillDashNine() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chat-kill-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let first = try ServerProcess(dataDirectory: directory)
+        let (one, two, _, session) = try await Self.pair(base: first.base, dataDirectory: directory)
+        defer { one.remove(); two.remove() }
+        for n in 1...3 { #expect(try await one.run(["send", session, "durable \(n)"]).status == 0) }
+        first.kill()
+        let second = try ServerProcess(dataDirectory: directory, port: try #require(URL(string: first.base)?.port))
+        defer { second.kill() }
+        let got = try await two.run(["recv", session]).output
+        for n in 1...3 { #expect(got.contains("user1 ✓: durable \(n)"), "\(got)") }
     }
 
     @Test func threeMembersExchangeMessagesAndEachSendersOrderIsKept() async throws {

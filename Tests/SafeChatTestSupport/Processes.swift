@@ -19,10 +19,10 @@ public struct ServerProcess {
     public let process: Process
     public let base: String
 
-    public init(dataDirectory: String) throws {
+    public init(dataDirectory: String, port: Int = 0) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
-        process.arguments = ["serve", "--demo", "--port", "0", "--data-dir", dataDirectory]
+        process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory]
         let log = Pipe()
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
