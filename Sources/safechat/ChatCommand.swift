@@ -13,6 +13,14 @@ private func chatClient(_ session: String) async throws -> ChatClient {
     return ChatClient(login: login, room: room)
 }
 
+/// The local history of `session` on this device (no gateway needed).
+private func localHistory(_ session: String) throws -> ChatHistory {
+    guard let bytes = Secrets.bytes(fromHex: session, count: 16) else {
+        throw CLIError(description: "'\(session)' is not a session id", exitStatus: ExitStatus.rejectedInput)
+    }
+    return ChatHistory(identity: try IdentityStore().load(), sessionID: bytes)
+}
+
 private func show(_ line: ChatLine, json: Bool) {
     if json {
         print(String(decoding: (try? WireCoding.encoder.encode(line)) ?? Data(), as: UTF8.self))
@@ -65,11 +73,7 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures("history") {
-            let identity = try IdentityStore().load()
-            guard let bytes = Secrets.bytes(fromHex: session, count: 16) else {
-                throw CLIError(description: "'\(session)' is not a session id", exitStatus: ExitStatus.rejectedInput)
-            }
-            for line in try ChatHistory(identity: identity, sessionID: bytes).read() { show(line, json: json) }
+            for line in try localHistory(session).read() { show(line, json: json) }
         }
     }
 }
@@ -81,11 +85,7 @@ struct ClearHistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         try await reportingFailures("clear-history") {
-            let identity = try IdentityStore().load()
-            guard let bytes = Secrets.bytes(fromHex: session, count: 16) else {
-                throw CLIError(description: "'\(session)' is not a session id", exitStatus: ExitStatus.rejectedInput)
-            }
-            try ChatHistory(identity: identity, sessionID: bytes).clear()
+            try localHistory(session).clear()
             printError("history of \(session) cleared")
         }
     }
