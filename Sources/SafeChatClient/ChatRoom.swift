@@ -69,7 +69,10 @@ public actor ChatRoom {
         if let file = frame.file { return await fileLine(file, time: frame.time ?? now) }
         guard let wire = frame.message else { return warning("the gateway sent an empty delivery") }
         guard wire.sessionID == sessionID else { return warning("a message for another session was rejected") }
-        let document = await epochDocument(wire.epoch)
+        let document: EpochDocument?
+        do { document = try await epochDocument(wire.epoch) } catch {
+            return warning("a message in epoch \(wire.epoch) was rejected: the session's log could not be verified (\(error))", id: wire.sender)
+        }
         guard let member = document?.members.first(where: { Secrets.hex($0.userID) == wire.sender }) else {
             return warning("a message from someone who is not a member of epoch \(wire.epoch) was rejected", id: wire.sender)
         }
@@ -112,10 +115,12 @@ public actor ChatRoom {
                          fileID: file.fileID.value, fileName: name, fileSize: file.size)]
     }
 
-    private func epochDocument(_ epoch: UInt32) async -> EpochDocument? {
+    /// The epoch `epoch` of the verified log; a newer one than this device has makes it fetch and
+    /// verify the log again (a log that fails verification throws).
+    private func epochDocument(_ epoch: UInt32) async throws -> EpochDocument? {
         if let document = chain.first(where: { $0.epoch == epoch }) { return document }
-        // A message from an epoch newer than the log this device has: fetch and verify the log again.
-        guard epoch > chain.last!.epoch, (try? await refresh()) != nil else { return nil }
+        guard epoch > chain.last!.epoch else { return nil }
+        try await refresh()
         return chain.first { $0.epoch == epoch }
     }
 

@@ -22,8 +22,16 @@ struct ChatEntry: Codable, Sendable {
 }
 
 /// Why a send was not stored.
-enum ChatLogError: Error {
+enum ChatLogError: Error, CustomStringConvertible {
     case full
+    case damaged(String)
+
+    var description: String {
+        switch self {
+        case .full: "the chat storage limit is reached"
+        case .damaged(let detail): "the chat log is damaged: \(detail)"
+        }
+    }
 }
 
 /// The offline queue: every delivery not yet acknowledged by all its recipients, kept durable in an
@@ -99,10 +107,17 @@ actor ChatLog {
         self.bus = bus
         path = directory + "/log.jsonl"
         if let data = FileManager.default.contents(atPath: path) {
-            for line in data.split(separator: UInt8(ascii: "\n")) {
-                // A line torn by a crash mid-write (never acknowledged) is skipped.
-                guard let record = try? JSONDecoder().decode(Record.self, from: line) else { continue }
-                Self.replay(record, into: &queues)
+            let lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false)
+            for (number, line) in lines.enumerated() where !line.isEmpty {
+                do {
+                    Self.replay(try JSONDecoder().decode(Record.self, from: line), into: &queues)
+                } catch {
+                    // Only the last line can be torn by a crash mid-write, and it was never acknowledged.
+                    // Anywhere else the log was damaged: the gateway stops rather than lose what it acknowledged.
+                    guard number == lines.count - 1 else {
+                        throw ChatLogError.damaged("\(path) line \(number + 1) is not a chat log record; restore the file or move it away")
+                    }
+                }
             }
         }
         for (session, var queue) in queues {

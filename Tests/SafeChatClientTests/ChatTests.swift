@@ -204,6 +204,15 @@ import SealedStream
         let onDisk = try String(contentsOfFile: directory + "/log.jsonl", encoding: .utf8)
         #expect(!onDisk.contains("\"op\":\"entry\""), "\(onDisk)")
 
+        // A torn last line (a crash mid-write) is dropped; damage anywhere else stops the gateway.
+        let damaged = directory + "-damaged"
+        try FileManager.default.createDirectory(atPath: damaged, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: damaged) }
+        try (onDisk + "{\"op\":\"ent").write(toFile: damaged + "/log.jsonl", atomically: true, encoding: .utf8)
+        _ = try ChatLog(directory: damaged, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
+        try ("garbage\n" + onDisk).write(toFile: damaged + "/log.jsonl", atomically: true, encoding: .utf8)
+        #expect(throws: ChatLogError.self) { try ChatLog(directory: damaged, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus()) }
+
         // Beyond the storage limit a send is refused and nothing else changes.
         let small = try ChatLog(directory: directory + "-small", queueLimit: 100, retention: 60, storageLimit: 3_000, bus: LocalChatBus())
         defer { try? FileManager.default.removeItem(atPath: directory + "-small") }
