@@ -106,6 +106,14 @@ let package = Package(
             dependencies: ["SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "COpenSSL", "CLZ4"],
             path: "perf/SealBench"
         ),
+        .executableTarget(
+            name: "safechat-chat-bench",
+            dependencies: [
+                "SafeChatClient", "SafeChatKeys", "SafeChatAPI", "SealedFormat", "CEpoll",
+            ],
+            path: "perf/ChatBench"
+        ),
+        .target(name: "CEpoll", path: "perf/CEpoll"),
         .testTarget(
             name: "SealedStreamTests",
             dependencies: [

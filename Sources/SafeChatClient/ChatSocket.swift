@@ -14,7 +14,7 @@ public struct ChatSocket: Sendable {
     let outbound: WebSocketOutboundWriter
 
     public func send(_ frame: ChatFrame) async throws {
-        try await outbound.write(.text(String(decoding: try WireCoding.encoder.encode(frame), as: UTF8.self)))
+        try await outbound.write(.text(frame.jsonText))
     }
 
     /// Largest frame this client accepts from the gateway.

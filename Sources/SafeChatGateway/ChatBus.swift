@@ -2,62 +2,45 @@ import Foundation
 import SafeChatAPI
 import Synchronization
 
-/// The seam live deliveries cross: ``ChatLog`` publishes each durable entry, in seq order, and
-/// every open connection of the entry's session receives it through its subscription. The
-/// embedded ``LocalChatBus`` reaches this process's connections; a bus that also forwards to other
-/// gateways sharing one database would slot in here without touching the routes.
+/// The seam live deliveries cross: ``ChatLog`` publishes each batch of durable entries, in seq
+/// order, and every open connection of an entry's session receives it through its subscription.
+/// The embedded ``LocalChatBus`` reaches this process's connections; a bus that also forwards to
+/// other gateways sharing one database would slot in here without touching the routes.
 protocol ChatBus: Sendable {
     func publish(_ entries: [ChatEntry]) async
-    /// Entries of `session` published from now on. At most `bufferLimit` wait unread; one more
-    /// ends the subscription and calls `onOverflow` (the connection is too slow and is cut off;
-    /// it catches up from the queue when it reconnects).
-    func subscribe(to session: SessionID, bufferLimit: Int, onOverflow: @escaping @Sendable () -> Void) -> ChatSubscription
+    /// Hands `session`'s entries published from now on to `deliver`, batch by batch and in seq
+    /// order. `deliver` must not block: it queues the frames for writing (``DeliveryWriter``).
+    func subscribe(to session: SessionID, deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription
 }
 
-/// One connection's view of the bus; `cancel` ends it.
+/// One connection's subscription; `cancel` ends it.
 struct ChatSubscription: Sendable {
-    let entries: AsyncStream<ChatEntry>
     let cancel: @Sendable () -> Void
 }
 
 /// The in-process bus.
 final class LocalChatBus: ChatBus {
-    private struct Subscriber {
-        let continuation: AsyncStream<ChatEntry>.Continuation
-        let onOverflow: @Sendable () -> Void
-    }
-
-    private let subscribers = Mutex<[SessionID: [UInt64: Subscriber]]>([:])
+    private let subscribers = Mutex<[SessionID: [UInt64: @Sendable ([ChatEntry]) -> Void]]>([:])
     private let nextID = Atomic<UInt64>(0)
 
+    /// Called by one publisher at a time (the log's commit), so batches reach each subscriber in order.
     func publish(_ entries: [ChatEntry]) {
-        var overflowed: [@Sendable () -> Void] = []
-        subscribers.withLock { table in
-            for entry in entries {
-                guard let listeners = table[entry.session] else { continue }
-                for (id, subscriber) in listeners {
-                    if case .dropped = subscriber.continuation.yield(entry) {
-                        table[entry.session]?[id] = nil
-                        subscriber.continuation.finish()
-                        overflowed.append(subscriber.onOverflow)
-                    }
-                }
-            }
+        var bySession: [SessionID: [ChatEntry]] = [:]
+        for entry in entries { bySession[entry.session, default: []].append(entry) }
+        for (session, batch) in bySession {
+            let listeners = subscribers.withLock { $0[session].map { Array($0.values) } ?? [] }
+            for deliver in listeners { deliver(batch) }
         }
-        for notify in overflowed { notify() }
     }
 
-    func subscribe(to session: SessionID, bufferLimit: Int, onOverflow: @escaping @Sendable () -> Void) -> ChatSubscription {
-        let (stream, continuation) = AsyncStream<ChatEntry>.makeStream(bufferingPolicy: .bufferingOldest(bufferLimit))
+    func subscribe(to session: SessionID, deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        subscribers.withLock { $0[session, default: [:]][id] = Subscriber(continuation: continuation, onOverflow: onOverflow) }
-        let cancel: @Sendable () -> Void = { [weak self] in
+        subscribers.withLock { $0[session, default: [:]][id] = deliver }
+        return ChatSubscription { [weak self] in
             self?.subscribers.withLock { table in
                 table[session]?[id] = nil
                 if table[session]?.isEmpty == true { table[session] = nil }
             }
-            continuation.finish()
         }
-        return ChatSubscription(entries: stream, cancel: cancel)
     }
 }

@@ -2,12 +2,15 @@
 import Glibc
 #endif
 import Foundation
+import NIOCore
 import SafeChatAPI
 import SealedFormat
 
 /// One delivery the gateway stores and relays: a sealed message or a file event, numbered `seq`
 /// within its session, for the members who were recipients when it was sent.
-struct ChatEntry: Codable, Sendable {
+/// A reference type: each entry is shared by its session's queue, the bus and every recipient's
+/// connection, and copying its fields for each was a measurable part of the relay's work.
+final class ChatEntry: Codable, Sendable {
     let session: SessionID
     let seq: UInt64
     /// Gateway time, ms since 1970.
@@ -15,8 +18,38 @@ struct ChatEntry: Codable, Sendable {
     let recipients: [UserID]
     let message: ChatMessageWire?
     let file: ChatFileEvent?
+    /// The `delivery` frame's JSON as sent, encoded once for all recipients (encoding it for each
+    /// was most of the gateway's work under load).
+    let frame: ByteBuffer
 
-    var frame: ChatFrame { ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file) }
+    init(session: SessionID, seq: UInt64, time: UInt64, recipients: [UserID], message: ChatMessageWire?, file: ChatFileEvent?) {
+        self.session = session
+        self.seq = seq
+        self.time = time
+        self.recipients = recipients
+        self.message = message
+        self.file = file
+        frame = ByteBuffer(bytes: ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file).jsonBytes)
+    }
+
+    func write(to json: inout ChatJSONWriter) {
+        json.field("file", object: file.map { file in { file.write(to: &$0) } })
+        json.field("message", object: message.map { message in { message.write(to: &$0) } })
+        json.field("recipients", strings: recipients.map(\.value))
+        json.field("seq", seq)
+        json.field("session", session.value)
+        json.field("time", time)
+    }
+
+    private enum CodingKeys: String, CodingKey { case session, seq, time, recipients, message, file }
+
+    convenience init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(session: try container.decode(SessionID.self, forKey: .session), seq: try container.decode(UInt64.self, forKey: .seq),
+                  time: try container.decode(UInt64.self, forKey: .time), recipients: try container.decode([UserID].self, forKey: .recipients),
+                  message: try container.decodeIfPresent(ChatMessageWire.self, forKey: .message),
+                  file: try container.decodeIfPresent(ChatFileEvent.self, forKey: .file))
+    }
     /// What the entry counts against the storage limit.
     var cost: Int { (message?.ciphertext.utf8.count ?? 0) + (file?.sealedName.utf8.count ?? 0) + 512 + 40 * recipients.count }
 }
@@ -335,9 +368,17 @@ actor ChatLog {
         return freed
     }
 
+    /// One record as a JSON line (written by hand: see ``ChatJSONWriter``; read back with JSONDecoder).
     private static func line(_ record: Record) -> [UInt8] {
-        // Encoding these plain structs cannot fail.
-        Array((try? JSONEncoder().encode(record)) ?? Data()) + [UInt8(ascii: "\n")]
+        var json = ChatJSONWriter(capacity: 256 + (record.entry?.message?.ciphertext.utf8.count ?? 0))
+        json.object { json in
+            json.field("entry", object: record.entry.map { entry in { entry.write(to: &$0) } })
+            json.field("op", record.op.rawValue)
+            json.field("seq", record.seq)
+            json.field("session", record.session?.value)
+            json.field("user", record.user?.value)
+        }
+        return json.bytes + [UInt8(ascii: "\n")]
     }
 
     /// The whole live state as log records: each session's last seq, and, where deliveries are

@@ -94,64 +94,55 @@ struct ChatService: Sendable {
     private func serve(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
                        context: ChatSocketContext) async throws {
         let me = connection.principal.id
-        let closer = ChatCloser(outbound: outbound, channel: context.channel)
+        let writer = DeliveryWriter(channel: context.channel, user: me, limit: limits.outboundLimit)
+        let closer = ChatCloser(outbound: outbound, channel: context.channel, deliveries: writer)
+        let tooSlow: @Sendable () -> Void = { closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue") }
         // Subscribed before the backlog is read, so nothing published in between is missed.
-        let subscription = bus.subscribe(to: connection.session, bufferLimit: limits.outboundLimit) {
-            closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue")
-        }
+        let subscription = bus.subscribe(to: connection.session) { if !writer.deliver($0) { tooSlow() } }
         let registration = hub.add(connection, closer)
         defer {
             subscription.cancel()
+            writer.stop()
             hub.remove(registration)
         }
         let (backlog, dropped) = await log.backlog(session: connection.session, user: me)
-        try await outbound.write(.text(Self.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
-                                                            queued: backlog.count, dropped: dropped))))
-        var lastSent: UInt64 = 0
-        for entry in backlog {
-            try await outbound.write(.text(Self.text(entry.frame)))
-            lastSent = entry.seq
-        }
-        try await withThrowingTaskGroup(of: Void.self) { group in
-            group.addTask { [lastSent] in
-                var lastSent = lastSent
-                for await entry in subscription.entries where entry.seq > lastSent && entry.recipients.contains(me) {
-                    try await outbound.write(.text(Self.text(entry.frame)))
-                    lastSent = entry.seq
-                }
-            }
-            group.addTask {
-                try await receive(connection, inbound: inbound, outbound: outbound, closer: closer)
-            }
-            _ = try await group.next()
-            group.cancelAll()
-        }
+        try await outbound.write(.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
+                                                            queued: backlog.count, dropped: dropped).jsonText))
+        for entry in backlog { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: entry.frame))) }
+        if !writer.goLive(after: backlog.last?.seq ?? 0) { tooSlow() }
+        try await receive(connection, inbound: inbound, replies: writer, closer: closer)
         await closer.finished()
     }
 
-    private func receive(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
+    /// Reads the client's frames; replies go out through the delivery writer (one hop, no task),
+    /// which cuts the connection off like a slow reader if they pile up unread.
+    private func receive(_ connection: ChatConnection, inbound: WebSocketInboundStream, replies: DeliveryWriter,
                          closer: ChatCloser) async throws {
         var bucket = TokenBucket(rate: limits.rate, burst: limits.burst, now: ContinuousClock.now)
+        func reply(_ frame: ChatFrame) {
+            if !replies.reply(frame.jsonBytes) { closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue") }
+        }
         for try await message in inbound.messages(maxSize: limits.maxFrame) {
             guard bucket.take(now: ContinuousClock.now) else {
                 closer.close(.rateLimited, "over \(Int(limits.rate)) frames per second; slow down and reconnect")
                 return
             }
-            guard case .text(let text) = message, let frame = try? WireCoding.decoder.decode(ChatFrame.self, from: Data(text.utf8)),
+            // SafeChat clients' frames in their canonical form skip the (slow, generic) decoder.
+            guard case .text(let text) = message,
+                  let frame = ChatFrame.parseCanonicalAck(text) ?? ChatFrame.parseCanonicalSend(text)
+                      ?? (try? WireCoding.decoder.decode(ChatFrame.self, from: Data(text.utf8))),
                   frame.v == ChatChannel.version
             else {
-                try await outbound.write(.text(Self.text(ChatFrame(type: .error, error: .badRequest,
-                                                                    text: "frames are JSON text of version \(ChatChannel.version)"))))
+                reply(ChatFrame(type: .error, error: .badRequest, text: "frames are JSON text of version \(ChatChannel.version)"))
                 continue
             }
             switch frame.type {
             case .send:
-                try await outbound.write(.text(Self.text(await send(frame.message, from: connection))))
+                reply(await send(frame.message, from: connection))
             case .ack where frame.seq != nil:
                 try await log.acknowledge(session: connection.session, user: connection.principal.id, upTo: frame.seq!)
             default:
-                try await outbound.write(.text(Self.text(ChatFrame(type: .error, error: .badRequest,
-                                                                    text: "clients send only send frames and ack frames with a seq"))))
+                reply(ChatFrame(type: .error, error: .badRequest, text: "clients send only send frames and ack frames with a seq"))
             }
         }
     }
@@ -221,9 +212,6 @@ struct ChatService: Sendable {
         }
     }
 
-    static func text(_ frame: ChatFrame) -> String {
-        (try? WireCoding.encoder.encode(frame)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
-    }
 
     static func isHex(_ text: String, length: ClosedRange<Int>) -> Bool {
         length.contains(text.utf8.count) && text.utf8.count % 2 == 0
@@ -243,14 +231,18 @@ struct ChatConnection: Sendable {
 final class ChatCloser: Sendable {
     private let outbound: WebSocketOutboundWriter
     private let channel: any Channel
+    private let deliveries: DeliveryWriter
     private let task = Mutex<Task<Void, Never>?>(nil)
 
-    init(outbound: WebSocketOutboundWriter, channel: any Channel) {
+    init(outbound: WebSocketOutboundWriter, channel: any Channel, deliveries: DeliveryWriter) {
         self.outbound = outbound
         self.channel = channel
+        self.deliveries = deliveries
     }
 
     func close(_ code: ChatCloseCode, _ reason: String) {
+        // No delivery may follow the close frame.
+        deliveries.stop()
         task.withLock { task in
             guard task == nil else { return }
             task = Task { [outbound, channel] in

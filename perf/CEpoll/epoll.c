@@ -1,0 +1,2 @@
+// Intentionally empty: the target exists to export <sys/epoll.h> to Swift.
+#include "CEpoll.h"
