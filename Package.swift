@@ -59,10 +59,16 @@ let package = Package(
             name: "SafeChatAPI",
             dependencies: ["SealedFormat"]
         ),
+        // The browser client's static files; the gateway serves them as bytes.
+        .target(
+            name: "SafeChatWeb",
+            dependencies: ["SealedFormat"],
+            resources: [.copy("Web")]
+        ),
         .target(
             name: "SafeChatGateway",
             dependencies: [
-                "SealedFormat", "SafeChatAPI",
+                "SealedFormat", "SafeChatAPI", "SafeChatWeb",
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "HummingbirdTLS", package: "hummingbird"),
                 .product(name: "HummingbirdCore", package: "hummingbird"),

@@ -27,7 +27,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for n in $(seq 2 10); do echo password123 | "$bin" user add "user$n" --data-dir "$work/data" 2>/dev/null; done
+# user1 (the demo account) to user10 chat; "uploader" sends the 1 GiB file beside them.
+for n in $(seq 2 10) uploader; do
+  name=user$n; [ "$n" = uploader ] && name=uploader
+  echo password123 | "$bin" user add "$name" --data-dir "$work/data" 2>/dev/null
+done
 port=18402
 "$bin" serve --demo --port $port --data-dir "$work/data" 2>"$work/serve.log" &
 server_pid=$!
@@ -37,7 +41,7 @@ beside=()
 if [ "$upload" = 1 ]; then
   file=$(.build/release/safechat-bench --prepare-only --size-mib "$size" --data-dir perf/.data --datasets random)
   export XDG_CONFIG_HOME=$work/uploader/config XDG_DATA_HOME=$work/uploader/share
-  echo password123 | "$bin" login --server http://127.0.0.1:$port --user user1 2>/dev/null
+  echo password123 | "$bin" login --server http://127.0.0.1:$port --user uploader 2>/dev/null
   "$bin" keygen "$work/key" 2>/dev/null
   cat "$file" >/dev/null
   beside=(--beside "'$bin' upload -q --key '$work/key' '$file' > '$work/id'" --beside-bytes "$(stat -c %s "$file")"

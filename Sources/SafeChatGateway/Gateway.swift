@@ -15,6 +15,7 @@ import Logging
 import NIOCore
 import NIOSSL
 import SafeChatAPI
+import SafeChatWeb
 import SealedFormat
 import ServiceLifecycle
 import Synchronization
@@ -27,6 +28,7 @@ public struct Gateway: Sendable {
     public let uploads: UploadManager
     public let sessions: SessionStore
     let chat: ChatService
+    let web: WebAssets
     let tokens: TokenService
     let throttle: LoginThrottle
     let access: AccessPolicy
@@ -55,6 +57,7 @@ public struct Gateway: Sendable {
                           outboundLimit: configuration.chatOutboundLimit),
             clock: configuration.clock)
         self.chat = chat
+        web = try WebAssets.load()
         uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, access: access, logger: logger,
                                 fileStored: { await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
@@ -79,6 +82,7 @@ public struct Gateway: Sendable {
         KeyRoutes(registry: registry, users: users, clock: configuration.clock).register(on: authenticated)
         SessionRoutes(sessions: sessions, membersChanged: { [chat] in await chat.membersChanged($0) }).register(on: authenticated)
         chat.register(on: authenticated)
+        WebRoutes(assets: web).register(on: router)
         routeTable.set(router.routes.map { ($0.method, $0.path.description) })
         return router
     }

@@ -325,7 +325,8 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
         closed: closed, besideSeconds: besideSeconds)
 }
 
-let (members, sessions) = try await setUp()
+let members: [Member], sessions: [BenchSession]
+do { (members, sessions) = try await setUp() } catch { fail("set-up failed: \(error)") }
 log("set up: \(members.count) users, \(sessions.count) sessions, \(members.count * sessions.count) connections, "
     + "\(options.rate) msg/s for \(options.seconds) s per run")
 print("chat on \(members.count * sessions.count) connections across \(sessions.count) sessions of \(members.count) members, "
@@ -334,20 +335,24 @@ print("chat on \(members.count * sessions.count) connections across \(sessions.c
 var alone: [RunFigures] = []
 var besideRuns: [RunFigures] = []
 var uploadAlone: [Double] = []
-for run in 1...options.runs {
-    let figures = try chatRun(members, sessions, run: run, seconds: options.seconds, beside: nil)
-    print("run \(run) chat alone:  \(figures.line)")
-    alone.append(figures)
-    if let beside = options.beside, let bytes = options.besideBytes {
-        let seconds = try runShell(beside)
-        if let cleanup = options.cleanup { _ = try runShell(cleanup) }
-        uploadAlone.append(Double(bytes) / 1e6 / seconds)
-        print(String(format: "run %d upload alone: %.0f MB/s", run, Double(bytes) / 1e6 / seconds))
-        let together = try chatRun(members, sessions, run: run + 100, seconds: seconds, beside: beside)
-        if let cleanup = options.cleanup { _ = try runShell(cleanup) }
-        besideRuns.append(together)
-        print(String(format: "run %d chat + upload: upload %.0f MB/s; chat ", run, Double(bytes) / 1e6 / together.besideSeconds!) + together.line)
+do {
+    for run in 1...options.runs {
+        let figures = try chatRun(members, sessions, run: run, seconds: options.seconds, beside: nil)
+        print("run \(run) chat alone:  \(figures.line)")
+        alone.append(figures)
+        if let beside = options.beside, let bytes = options.besideBytes {
+            let seconds = try runShell(beside)
+            if let cleanup = options.cleanup { _ = try runShell(cleanup) }
+            uploadAlone.append(Double(bytes) / 1e6 / seconds)
+            print(String(format: "run %d upload alone: %.0f MB/s", run, Double(bytes) / 1e6 / seconds))
+            let together = try chatRun(members, sessions, run: run + 100, seconds: seconds, beside: beside)
+            if let cleanup = options.cleanup { _ = try runShell(cleanup) }
+            besideRuns.append(together)
+            print(String(format: "run %d chat + upload: upload %.0f MB/s; chat ", run, Double(bytes) / 1e6 / together.besideSeconds!) + together.line)
+        }
     }
+} catch {
+    fail("\(error)")
 }
 
 func summary(_ runs: [RunFigures]) -> String {
