@@ -9,6 +9,9 @@ PyPI package) both ways. Exit status 0 if every check holds.
 import base64, os, random, re, sys, urllib.error, urllib.request
 from pathlib import Path
 import lz4.block
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 from playwright.sync_api import sync_playwright
 
 base, fixtures = sys.argv[1], Path(sys.argv[2])
@@ -110,6 +113,57 @@ with sync_playwright() as p:
     check("does not verify" in kat["forgedBundle"], f"a bundle with a swapped agreement key is refused: {kat['forgedBundle']}")
     check(kat["exportOpens"], "the page opens the identity export with its passphrase")
     check("wrong passphrase" in kat["wrongPassphrase"], "a wrong passphrase is refused")
+
+    # Sessions: the epoch fixture's signed bytes and hash, a whole-log check, wraps opened for each
+    # member (user1 from its identity file), and HPKE sealed in the page opened by pyhpke.
+    recipient = X25519PrivateKey.generate()
+    recipient_public = recipient.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    epochs = page.evaluate("""async ([v, epochText, signedHex, hashHex, keyHex, identity, recipients, recipientPublic]) => {
+        const e = await import(`/assets/${v}/epochs.js`);
+        const b = await import(`/assets/${v}/bytes.js`);
+        const k = await import(`/assets/${v}/keys.js`);
+        const h = await import(`/assets/${v}/hpke.js`);
+        const un = (t) => Uint8Array.from(atob(t), (c) => c.charCodeAt(0));
+        const doc = JSON.parse(epochText);
+        const r = {};
+        r.signed = b.hex(e.signedBytes(doc)) === signedHex.trim();
+        r.hash = b.hex(await e.epochHash(doc)) === hashHex.trim();
+        const verified = await e.verifyChain(doc.session_id, [doc], { pinned: async () => true });
+        r.head = verified.head.hash === hashHex.trim();
+        const me = await k.loadIdentity(un(identity));
+        r.wrapUser1 = b.hex(await e.openWrap(doc, 0, me)) === keyHex.trim();
+        const user2 = doc.members.find((m) => m.name === 'user2');
+        const agreement = { privateKey: await h.importAgreementKey(b.fromHex(JSON.parse(recipients)[user2.user_id])), publicRaw: null };
+        // user2's public agreement key is not in the fixture: open with the private key's own public half.
+        const jwk = await crypto.subtle.exportKey('jwk', await crypto.subtle.importKey('pkcs8', b.concat(new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]), b.fromHex(JSON.parse(recipients)[user2.user_id])), { name: 'X25519' }, true, ['deriveBits']));
+        agreement.publicRaw = Uint8Array.from(atob(jwk.x.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+        r.wrapUser2 = b.hex(await e.openWrap(doc, 0, { userID: b.fromHex(user2.user_id), signingKey: b.fromHex(user2.signing_key), agreement })) === keyHex.trim();
+        const codeOf = async (f) => { try { await f(); return 'none'; } catch (err) { return err.message; } };
+        r.otherMember = await codeOf(() => e.openWrap(doc, 0, { ...me, signingKey: b.fromHex(user2.signing_key) }));
+        const renamed = JSON.parse(epochText); renamed.members[1].name = 'mallory';
+        r.renamed = await codeOf(() => e.verifyChain(doc.session_id, [renamed], { pinned: async () => true }));
+        r.unpinned = await codeOf(() => e.verifyChain(doc.session_id, [doc], { pinned: async (m) => m.name !== 'user2' }));
+        r.rolledBack = await codeOf(() => e.verifyChain(doc.session_id, [doc], { pinned: async () => true, seen: { epoch: 1, hash: 'x' } }));
+        const info = b.utf8.encode('SafeChat browser interop');
+        const sealed = await h.seal(un(recipientPublic), b.utf8.encode('a session key, say'), info);
+        r.sealed = { enc: b.hex(sealed.enc), ciphertext: b.hex(sealed.ciphertext) };
+        return r;
+    }""", [version, (keys / "epoch0.json").read_text(), (keys / "epoch0.signed.hex").read_text(), (keys / "epoch0.hash.hex").read_text(),
+           (keys / "epoch0.key.hex").read_text(), b64((keys / "identity.json").read_bytes()), (keys / "epoch0.recipients.json").read_text(),
+           b64(recipient_public)])
+    check(epochs["signed"] and epochs["hash"], "the page rebuilds the epoch's signed bytes and hash")
+    check(epochs["head"], "the page verifies the fixture's log")
+    check(epochs["wrapUser1"] and epochs["wrapUser2"], "the page opens each member's wrap to the session key")
+    check("does not open" in epochs["otherMember"], f"a wrap does not open under another member's key: {epochs['otherMember']}")
+    check("signature does not verify" in epochs["renamed"], f"a renamed member breaks the signature: {epochs['renamed']}")
+    check("not the one pinned" in epochs["unpinned"], f"an unpinned key is refused: {epochs['unpinned']}")
+    check("rolled back" in epochs["rolledBack"], f"a rolled-back log is refused: {epochs['rolledBack']}")
+    suite = CipherSuite.new(KEMId.DHKEM_X25519_HKDF_SHA256, KDFId.HKDF_SHA256, AEADId.AES256_GCM)
+    sk = suite.kem.deserialize_private_key(recipient.private_bytes(serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+                                                                   serialization.NoEncryption()))
+    opened = suite.create_recipient_context(bytes.fromhex(epochs["sealed"]["enc"]), sk, info=b"SafeChat browser interop").open(
+        bytes.fromhex(epochs["sealed"]["ciphertext"]), aad=b"")
+    check(opened == b"a session key, say", "pyhpke opens what the page sealed")
 
     # LZ4 against liblz4, both ways.
     for data in inputs:

@@ -43,3 +43,32 @@ export async function openExport(text, passphrase) {
     throw new Error('wrong passphrase, or the file was changed');
   }
 }
+
+const ED25519_PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
+const X25519_PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x6e, 0x04, 0x22, 0x04, 0x20]);
+const fromBase64url = (t) => Uint8Array.from(atob(t.replace(/-/g, '+').replace(/_/g, '/')), (c) => c.charCodeAt(0));
+
+/** A private key (raw 32 bytes) as a non-extractable WebCrypto key, and its raw public key. */
+async function importPrivate(raw, prefix, algorithm, usages) {
+  // WebCrypto derives the public key only through an export; the extractable copy lives only here.
+  const extractable = await crypto.subtle.importKey('pkcs8', concat(prefix, raw), { name: algorithm }, true, usages);
+  const publicRaw = fromBase64url((await crypto.subtle.exportKey('jwk', extractable)).x);
+  const privateKey = await crypto.subtle.importKey('pkcs8', concat(prefix, raw), { name: algorithm }, false, usages);
+  return { privateKey, publicRaw };
+}
+
+/** An identity file's bytes (section 4) as keys the page can use and never export. */
+export async function loadIdentity(bytes) {
+  if (bytes.length > 4096) throw new Error('an identity file is at most 4096 bytes');
+  const f = JSON.parse(new TextDecoder().decode(bytes));
+  if (f.version !== 1) throw new Error('unsupported identity file version');
+  const seed = fromHex(f.signing_seed, 32), agreement = fromHex(f.agreement_private, 32);
+  const signing = await importPrivate(seed, ED25519_PKCS8_PREFIX, 'Ed25519', ['sign']);
+  const agree = await importPrivate(agreement, X25519_PKCS8_PREFIX, 'X25519', ['deriveBits']);
+  seed.fill(0);
+  agreement.fill(0);
+  return {
+    userID: fromHex(f.user_id, 16), signing: signing.privateKey, signingKey: signing.publicRaw,
+    agreement: agree, historyKey: fromHex(f.history_key, 32),
+  };
+}
