@@ -1,61 +1,121 @@
-// The page: log in with the gateway's own POST /login, keep the token in this tab only
-// (sessionStorage), list the caller's sessions. Everything a user or the gateway supplies is put
-// in the page as text (textContent), never as HTML.
-const $ = (id) => document.getElementById(id);
-const state = { token: sessionStorage.getItem('safechat.token'), user: sessionStorage.getItem('safechat.user') };
+// The page: log in with the gateway's own POST /login (the token stays in this tab,
+// sessionStorage), bring the user's identity into IndexedDB, list and open sessions and download
+// their files, verified. Everything a user or the gateway supplies is put in the page as text
+// (textContent), never as HTML.
+import { Gateway, download, fileName, importIdentity, openSession, savedIdentity } from './client.js';
 
-async function api(method, path, body) {
-  const headers = {};
-  if (state.token) headers.Authorization = `Bearer ${state.token}`;
-  if (body !== undefined) headers['Content-Type'] = 'application/json';
-  const response = await fetch(path, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
-  const text = await response.text();
-  const json = text ? JSON.parse(text) : {};
-  if (!response.ok) throw new Error(json.message || `${response.status} ${response.statusText}`);
-  return json;
+const $ = (id) => document.getElementById(id);
+const login = JSON.parse(sessionStorage.getItem('safechat.login') || 'null');
+const state = { login, gateway: login && new Gateway(login.token), identity: null };
+
+function element(tag, text, attributes = {}) {
+  const e = document.createElement(tag);
+  if (text !== undefined) e.textContent = text;
+  for (const [k, v] of Object.entries(attributes)) e.setAttribute(k, v);
+  return e;
 }
 
-function show(loggedIn) {
-  $('login-view').hidden = loggedIn;
-  $('sessions-view').hidden = !loggedIn;
-  $('logout').hidden = !loggedIn;
-  $('who').textContent = loggedIn ? `Logged in as ${state.user}` : '';
+function view(name) {
+  for (const id of ['login-view', 'identity-view', 'sessions-view', 'session-view']) $(id).hidden = id !== name && !(name === 'session-view' && id === 'sessions-view');
+  $('logout').hidden = name === 'login-view';
+  $('who').textContent = state.login ? `Logged in as ${state.login.user}` : '';
+}
+
+async function start() {
+  if (!state.login) return view('login-view');
+  state.identity = await savedIdentity(state.login.userID);
+  if (!state.identity) return view('identity-view');
+  view('sessions-view');
+  await loadSessions();
 }
 
 async function loadSessions() {
   const list = $('sessions');
   list.replaceChildren();
-  const { sessions = [] } = await api('GET', '/sessions');
+  $('sessions-note').textContent = 'Checking your sessions…';
+  const { sessions = [] } = await state.gateway.request('GET', '/sessions');
   for (const s of sessions) {
-    const item = document.createElement('li');
-    item.textContent = `${s.session_id} — epoch ${s.epoch}, ${s.members} members`;
+    const item = element('li');
+    try {
+      const session = await openSession(state.gateway, state.login, state.identity, s.session_id);
+      const button = element('button', `Open ${session.name || s.session_id}`, { type: 'button' });
+      button.addEventListener('click', () => showSession(session));
+      item.append(button, element('span', ` — ${session.members.length} members, epoch ${session.epoch}`));
+    } catch (error) {
+      item.append(element('span', `${s.session_id}: refused: ${error.message}`, { class: 'warning' }));
+    }
     list.append(item);
   }
   $('sessions-note').textContent = sessions.length ? '' : 'No sessions yet.';
+}
+
+async function showSession(session) {
+  view('session-view');
+  $('session-title').textContent = session.name || session.id;
+  $('members').replaceChildren(...session.members.map((m) => element('li', `${m.name} — safety number ${m.fingerprint}`)));
+  const files = $('files');
+  files.replaceChildren();
+  $('transfer').textContent = '';
+  const { files: entries = [] } = await state.gateway.request('GET', `/files?session=${session.id}`);
+  for (const entry of entries) {
+    const epoch = entry.session?.epoch ?? session.epoch;
+    const key = await session.key(epoch);
+    const name = (await fileName(entry, key)) || entry.file_id;
+    const item = element('li');
+    const button = element('button', `Download ${name}`, { type: 'button' });
+    button.addEventListener('click', async () => {
+      button.disabled = true;
+      $('transfer').textContent = `Downloading ${name}…`;
+      try {
+        const file = await download(state.gateway, entry.file_id, key, name, (bytes) => { $('transfer').textContent = `${name}: ${bytes} bytes verified`; });
+        const link = element('a', `Save ${name}`, { href: URL.createObjectURL(file), download: name });
+        item.append(' ', link);
+        $('transfer').textContent = `${name}: ${file.size} bytes downloaded and verified`;
+      } catch (error) {
+        $('transfer').textContent = `${name} refused: ${error.message}`;
+      } finally {
+        button.disabled = false;
+      }
+    });
+    item.append(button, element('span', ` (${entry.size} sealed bytes)`));
+    files.append(item);
+  }
+  if (!entries.length) files.append(element('li', 'No files in this session yet.'));
 }
 
 $('login-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   $('login-error').textContent = '';
   try {
-    const reply = await api('POST', '/login', { username: $('username').value, password: $('password').value });
-    state.token = reply.token;
-    state.user = $('username').value;
-    sessionStorage.setItem('safechat.token', state.token);
-    sessionStorage.setItem('safechat.user', state.user);
+    const user = $('username').value;
+    const reply = await new Gateway(null).request('POST', '/login', { username: user, password: $('password').value });
+    state.login = { user, userID: reply.user_id, token: reply.token };
+    state.gateway = new Gateway(reply.token);
+    sessionStorage.setItem('safechat.login', JSON.stringify(state.login));
     $('password').value = '';
-    show(true);
-    await loadSessions();
+    await start();
   } catch (error) {
     $('login-error').textContent = error.message;
   }
 });
 
-$('logout').addEventListener('click', () => {
-  sessionStorage.clear();
-  state.token = state.user = null;
-  show(false);
+$('identity-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('identity-error').textContent = '';
+  try {
+    const text = await $('identity-file').files[0].text();
+    state.identity = await importIdentity(state.gateway, state.login, text, $('identity-passphrase').value);
+    $('identity-passphrase').value = '';
+    await start();
+  } catch (error) {
+    $('identity-error').textContent = error.message;
+  }
 });
 
-show(Boolean(state.token));
-if (state.token) loadSessions().catch(() => { sessionStorage.clear(); state.token = null; show(false); });
+$('logout').addEventListener('click', () => {
+  sessionStorage.clear();
+  state.login = state.gateway = state.identity = null;
+  view('login-view');
+});
+
+start().catch((error) => { $('sessions-note').textContent = error.message; });

@@ -1,0 +1,161 @@
+// The page's client: the same checks as the CLI (docs/KEYS.md 7.4, docs/FORMAT.md 6), against a
+// gateway it does not trust. Identity and pins live in IndexedDB (./store.js); files are opened
+// chunk by chunk as they download and written to the origin-private file system, so memory stays
+// flat whatever the size, and a file that fails to verify is deleted, never offered.
+import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
+import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
+import { epochHash, openWrap, verifyChain } from './epochs.js';
+import { HEADER_SIZE, openStream, openingContext, openRecord, recordHeader } from './stream.js';
+import * as store from './store.js';
+
+export class Gateway {
+  constructor(token) { this.token = token; }
+
+  async request(method, path, body) {
+    const headers = this.token ? { Authorization: `Bearer ${this.token}` } : {};
+    if (body !== undefined) headers['Content-Type'] = 'application/json';
+    const response = await fetch(path, { method, headers, body: body === undefined ? undefined : (typeof body === 'string' ? body : JSON.stringify(body)) });
+    const text = await response.text();
+    let json = {};
+    try { json = text ? JSON.parse(text) : {}; } catch { /* not JSON: the status says it */ }
+    if (!response.ok) {
+      const error = new Error(json.message || `the gateway answered ${response.status}`);
+      error.status = response.status;
+      throw error;
+    }
+    return json;
+  }
+}
+
+/** This device's identity for `userID`, or null. */
+export const savedIdentity = (userID) => store.get(`identity:${userID}`);
+
+/**
+ * Imports a `safechat keys export` file. The identity must belong to the logged-in account, and
+ * its key must be the one the gateway publishes for it (else the import is refused, loudly).
+ */
+export async function importIdentity(gateway, login, exportText, passphrase) {
+  const identity = await loadIdentity(await openExport(exportText, passphrase));
+  if (hex(identity.userID) !== login.userID) throw new Error('this identity belongs to another account');
+  let published = null;
+  try { published = await gateway.request('GET', `/keys/${encodeURIComponent(login.user)}`); } catch (e) { if (e.status !== 404) throw e; }
+  if (published && published.bundle.signing_key !== hex(identity.signingKey)) {
+    throw new Error('the gateway publishes a different key for you; refusing the import (run `safechat keys show` to compare)');
+  }
+  if (!published) throw new Error('publish your identity first with the CLI (`safechat keys init`)');
+  await store.put(`identity:${login.userID}`, identity);
+  return identity;
+}
+
+/** Pins by name on first use; a changed key is refused with both fingerprints. */
+async function pinnedCheck(gateway, me) {
+  const pins = (await store.get(`pins:${me}`)) || {};
+  return async (member) => {
+    let pin = pins[member.name];
+    if (!pin) {
+      const entry = await gateway.request('GET', `/keys/${encodeURIComponent(member.name)}`);
+      const bundle = await verifyBundle(JSON.stringify(entry.bundle));
+      pin = { user_id: hex(bundle.userID), signing_key: hex(bundle.signingKey), fingerprint: await fingerprint(bundle.signingKey), verified: false };
+      pins[member.name] = pin;
+      await store.put(`pins:${me}`, pins);
+    }
+    if (pin.user_id !== member.user_id || pin.signing_key !== member.signing_key) {
+      throw new Error(`WARNING: ${member.name}'s key changed: pinned ${pin.fingerprint}, now ${await fingerprint(fromHex(member.signing_key, 32))}. `
+        + 'Compare safety numbers out of band before trusting it.');
+    }
+    return true;
+  };
+}
+
+/** A session's verified log, its name, members with fingerprints, and a way to its keys. */
+export async function openSession(gateway, login, identity, sessionID) {
+  const { epochs } = await gateway.request('GET', `/sessions/${sessionID}`);
+  const seenKey = `seen:${login.userID}:${sessionID}`;
+  const { docs, head } = await verifyChain(sessionID, epochs, { pinned: await pinnedCheck(gateway, login.userID), seen: await store.get(seenKey) });
+  await store.put(seenKey, head);
+  const current = docs[docs.length - 1];
+  const key = async (epoch) => {
+    const doc = [...docs].reverse().find((d) => d.wraps.some((w) => w.user_id === login.userID && w.key_epoch === epoch));
+    if (!doc) throw new Error(`you hold no key for epoch ${epoch} of this session`);
+    return openWrap(doc, epoch, identity);
+  };
+  let name = '';
+  if (current.sealed_name) {
+    const label = concat(utf8.encode('SafeChat session name v1'), new Uint8Array([0]), fromHex(sessionID, 16), u32be(current.epoch));
+    const plain = await openStream(await key(current.epoch), fromHex(current.sealed_name));
+    if (plain.length >= label.length && label.every((b, i) => plain[i] === b)) name = new TextDecoder().decode(plain.subarray(label.length));
+  }
+  const members = await Promise.all(current.members.map(async (m) => ({ name: m.name, fingerprint: await fingerprint(fromHex(m.signing_key, 32)) })));
+  return { id: sessionID, name, epoch: current.epoch, members, key, hash: hex(await epochHash(current)) };
+}
+
+/** A file's name: its sealed `name` metadata, opened with the epoch key and bound to the file's salt. */
+export async function fileName(entry, key) {
+  try {
+    const sealed = Uint8Array.from(atob(entry.metadata?.name || ''), (c) => c.charCodeAt(0));
+    if (!sealed.length) return null;
+    const plain = await openStream(key, sealed);
+    const header = typeof entry.header === 'string' ? fromHex(entry.header) : Uint8Array.from(entry.header);
+    const salt = header.subarray(12, 44);
+    if (plain.length < 32 || !salt.every((b, i) => plain[i] === b)) return null;
+    const name = new TextDecoder('utf-8', { fatal: true }).decode(plain.subarray(32)).split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f]/g, '').trim();
+    return name && name !== '.' && name !== '..' ? name : null;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Downloads and opens `fileID` into the origin-private file system as `name`, verifying every
+ * chunk before it is written. `progress(bytes)` is told as it goes. Returns the File on success; on
+ * any failure the partial file is deleted and the error says which chunk failed.
+ */
+export async function download(gateway, fileID, key, name, progress = () => {}) {
+  const response = await fetch(`/download/${fileID}`, { headers: { Authorization: `Bearer ${gateway.token}` } });
+  if (!response.ok) throw new Error(`the gateway answered ${response.status}`);
+  const root = await navigator.storage.getDirectory();
+  const partial = `${fileID}.partial`;
+  const handle = await root.getFileHandle(partial, { create: true });
+  const out = await handle.createWritable();
+  const reader = response.body.getReader();
+  let buffer = new Uint8Array(0);
+  let ctx = null, index = 0, written = 0, done = false;
+  const fill = async (need) => {
+    while (buffer.length < need) {
+      const { value, done: end } = await reader.read();
+      if (end) return false;
+      buffer = concat(buffer, value);
+    }
+    return true;
+  };
+  try {
+    if (!await fill(HEADER_SIZE)) throw new Error('the download ended inside the stream header');
+    ctx = await openingContext(key, buffer.subarray(0, HEADER_SIZE));
+    buffer = buffer.slice(HEADER_SIZE);
+    while (!done) {
+      if (!await fill(16)) throw new Error(buffer.length ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
+      const info = recordHeader(ctx, buffer, 0, index);
+      if (!await fill(info.size)) throw new Error(`chunk ${index} is cut short`);
+      const plain = await openRecord(ctx, info, buffer.subarray(0, info.size), index);
+      buffer = buffer.slice(info.size);
+      if (info.final) {
+        if (buffer.length || await fill(1)) throw new Error('bytes follow the final chunk');
+        done = true;
+      }
+      await out.write(plain);
+      written += plain.length;
+      progress(written);
+      index++;
+    }
+    await out.close();
+    // Only a file that verified to its end gets its real name.
+    await root.removeEntry(name).catch(() => {});
+    await handle.move(name);
+    return (await root.getFileHandle(name)).getFile();
+  } catch (error) {
+    await out.abort().catch(() => {});
+    await root.removeEntry(partial).catch(() => {});
+    reader.cancel().catch(() => {});
+    throw error;
+  }
+}

@@ -1,0 +1,73 @@
+"""The prototype's story in the page, with a CLI on the other side: user2 logs in in Chromium,
+imports the identity they exported with `safechat keys export`, opens the session user1 made,
+checks its members' safety numbers, and downloads the file user1 uploaded with `safechat upload`:
+byte-identical, verified chunk by chunk. Then a byte of the stored file is flipped on the gateway's
+disk and the page refuses the download and keeps no partial file; a session name made to look like
+HTML shows as text. Exit status 0 if every check holds.
+
+  story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME
+"""
+import os, sys
+from playwright.sync_api import sync_playwright
+
+base, export, passphrase, digest, name, session_name, blob, hostile = sys.argv[1:9]
+
+
+def check(condition, what):
+    if not condition:
+        sys.exit(f"FAILED: {what}")
+
+
+with sync_playwright() as p:
+    browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"])
+    page = browser.new_context().new_page()
+    problems = []
+    page.on("pageerror", lambda e: problems.append(str(e)))
+    page.on("dialog", lambda d: (problems.append("a dialog opened: " + d.message), d.dismiss()))
+    page.goto(base + "/")
+    page.get_by_label("Username").fill("user2")
+    page.get_by_label("Password").fill("password-two")
+    page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Identity export file").set_input_files(export)
+    page.get_by_label("Passphrase").fill(passphrase + "x")
+    page.get_by_role("button", name="Import identity").click()
+    page.get_by_role("alert").filter(has_text="wrong passphrase").wait_for()
+    page.get_by_label("Passphrase").fill(passphrase)
+    page.get_by_role("button", name="Import identity").click()
+
+    # The hostile session name is a button label, as text: no element is made from it.
+    page.get_by_role("button", name=f"Open {hostile}").wait_for()
+    check(page.evaluate("document.querySelectorAll('main img, main script').length") == 0, "a session name is never parsed as HTML")
+    check(page.evaluate("window.pwned") is None, "no script ran from a session name")
+
+    page.get_by_role("button", name=f"Open {session_name}").click()
+    page.get_by_role("heading", name=session_name, exact=True).wait_for()
+    members = page.locator("#members li").all_inner_texts()
+    check(len(members) == 2 and all("safety number" in m for m in members), f"members with safety numbers: {members}")
+    page.get_by_role("button", name=f"Download {name}").click()
+    page.get_by_text(f"{name}: ").filter(has_text="downloaded and verified").wait_for(timeout=60000)
+    got = page.evaluate("""async (name) => {
+        const root = await navigator.storage.getDirectory();
+        const file = await (await root.getFileHandle(name)).getFile();
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+        return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
+    }""", name)
+    check(got == digest, "the page's download is byte-identical to what the CLI uploaded")
+    check(page.get_by_role("link", name=f"Save {name}").count() == 1, "a verified file is offered")
+
+    # A flipped byte on the gateway's disk: the page refuses, keeps no partial file, offers nothing new.
+    with open(blob, "r+b") as f:
+        f.seek(os.path.getsize(blob) - 40)
+        byte = f.read(1)
+        f.seek(-1, 1)
+        f.write(bytes([byte[0] ^ 1]))
+    page.get_by_role("button", name=f"Download {name}").click()
+    page.get_by_text(f"{name} refused:").wait_for(timeout=60000)
+    refusal = page.locator("#transfer").inner_text()
+    check("authentication" in refusal, f"the refusal says the chunk failed authentication: {refusal}")
+    names = page.evaluate("""async () => { const out = []; for await (const k of (await navigator.storage.getDirectory()).keys()) out.push(k); return out; }""")
+    check(not any(n.endswith(".partial") for n in names), f"no partial file is kept: {names}")
+    check(page.get_by_role("link", name=f"Save {name}").count() == 1, "the refused download is not offered")
+    check(not problems, f"no errors in the page: {problems}")
+    browser.close()
+print("browser story passed")
