@@ -5,12 +5,15 @@ byte-identical, verified chunk by chunk. Then a byte of the stored file is flipp
 disk and the page refuses the download and keeps no partial file; a session name made to look like
 HTML shows as text. Exit status 0 if every check holds.
 
-  story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME
+Finally user2 uploads UPLOAD_FILE from the page into the session (sealed in the page, sent with
+tus); the caller downloads it with the CLI and compares.
+
+  story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME UPLOAD_FILE
 """
 import os, sys
 from playwright.sync_api import sync_playwright
 
-base, export, passphrase, digest, name, session_name, blob, hostile = sys.argv[1:9]
+base, export, passphrase, digest, name, session_name, blob, hostile, to_upload = sys.argv[1:10]
 
 
 def check(condition, what):
@@ -68,6 +71,12 @@ with sync_playwright() as p:
     names = page.evaluate("""async () => { const out = []; for await (const k of (await navigator.storage.getDirectory()).keys()) out.push(k); return out; }""")
     check(not any(n.endswith(".partial") for n in names), f"no partial file is kept: {names}")
     check(page.get_by_role("link", name=f"Save {name}").count() == 1, "the refused download is not offered")
+
+    page.get_by_label("Files to send").set_input_files(to_upload)
+    page.get_by_role("button", name="Upload", exact=True).click()
+    page.get_by_text("Upload complete").wait_for(timeout=120000)
+    uploaded = os.path.basename(to_upload)
+    page.get_by_role("button", name=f"Download {uploaded}").wait_for()
     check(not problems, f"no errors in the page: {problems}")
     browser.close()
 print("browser story passed")

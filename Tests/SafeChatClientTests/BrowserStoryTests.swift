@@ -5,11 +5,12 @@ import SealedStream
 
 /// The browser client and the CLI on the same gateway (Tests/Browser/story_test.py in Chromium):
 /// user1 uploads into a session with `safechat upload`; user2 imports their exported identity in
-/// the page and downloads the file byte-identical; a tampered chunk on disk is refused by the page.
+/// the page and downloads the file byte-identical; a tampered chunk on disk is refused by the page;
+/// a file sealed and uploaded in the page downloads byte-identical with `safechat download`.
 @Suite struct BrowserStoryTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test func aFileFromTheCLIDownloadsVerifiedInThePage() async throws {
+    @Test func filesGoBothWaysBetweenTheCLIAndThePageVerified() async throws {
         try await TestGateway.with { server in
             let (one, two, _, session) = try await ChatTests.pair(server)
             defer { one.remove(); two.remove() }
@@ -24,11 +25,23 @@ import SealedStream
             let exported = try await two.run(["keys", "export", two.path("identity.export")], stdin: passphrase)
             #expect(exported.status == 0, "\(exported.output)")
             let digest = Secrets.hex(SHA256Hasher.hash(secret))
+            // What user2 will send from the page: text-like and random, over several chunks.
+            let fromPage = Array(String(repeating: "a page upload, compressible. ", count: 60_000).utf8) + Secrets.randomBytes(1_500_000)
+            try Data(fromPage).write(to: URL(fileURLWithPath: two.path("from-the-page.bin")))
             let result = try await runProcess(["python3", Self.root.appendingPathComponent("Tests/Browser/story_test.py").path, server.base,
                                                two.path("identity.export"), passphrase, digest, "report.iso", "Chat",
-                                               server.dataDirectory + "/data/blobs/\(file)", hostile], in: Self.root)
+                                               server.dataDirectory + "/data/blobs/\(file)", hostile, two.path("from-the-page.bin")],
+                                              in: Self.root)
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("browser story passed"), "\(result.output)")
+
+            // user1 finds the page's upload by its name and downloads it with the CLI: byte-identical.
+            let listing = try await one.run(["files", "--session", session])
+            let line = try #require(listing.output.split(separator: "\n").first { $0.contains("from-the-page.bin") }, "\(listing.output)")
+            let id = String(line.split(separator: " ").first!)
+            let got = try await one.run(["download", "-q", id, "-o", "got.bin"])
+            #expect(got.status == 0, "\(got.output)")
+            #expect(try one.fingerprintOf("got.bin") == fingerprint(fromPage))
         }
     }
 }

@@ -2,7 +2,7 @@
 // sessionStorage), bring the user's identity into IndexedDB, list and open sessions and download
 // their files, verified. Everything a user or the gateway supplies is put in the page as text
 // (textContent), never as HTML.
-import { Gateway, download, fileName, importIdentity, openSession, savedIdentity } from './client.js';
+import { Gateway, download, fileName, importIdentity, openSession, savedIdentity, upload } from './client.js';
 
 const $ = (id) => document.getElementById(id);
 const login = JSON.parse(sessionStorage.getItem('safechat.login') || 'null');
@@ -50,6 +50,7 @@ async function loadSessions() {
 }
 
 async function showSession(session) {
+  state.session = session;
   view('session-view');
   $('session-title').textContent = session.name || session.id;
   $('members').replaceChildren(...session.members.map((m) => element('li', `${m.name} — safety number ${m.fingerprint}`)));
@@ -109,6 +110,28 @@ $('identity-form').addEventListener('submit', async (event) => {
     await start();
   } catch (error) {
     $('identity-error').textContent = error.message;
+  }
+});
+
+$('upload-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const session = state.session;
+  const started = performance.now();
+  try {
+    for (const file of $('upload-files').files) {
+      await upload(state.gateway, session, file, (sent, read) => {
+        const seconds = (performance.now() - started) / 1000;
+        const rate = read / Math.max(seconds, 0.001);
+        $('transfer').textContent = `${file.name}: ${read} of ${file.size} bytes sealed and sent, `
+          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((file.size - read) / Math.max(rate, 1))} s left`;
+      });
+      $('transfer').textContent = `${file.name}: uploaded`;
+    }
+    $('upload-files').value = '';
+    await showSession(session);
+    $('transfer').textContent = 'Upload complete';
+  } catch (error) {
+    $('transfer').textContent = `Upload failed: ${error.message}`;
   }
 });
 

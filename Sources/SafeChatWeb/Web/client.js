@@ -5,7 +5,7 @@
 import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
 import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
 import { epochHash, openWrap, verifyChain } from './epochs.js';
-import { HEADER_SIZE, openStream, openingContext, openRecord, recordHeader } from './stream.js';
+import { HEADER_SIZE, openStream, openingContext, openRecord, recordHeader, sealRecord, sealStream, sealingContext } from './stream.js';
 import * as store from './store.js';
 
 export class Gateway {
@@ -158,4 +158,56 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
     reader.cancel().catch(() => {});
     throw error;
   }
+}
+
+const toBase64 = (bytes) => {
+  let s = '';
+  for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));
+  return btoa(s);
+};
+
+/**
+ * Seals `file` (a File from a picker or a drop) in the page and uploads it into `session` with tus
+ * (POST /uploads with a deferred length, then PATCHes of about 8 MiB). Chunks are read from the
+ * file one at a time, so memory stays flat. `progress(sentBytes, plainBytesRead)` is told as it
+ * goes. Returns the file id.
+ */
+export async function upload(gateway, session, file, progress = () => {}) {
+  const key = await session.key(session.epoch);
+  const ctx = await sealingContext(key, { chunkLog2: 20, compress: true });
+  const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
+  const metadata = [['epoch', utf8.encode(String(session.epoch))], ['name', sealedName], ['session', utf8.encode(session.id)]]
+    .map(([k, v]) => `${k} ${toBase64(v)}`).join(',');
+  const created = await fetch('/uploads', {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${gateway.token}`, 'Tus-Resumable': '1.0.0', 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata },
+  });
+  if (created.status !== 201) throw new Error(`the gateway refused the upload (${created.status}): ${(await created.text()).slice(0, 200)}`);
+  const location = created.headers.get('Location');
+  let offset = 0;
+  const send = async (bytes) => {
+    const answer = await fetch(location, {
+      method: 'PATCH',
+      headers: { Authorization: `Bearer ${gateway.token}`, 'Tus-Resumable': '1.0.0', 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) },
+      body: bytes,
+    });
+    if (answer.status !== 204) throw new Error(`the gateway refused part of the upload (${answer.status}): ${(await answer.text()).slice(0, 200)}`);
+    offset = Number(answer.headers.get('Upload-Offset'));
+  };
+  const count = Math.max(1, Math.ceil(file.size / ctx.chunkSize));
+  let batch = [ctx.header];
+  let batched = ctx.header.length;
+  for (let i = 0; i < count; i++) {
+    const plain = new Uint8Array(await file.slice(i * ctx.chunkSize, (i + 1) * ctx.chunkSize).arrayBuffer());
+    const record = await sealRecord(ctx, i, plain, i === count - 1);
+    batch.push(record);
+    batched += record.length;
+    if (batched >= 8 << 20 || i === count - 1) {
+      await send(concat(...batch));
+      batch = [];
+      batched = 0;
+      progress(offset, Math.min(file.size, (i + 1) * ctx.chunkSize));
+    }
+  }
+  return location.split('/').pop();
 }
