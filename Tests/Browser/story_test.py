@@ -44,9 +44,33 @@ with sync_playwright() as p:
     check(page.evaluate("window.pwned") is None, "no script ran from a session name")
 
     page.get_by_role("button", name=f"Open {session_name}").click()
-    page.get_by_role("heading", name=session_name, exact=True).wait_for()
+    page.locator("#session-title", has_text=session_name).wait_for()
     members = page.locator("#members li").all_inner_texts()
     check(len(members) == 2 and all("safety number" in m for m in members), f"members with safety numbers: {members}")
+
+    # Chat: what user1 sent with `safechat send` while this page was away arrives verified, the
+    # upload event names the file, a message made to look like HTML shows as text, and the page's
+    # own message goes out (the caller reads it with `safechat recv`).
+    chat = page.locator("#chat")
+    chat.get_by_text("user1 ✓: here it is").wait_for(timeout=20000)
+    chat.get_by_text(f"user1 shared {name}").wait_for()
+    chat.get_by_text(f"user1 ✓: {hostile}").wait_for()
+    check(page.evaluate("document.querySelectorAll('main img, main script').length") == 0, "a message is never parsed as HTML")
+    check(page.evaluate("window.pwned") is None, "no script ran from a message")
+    page.get_by_label("Message").fill("hello from the page")
+    page.get_by_role("button", name="Send", exact=True).click()
+    chat.get_by_text("user2 ✓: hello from the page").wait_for()
+    stored = """async () => {
+        const db = await new Promise((ok, no) => { const r = indexedDB.open('safechat', 1); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
+        const keys = await new Promise((ok) => { const r = db.transaction('kv').objectStore('kv').getAllKeys(); r.onsuccess = () => ok(r.result); });
+        db.close();
+        return keys.filter((k) => String(k).startsWith('history:')).length;
+    }"""
+    check(page.evaluate(stored) == 1, "the chat history is kept in IndexedDB")
+    page.get_by_role("button", name="Clear history").click()
+    chat.get_by_text("History cleared on this device.").wait_for()
+    check(page.evaluate(stored) == 0, "Clear history deletes it from IndexedDB")
+
     page.get_by_role("button", name=f"Download {name}").click()
     page.get_by_text(f"{name}: ").filter(has_text="downloaded and verified").wait_for(timeout=60000)
     got = page.evaluate("""async (name) => {

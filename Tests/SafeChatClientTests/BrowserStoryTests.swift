@@ -10,7 +10,7 @@ import SealedStream
 @Suite struct BrowserStoryTests {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
-    @Test func filesGoBothWaysBetweenTheCLIAndThePageVerified() async throws {
+    @Test func chatAndFilesGoBothWaysBetweenTheCLIAndThePageVerified() async throws {
         try await TestGateway.with { server in
             let (one, two, _, session) = try await ChatTests.pair(server)
             defer { one.remove(); two.remove() }
@@ -21,6 +21,8 @@ import SealedStream
             let upload = try await one.run(["upload", "-q", "--session", session, "report.iso"])
             #expect(upload.status == 0, "\(upload.output)")
             let file = upload.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(try await one.run(["send", session, "here it is: \(file)"]).status == 0)
+            #expect(try await one.run(["send", session, hostile]).status == 0)
             let passphrase = "user two's long passphrase"
             let exported = try await two.run(["keys", "export", two.path("identity.export")], stdin: passphrase)
             #expect(exported.status == 0, "\(exported.output)")
@@ -34,6 +36,11 @@ import SealedStream
                                               in: Self.root)
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("browser story passed"), "\(result.output)")
+
+            // The page's chat message reaches the CLI, verified.
+            let received = try await one.run(["recv", session])
+            #expect(received.output.contains("user2 ✓: hello from the page"), "\(received.output)")
+            #expect(!received.output.contains("WARNING"), "\(received.output)")
 
             // user1 finds the page's upload by its name and downloads it with the CLI: byte-identical.
             let listing = try await one.run(["files", "--session", session])

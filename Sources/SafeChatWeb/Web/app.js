@@ -2,6 +2,7 @@
 // sessionStorage), bring the user's identity into IndexedDB, list and open sessions and download
 // their files, verified. Everything a user or the gateway supplies is put in the page as text
 // (textContent), never as HTML.
+import { ChatRoom } from './chat.js';
 import { Gateway, download, fileName, importIdentity, openSession, savedIdentity, upload } from './client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -49,9 +50,30 @@ async function loadSessions() {
   $('sessions-note').textContent = sessions.length ? '' : 'No sessions yet.';
 }
 
+function chatLine(line) {
+  const item = element('li', undefined, { class: line.kind });
+  const time = line.time ? new Date(line.time).toLocaleTimeString() : '';
+  if (line.kind === 'message') {
+    if (line.outOfOrder) $('chat').append(element('li', `WARNING: the next message from ${line.sender} arrived out of order`, { class: 'warning' }));
+    item.textContent = `${time} ${line.sender} ${line.verified ? '✓' : ''}: ${line.text}`;
+  } else if (line.kind === 'file') {
+    item.textContent = `${time} ${line.sender} shared ${line.name ?? '(a file whose name does not open)'} (${line.size} bytes) `;
+    const open = element('button', `Show ${line.name ?? line.fileID}`, { type: 'button' });
+    open.addEventListener('click', () => $('files').scrollIntoView());
+    item.append(open);
+  } else {
+    item.textContent = line.kind === 'warning' ? `WARNING: ${line.text}` : line.text;
+  }
+  $('chat').append(item);
+}
+
 async function showSession(session) {
+  state.chat?.close();
   state.session = session;
   view('session-view');
+  $('chat').replaceChildren();
+  state.chat = new ChatRoom(state.gateway, state.identity, session, chatLine);
+  state.chat.start().catch((error) => chatLine({ kind: 'warning', text: `chat unavailable: ${error.message}` }));
   $('session-title').textContent = session.name || session.id;
   $('members').replaceChildren(...session.members.map((m) => element('li', `${m.name} — safety number ${m.fingerprint}`)));
   const files = $('files');
@@ -113,6 +135,23 @@ $('identity-form').addEventListener('submit', async (event) => {
   }
 });
 
+$('chat-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  const text = $('chat-text').value;
+  if (!text) return;
+  try {
+    await state.chat.send(text);
+    $('chat-text').value = '';
+  } catch (error) {
+    chatLine({ kind: 'warning', text: `not sent: ${error.message}` });
+  }
+});
+
+$('clear-history').addEventListener('click', async () => {
+  await state.chat.history.clear();
+  $('chat').replaceChildren(element('li', 'History cleared on this device.', { class: 'status' }));
+});
+
 $('upload-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   const session = state.session;
@@ -136,6 +175,7 @@ $('upload-form').addEventListener('submit', async (event) => {
 });
 
 $('logout').addEventListener('click', () => {
+  state.chat?.close();
   sessionStorage.clear();
   state.login = state.gateway = state.identity = null;
   view('login-view');

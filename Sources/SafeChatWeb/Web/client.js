@@ -86,7 +86,12 @@ export async function openSession(gateway, login, identity, sessionID) {
     if (plain.length >= label.length && label.every((b, i) => plain[i] === b)) name = new TextDecoder().decode(plain.subarray(label.length));
   }
   const members = await Promise.all(current.members.map(async (m) => ({ name: m.name, fingerprint: await fingerprint(fromHex(m.signing_key, 32)) })));
-  return { id: sessionID, name, epoch: current.epoch, members, key, hash: hex(await epochHash(current)) };
+  const member = (epoch, userID) => docs[epoch]?.members.find((m) => m.user_id === userID) ?? null;
+  const memberName = (userID) => [...docs].reverse().flatMap((d) => d.members).find((m) => m.user_id === userID)?.name ?? null;
+  return {
+    id: sessionID, name, epoch: current.epoch, members, key, member, memberName, me: login.user, hash: hex(await epochHash(current)),
+    fileName: async (event) => fileName({ metadata: { name: event.sealed_name }, header: event.header }, await key(event.epoch)),
+  };
 }
 
 /** A file's name: its sealed `name` metadata, opened with the epoch key and bound to the file's salt. */

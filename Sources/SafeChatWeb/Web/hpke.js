@@ -14,7 +14,7 @@ async function hmac(key, data) {
   return new Uint8Array(await crypto.subtle.sign('HMAC', k, data));
 }
 const extract = (salt, ikm) => hmac(salt, ikm);
-async function expand(prk, info, length) {
+export async function expand(prk, info, length) {
   let t = new Uint8Array(0);
   const out = [];
   for (let i = 1; out.reduce((n, b) => n + b.length, 0) < length; i++) {
