@@ -16,6 +16,15 @@ from playwright.sync_api import sync_playwright
 base, export, passphrase, digest, name, session_name, blob, hostile, to_upload = sys.argv[1:10]
 
 
+shots = os.environ.get("SAFECHAT_SCREENSHOTS")
+
+
+def shot(name):
+    # Only when asked (README's screenshots come from this run): SAFECHAT_SCREENSHOTS=docs/screenshots.
+    if shots:
+        page.screenshot(path=os.path.join(shots, name + ".png"), full_page=True)
+
+
 def check(condition, what):
     if not condition:
         sys.exit(f"FAILED: {what}")
@@ -27,10 +36,14 @@ with sync_playwright() as p:
     problems = []
     page.on("pageerror", lambda e: problems.append(str(e)))
     page.on("dialog", lambda d: (problems.append("a dialog opened: " + d.message), d.dismiss()))
+    page.set_viewport_size({"width": 1000, "height": 700})
     page.goto(base + "/")
+    shot("login")
     page.get_by_label("Username").fill("user2")
     page.get_by_label("Password").fill("password-two")
     page.get_by_role("button", name="Log in").click()
+    page.get_by_label("Identity export file").wait_for()
+    shot("identity")
     page.get_by_label("Identity export file").set_input_files(export)
     page.get_by_label("Passphrase").fill(passphrase + "x")
     page.get_by_role("button", name="Import identity").click()
@@ -43,6 +56,7 @@ with sync_playwright() as p:
     check(page.evaluate("document.querySelectorAll('main img, main script').length") == 0, "a session name is never parsed as HTML")
     check(page.evaluate("window.pwned") is None, "no script ran from a session name")
 
+    shot("sessions")
     page.get_by_role("button", name=f"Open {session_name}").click()
     page.locator("#session-title", has_text=session_name).wait_for()
     members = page.locator("#members li").all_inner_texts()
@@ -60,6 +74,7 @@ with sync_playwright() as p:
     page.get_by_label("Message").fill("hello from the page")
     page.get_by_role("button", name="Send", exact=True).click()
     chat.get_by_text("user2 ✓: hello from the page").wait_for()
+    shot("session")
     stored = """async () => {
         const db = await new Promise((ok, no) => { const r = indexedDB.open('safechat', 1); r.onsuccess = () => ok(r.result); r.onerror = () => no(r.error); });
         const keys = await new Promise((ok) => { const r = db.transaction('kv').objectStore('kv').getAllKeys(); r.onsuccess = () => ok(r.result); });
