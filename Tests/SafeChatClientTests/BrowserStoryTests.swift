@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import SafeChatGateway
 import SafeChatTestSupport
 import SealedStream
 
@@ -49,6 +50,22 @@ import SealedStream
             let got = try await one.run(["download", "-q", id, "-o", "got.bin"])
             #expect(got.status == 0, "\(got.output)")
             #expect(try one.fingerprintOf("got.bin") == fingerprint(fromPage))
+        }
+    }
+
+    @Test func thePrototypesStoryEntirelyInThePage() async throws {
+        try await TestGateway.with { server in
+            let users = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+            try await users.add("user2", password: "password-two")
+            let directory = FileManager.default.temporaryDirectory.appendingPathComponent("page-story-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let file = directory.appendingPathComponent("dataset.csv")
+            try Data(Array(String(repeating: "id,value,label\n1,2.5,alpha\n", count: 80_000).utf8) + Secrets.randomBytes(1_000_000)).write(to: file)
+            let result = try await runProcess(["python3", Self.root.appendingPathComponent("Tests/Browser/page_story_test.py").path, server.base,
+                                               file.path], in: Self.root)
+            #expect(result.status == 0, "\(result.output)")
+            #expect(result.output.contains("page story passed"), "\(result.output)")
         }
     }
 }

@@ -3,7 +3,7 @@
 // their files, verified. Everything a user or the gateway supplies is put in the page as text
 // (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
-import { Gateway, download, fileName, importIdentity, openSession, savedIdentity, upload } from './client.js';
+import { Gateway, createIdentity, createSession, download, fileName, importIdentity, openSession, savedIdentity, upload } from './client.js';
 
 const $ = (id) => document.getElementById(id);
 const login = JSON.parse(sessionStorage.getItem('safechat.login') || 'null');
@@ -100,7 +100,7 @@ async function showSession(session) {
         button.disabled = false;
       }
     });
-    item.append(button, element('span', ` (${entry.size} sealed bytes)`));
+    item.append(button, element('span', ` (file ${entry.file_id}, ${entry.size} sealed bytes)`));
     files.append(item);
   }
   if (!entries.length) files.append(element('li', 'No files in this session yet.'));
@@ -152,25 +152,60 @@ $('clear-history').addEventListener('click', async () => {
   $('chat').replaceChildren(element('li', 'History cleared on this device.', { class: 'status' }));
 });
 
-$('upload-form').addEventListener('submit', async (event) => {
-  event.preventDefault();
+async function uploadFiles(files) {
   const session = state.session;
   const started = performance.now();
+  const total = files.reduce((n, f) => n + f.size, 0);
+  let done = 0;
   try {
-    for (const file of $('upload-files').files) {
+    for (const file of files) {
       await upload(state.gateway, session, file, (sent, read) => {
         const seconds = (performance.now() - started) / 1000;
-        const rate = read / Math.max(seconds, 0.001);
-        $('transfer').textContent = `${file.name}: ${read} of ${file.size} bytes sealed and sent, `
-          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((file.size - read) / Math.max(rate, 1))} s left`;
+        const rate = (done + read) / Math.max(seconds, 0.001);
+        $('transfer').textContent = `${file.name}: ${read} of ${file.size} bytes sealed and sent; all files ${done + read} of ${total}, `
+          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((total - done - read) / Math.max(rate, 1))} s left`;
       });
-      $('transfer').textContent = `${file.name}: uploaded`;
+      done += file.size;
     }
     $('upload-files').value = '';
     await showSession(session);
     $('transfer').textContent = 'Upload complete';
   } catch (error) {
     $('transfer').textContent = `Upload failed: ${error.message}`;
+  }
+}
+
+$('upload-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  uploadFiles([...$('upload-files').files]);
+});
+$('session-view').addEventListener('dragover', (event) => event.preventDefault());
+$('session-view').addEventListener('drop', (event) => {
+  event.preventDefault();
+  const files = [...event.dataTransfer.files];
+  if (files.length) uploadFiles(files);
+});
+
+$('create-identity').addEventListener('click', async () => {
+  $('identity-error').textContent = '';
+  try {
+    state.identity = await createIdentity(state.gateway, state.login);
+    await start();
+  } catch (error) {
+    $('identity-error').textContent = error.message;
+  }
+});
+
+$('session-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
+  $('session-error').textContent = '';
+  try {
+    const names = $('session-members').value.split(',').map((n) => n.trim()).filter(Boolean);
+    await createSession(state.gateway, state.login, state.identity, $('session-name').value.trim(), names);
+    $('session-name').value = $('session-members').value = '';
+    await loadSessions();
+  } catch (error) {
+    $('session-error').textContent = error.message;
   }
 });
 

@@ -4,7 +4,8 @@
 // flat whatever the size, and a file that fails to verify is deleted, never offered.
 import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
 import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
-import { epochHash, openWrap, verifyChain } from './epochs.js';
+import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
+import { seal as hpkeSeal } from './hpke.js';
 import { HEADER_SIZE, openStream, openingContext, openRecord, recordHeader, sealRecord, sealStream, sealingContext } from './stream.js';
 import * as store from './store.js';
 
@@ -215,4 +216,68 @@ export async function upload(gateway, session, file, progress = () => {}) {
     }
   }
   return location.split('/').pop();
+}
+
+/**
+ * Makes a new identity in the page for an account that has none yet, and publishes its public
+ * bundle (KEYS.md 1, 2). The private keys are generated non-extractable. An account that already
+ * publishes an identity must import it instead (one identity per user).
+ */
+export async function createIdentity(gateway, login) {
+  try {
+    await gateway.request('GET', `/keys/${encodeURIComponent(login.user)}`);
+    throw new Error('your account already has an identity: import it (safechat keys export FILE on a device that has it)');
+  } catch (e) {
+    if (e.status !== 404) throw e;
+  }
+  const signing = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+  const agreement = await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
+  const identity = {
+    userID: fromHex(login.userID, 16), signing: signing.privateKey,
+    signingKey: new Uint8Array(await crypto.subtle.exportKey('raw', signing.publicKey)),
+    agreement: { privateKey: agreement.privateKey, publicRaw: new Uint8Array(await crypto.subtle.exportKey('raw', agreement.publicKey)) },
+    historyKey: crypto.getRandomValues(new Uint8Array(32)),
+  };
+  const signed = concat(utf8.encode('SafeChat identity v1'), new Uint8Array([0]), identity.userID, identity.signingKey, identity.agreement.publicRaw);
+  const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signed));
+  const bundle = `{"version":1,"user_id":"${login.userID}","signing_key":"${hex(identity.signingKey)}",`
+    + `"agreement_key":"${hex(identity.agreement.publicRaw)}","signature":"${hex(signature)}"}`;
+  await gateway.request('PUT', '/keys/me', bundle);
+  await store.put(`identity:${login.userID}`, identity);
+  return identity;
+}
+
+/** A member entry and agreement key for `name`, from their pinned, verified bundle. */
+async function memberFor(gateway, login, identity, name) {
+  if (name === login.user) return { member: { user_id: login.userID, name, signing_key: hex(identity.signingKey) }, agreementKey: identity.agreement.publicRaw };
+  const entry = await gateway.request('GET', `/keys/${encodeURIComponent(name)}`);
+  const bundle = await verifyBundle(JSON.stringify(entry.bundle));
+  const member = { user_id: hex(bundle.userID), name, signing_key: hex(bundle.signingKey) };
+  await (await pinnedCheck(gateway, login.userID))(member);
+  return { member, agreementKey: bundle.agreementKey };
+}
+
+/** Creates a session with `names` (besides this user): epoch 0 made, wrapped and signed in the page (KEYS.md 7). */
+export async function createSession(gateway, login, identity, name, names) {
+  const sessionID = crypto.getRandomValues(new Uint8Array(16));
+  const id = hex(sessionID);
+  const entries = [await memberFor(gateway, login, identity, login.user)];
+  for (const n of names) {
+    if (n && !entries.some((e) => e.member.name === n)) entries.push(await memberFor(gateway, login, identity, n));
+  }
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const wraps = [];
+  for (const { member, agreementKey } of entries) {
+    const info = concat(utf8.encode('SafeChat wrap v1'), new Uint8Array([0]), sessionID, u32be(0), fromHex(member.signing_key, 32));
+    const { enc, ciphertext } = await hpkeSeal(agreementKey, key, info);
+    wraps.push({ user_id: member.user_id, key_epoch: 0, enc: hex(enc), ciphertext: hex(ciphertext) });
+  }
+  const label = concat(utf8.encode('SafeChat session name v1'), new Uint8Array([0]), sessionID, u32be(0));
+  const sealedName = name ? hex(await sealStream(key, concat(label, utf8.encode(name).subarray(0, 256)), { chunkLog2: 16, compress: false })) : '';
+  const doc = { version: 1, session_id: id, epoch: 0, previous: '0'.repeat(64), signer: login.userID,
+    members: entries.map((e) => e.member), wraps, sealed_name: sealedName, signature: '' };
+  doc.signature = hex(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signedBytes(doc))));
+  key.fill(0);
+  await gateway.request('POST', '/sessions', doc);
+  return id;
 }
