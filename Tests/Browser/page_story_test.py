@@ -70,6 +70,61 @@ with sync_playwright() as p:
     }""", name)
     check(got == digest, "user2's download is byte-identical to user1's file")
 
+    # A gateway that lies, as user2's page sees it: forged chat deliveries are shown as warnings,
+    # and a session log listing user1 under a substituted key is refused by the pin.
+    lies = two.evaluate("""async () => {
+        const v = document.querySelector('script[type=module]').src.split('/')[4];
+        const c = await import(`/assets/${v}/client.js`);
+        const chat = await import(`/assets/${v}/chat.js`);
+        const b = await import(`/assets/${v}/bytes.js`);
+        const e = await import(`/assets/${v}/epochs.js`);
+        const login = JSON.parse(sessionStorage.getItem('safechat.login'));
+        const identity = await c.savedIdentity(login.userID);
+        const gateway = new c.Gateway(login.token);
+        const { sessions } = await gateway.request('GET', '/sessions');
+        const room = await c.openSession(gateway, login, identity, sessions[0].session_id);
+        const user1 = room.members.find((m) => m.name === 'user1');
+        const user1ID = (await gateway.request('GET', '/keys/user1')).user_id;
+        const chatRoom = new chat.ChatRoom(gateway, identity, room, () => {});
+        chatRoom.seen = new Set();
+        const key = await chat.chatKey(await room.key(room.epoch), room.id, room.epoch);
+        const genuine = await chat.sealMessage('genuine', { sessionID: room.id, epoch: room.epoch, key, identity, sentAt: Date.now() });
+        const r = {};
+        r.genuine = (await chatRoom.check({ type: 'delivery', seq: 1, message: genuine })).kind;
+        chatRoom.seen.add(genuine.message_id);  // as receive() does once the line is stored
+        r.replayed = (await chatRoom.check({ type: 'delivery', seq: 2, message: genuine })).text;
+        const tampered = await chat.sealMessage('tampered', { sessionID: room.id, epoch: room.epoch, key, identity, sentAt: Date.now() + 1 });
+        tampered.ciphertext = (tampered.ciphertext[0] === '0' ? '1' : '0') + tampered.ciphertext.slice(1);
+        r.tampered = (await chatRoom.check({ type: 'delivery', seq: 3, message: tampered })).text;
+        // user2 (a member) signs a message that claims to come from user1.
+        const forged = await chat.sealMessage('I am user1', { sessionID: room.id, epoch: room.epoch, key, identity: { ...identity, userID: b.fromHex(user1ID) }, sentAt: Date.now() + 2 });
+        r.impersonated = (await chatRoom.check({ type: 'delivery', seq: 4, message: forged })).text;
+        const stranger = await chat.sealMessage('hi', { sessionID: room.id, epoch: room.epoch, key, identity: { ...identity, userID: new Uint8Array(16).fill(7) }, sentAt: Date.now() + 3 });
+        r.stranger = (await chatRoom.check({ type: 'delivery', seq: 5, message: stranger })).text;
+        // A log that lists user1 with another key, signed by that key: what a gateway substituting
+        // user1's key would serve.
+        const fake = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
+        const fakeKey = new Uint8Array(await crypto.subtle.exportKey('raw', fake.publicKey));
+        const fakeID = b.hex(crypto.getRandomValues(new Uint8Array(16)));
+        const doc = { version: 1, session_id: fakeID, epoch: 0, previous: '0'.repeat(64), signer: user1ID,
+            members: [{ user_id: user1ID, name: 'user1', signing_key: b.hex(fakeKey) }, { user_id: login.userID, name: 'user2', signing_key: b.hex(identity.signingKey) }],
+            wraps: [], sealed_name: '', signature: '' };
+        doc.signature = b.hex(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, fake.privateKey, e.signedBytes(doc))));
+        const realFetch = window.fetch;
+        window.fetch = async (url, options) => String(url).endsWith(`/sessions/${fakeID}`)
+            ? new Response(JSON.stringify({ session_id: fakeID, epochs: [doc] }), { status: 200 }) : realFetch(url, options);
+        try { await c.openSession(gateway, login, identity, fakeID); r.substituted = 'accepted'; } catch (err) { r.substituted = err.message; }
+        window.fetch = realFetch;
+        r.pinned = user1.fingerprint;
+        return r;
+    }""")
+    check(lies["genuine"] == "message", f"a genuine message is accepted: {lies}")
+    check("replayed" in lies["replayed"], f"a replayed message is a warning: {lies['replayed']}")
+    check("signature does not verify" in lies["tampered"], f"a tampered message is a warning: {lies['tampered']}")
+    check("signature does not verify" in lies["impersonated"], f"a message signed by another member is a warning: {lies['impersonated']}")
+    check("not a member" in lies["stranger"], f"a message from a non-member is a warning: {lies['stranger']}")
+    check("key changed" in lies["substituted"] and lies["pinned"] in lies["substituted"], f"a substituted key is refused by the pin: {lies['substituted']}")
+
     check(one.evaluate(history_entries) == 1, "user1's history is in IndexedDB")
     one.get_by_role("button", name="Clear history").click()
     one.get_by_text("History cleared on this device.").wait_for()
