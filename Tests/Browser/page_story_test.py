@@ -58,6 +58,15 @@ with sync_playwright() as p:
 
     two.reload()
     two.get_by_role("button", name="Open Report").click()
+    # Safety numbers: user2 compares user1's with what user1's own page shows for itself.
+    own = one.locator("#members li").filter(has_text="user1 —").inner_text()
+    number = re.search(r"safety number ((?:\d{5} ){5}\d{5})", own).group(1)
+    two.get_by_label("Safety number for user1").fill("1" * 30)
+    two.get_by_role("button", name="Verify user1").click()
+    two.get_by_text("DOES NOT MATCH").wait_for()
+    two.get_by_label("Safety number for user1").fill(number.replace(" ", ""))
+    two.get_by_role("button", name="Verify user1").click()
+    two.locator("#members").get_by_text("verified ✓").wait_for()
     chat = two.locator("#chat")
     chat.get_by_text(f"user1 shared {name}").wait_for(timeout=20000)
     chat.get_by_text(f"user1 ✓: here it is: {file_id}").wait_for()

@@ -3,7 +3,9 @@
 // their files, verified. Everything a user or the gateway supplies is put in the page as text
 // (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
-import { Gateway, createIdentity, createSession, download, fileName, importIdentity, openSession, savedIdentity, upload } from './client.js';
+import {
+  Gateway, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, savedIdentity, upload, verifyMember,
+} from './client.js';
 
 const $ = (id) => document.getElementById(id);
 const login = JSON.parse(sessionStorage.getItem('safechat.login') || 'null');
@@ -75,7 +77,25 @@ async function showSession(session) {
   state.chat = new ChatRoom(state.gateway, state.identity, session, chatLine);
   state.chat.start().catch((error) => chatLine({ kind: 'warning', text: `chat unavailable: ${error.message}` }));
   $('session-title').textContent = session.name || session.id;
-  $('members').replaceChildren(...session.members.map((m) => element('li', `${m.name} — safety number ${m.fingerprint}`)));
+  $('members').replaceChildren();
+  for (const m of session.members) {
+    const item = element('li', `${m.name} — safety number ${m.fingerprint}`);
+    if (m.name !== state.login.user) {
+      const status = element('span', (await isVerified(state.login, m.name)) ? ' — verified ✓' : ' — not verified');
+      const input = element('input', undefined, { 'aria-label': `Safety number for ${m.name}`, inputmode: 'numeric', size: '36' });
+      const button = element('button', `Verify ${m.name}`, { type: 'button' });
+      button.addEventListener('click', async () => {
+        try {
+          status.textContent = (await verifyMember(state.login, m.name, input.value))
+            ? ' — verified ✓' : ' — DOES NOT MATCH: do not trust this key until you have compared it again';
+        } catch (error) {
+          status.textContent = ` — ${error.message}`;
+        }
+      });
+      item.append(status, ' ', input, ' ', button);
+    }
+    $('members').append(item);
+  }
   const files = $('files');
   files.replaceChildren();
   $('transfer').textContent = '';

@@ -281,3 +281,24 @@ export async function createSession(gateway, login, identity, name, names) {
   await gateway.request('POST', '/sessions', doc);
   return id;
 }
+
+/**
+ * Compares a safety number typed by the user (spaces optional) with `name`'s pinned key and marks
+ * the pin verified when the 30 digits match (KEYS.md 3, 8). Returns whether they matched.
+ */
+export async function verifyMember(login, name, typed) {
+  const digits = typed.replace(/\s+/g, '');
+  if (!/^\d{30}$/.test(digits)) throw new Error('a safety number is 30 digits');
+  const pins = (await store.get(`pins:${login.userID}`)) || {};
+  const pin = pins[name];
+  if (!pin) throw new Error(`${name} is not pinned on this device yet`);
+  if (pin.fingerprint.replace(/\s+/g, '') !== digits) return false;
+  pin.verified = true;
+  await store.put(`pins:${login.userID}`, pins);
+  return true;
+}
+
+/** Whether `name`'s pin on this device was verified. */
+export async function isVerified(login, name) {
+  return Boolean(((await store.get(`pins:${login.userID}`)) || {})[name]?.verified);
+}
