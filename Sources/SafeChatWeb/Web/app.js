@@ -179,11 +179,13 @@ async function uploadFiles(files) {
   let done = 0;
   try {
     for (const file of files) {
-      await upload(state.gateway, session, file, (sent, read) => {
+      await upload(state.gateway, session, file, (sent, read, resumedAt) => {
         const seconds = (performance.now() - started) / 1000;
         const rate = (done + read) / Math.max(seconds, 0.001);
         $('transfer').textContent = `${file.name}: ${read} of ${file.size} bytes sealed and sent; all files ${done + read} of ${total}, `
-          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((total - done - read) / Math.max(rate, 1))} s left`;
+          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((total - done - read) / Math.max(rate, 1))} s left`
+          + (resumedAt ? `; resumed at byte ${resumedAt} of the sealed stream` : '');
+        $('upload-progress').value = read / Math.max(file.size, 1);
       });
       done += file.size;
     }

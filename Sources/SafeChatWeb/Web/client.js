@@ -175,46 +175,78 @@ const toBase64 = (bytes) => {
 /**
  * Seals `file` (a File from a picker or a drop) in the page and uploads it into `session` with tus
  * (POST /uploads with a deferred length, then PATCHes of about 8 MiB). Chunks are read from the
- * file one at a time, so memory stays flat. `progress(sentBytes, plainBytesRead)` is told as it
- * goes. Returns the file id.
+ * file one at a time, so memory stays flat. `progress(sentBytes, plainBytesRead, resumedAt)` is told
+ * as it goes. Returns the file id.
+ *
+ * Resuming (after a reload or a dropped network, the same file chosen again) follows the CLI's
+ * nonce-safety rule: the upload's URL, stream header and the GCM tag of every record are kept in
+ * IndexedDB before the record is sent; the file is re-sealed with the same salt only if its name,
+ * size and modification time are unchanged, and every re-sealed record must reproduce its recorded
+ * tag, else the old upload is dropped and the file is sealed afresh under a new salt.
  */
 export async function upload(gateway, session, file, progress = () => {}) {
   const key = await session.key(session.epoch);
-  const ctx = await sealingContext(key, { chunkLog2: 20, compress: true });
-  const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
-  const metadata = [['epoch', utf8.encode(String(session.epoch))], ['name', sealedName], ['session', utf8.encode(session.id)]]
-    .map(([k, v]) => `${k} ${toBase64(v)}`).join(',');
-  const created = await fetch('/uploads', {
-    method: 'POST',
-    headers: { Authorization: `Bearer ${gateway.token}`, 'Tus-Resumable': '1.0.0', 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata },
-  });
-  if (created.status !== 201) throw new Error(`the gateway refused the upload (${created.status}): ${(await created.text()).slice(0, 200)}`);
-  const location = created.headers.get('Location');
+  const stateKey = `upload:${session.id}:${session.epoch}:${file.name}:${file.size}:${file.lastModified}`;
+  const tus = { Authorization: `Bearer ${gateway.token}`, 'Tus-Resumable': '1.0.0' };
+  let saved = await store.get(stateKey);
   let offset = 0;
-  const send = async (bytes) => {
+  if (saved) {
+    const head = await fetch(saved.location, { method: 'HEAD', headers: tus });
+    if (head.ok) offset = Number(head.headers.get('Upload-Offset'));
+    else { await store.remove(stateKey); saved = null; }
+  }
+  const ctx = await sealingContext(key, { chunkLog2: 20, compress: true, ...(saved ? { salt: fromHex(saved.header).subarray(12, 44) } : {}) });
+  if (saved && hex(ctx.header) !== saved.header) throw new Error('the stored upload state does not match this session key');
+  let location = saved?.location;
+  const tags = saved?.tags ?? [];
+  if (!saved) {
+    const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
+    const metadata = [['epoch', utf8.encode(String(session.epoch))], ['name', sealedName], ['session', utf8.encode(session.id)]]
+      .map(([k, v]) => `${k} ${toBase64(v)}`).join(',');
+    const created = await fetch('/uploads', { method: 'POST', headers: { ...tus, 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata } });
+    if (created.status !== 201) throw new Error(`the gateway refused the upload (${created.status}): ${(await created.text()).slice(0, 200)}`);
+    location = created.headers.get('Location');
+    await store.put(stateKey, { location, header: hex(ctx.header), tags });
+  }
+  const resumedAt = offset;
+  const send = async (bytes, start) => {
+    // Only what the gateway does not have yet.
+    const body = bytes.subarray(Math.max(0, offset - start));
     const answer = await fetch(location, {
-      method: 'PATCH',
-      headers: { Authorization: `Bearer ${gateway.token}`, 'Tus-Resumable': '1.0.0', 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) },
-      body: bytes,
+      method: 'PATCH', headers: { ...tus, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) }, body,
     });
     if (answer.status !== 204) throw new Error(`the gateway refused part of the upload (${answer.status}): ${(await answer.text()).slice(0, 200)}`);
     offset = Number(answer.headers.get('Upload-Offset'));
   };
   const count = Math.max(1, Math.ceil(file.size / ctx.chunkSize));
   let batch = [ctx.header];
-  let batched = ctx.header.length;
+  let batchStart = 0;
+  let position = ctx.header.length;
   for (let i = 0; i < count; i++) {
     const plain = new Uint8Array(await file.slice(i * ctx.chunkSize, (i + 1) * ctx.chunkSize).arrayBuffer());
     const record = await sealRecord(ctx, i, plain, i === count - 1);
+    const tag = hex(record.subarray(record.length - 16));
+    if (i < tags.length && tags[i] !== tag) {
+      // Same salt, different plaintext: sending it would reuse nonces. Start afresh under a new salt.
+      await fetch(location, { method: 'DELETE', headers: tus }).catch(() => {});
+      await store.remove(stateKey);
+      return upload(gateway, session, file, progress);
+    }
+    if (i >= tags.length) tags.push(tag);
     batch.push(record);
-    batched += record.length;
-    if (batched >= 8 << 20 || i === count - 1) {
-      await send(concat(...batch));
+    position += record.length;
+    const last = i === count - 1;
+    if (position - batchStart >= 8 << 20 || last) {
+      if (position > offset) {
+        await store.put(stateKey, { location, header: hex(ctx.header), tags });
+        await send(concat(...batch), batchStart);
+      }
       batch = [];
-      batched = 0;
-      progress(offset, Math.min(file.size, (i + 1) * ctx.chunkSize));
+      batchStart = position;
+      progress(offset, Math.min(file.size, (i + 1) * ctx.chunkSize), resumedAt);
     }
   }
+  await store.remove(stateKey);
   return location.split('/').pop();
 }
 
