@@ -6,7 +6,7 @@ import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
 import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
 import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
 import { seal as hpkeSeal } from './hpke.js';
-import { HEADER_SIZE, openStream, openingContext, openRecord, recordHeader, sealRecord, sealStream, sealingContext } from './stream.js';
+import { openStream, sealRecord, sealStream, sealingContext } from './stream.js';
 import * as store from './store.js';
 
 export class Gateway {
@@ -113,57 +113,32 @@ export async function fileName(entry, key) {
 
 /**
  * Downloads and opens `fileID` into the origin-private file system as `name`, verifying every
- * chunk before it is written. `progress(bytes)` is told as it goes. Returns the File on success; on
- * any failure the partial file is deleted and the error says which chunk failed.
+ * chunk before it is written. The work runs in a Web Worker (download-worker.js), which writes
+ * through a synchronous access handle: the page's own writable stream kept memory in proportion to
+ * the file. `progress(bytes)` is told as it goes. Returns the File on success; on any failure the
+ * partial file is deleted and the error says which chunk failed.
  */
 export async function download(gateway, fileID, key, name, progress = () => {}) {
-  const response = await fetch(`/download/${fileID}`, { headers: { Authorization: `Bearer ${gateway.token}` } });
-  if (!response.ok) throw new Error(`the gateway answered ${response.status}`);
-  const root = await navigator.storage.getDirectory();
   const partial = `${fileID}.partial`;
-  const handle = await root.getFileHandle(partial, { create: true });
-  const out = await handle.createWritable();
-  const reader = response.body.getReader();
-  let buffer = new Uint8Array(0);
-  let ctx = null, index = 0, written = 0, done = false;
-  const fill = async (need) => {
-    while (buffer.length < need) {
-      const { value, done: end } = await reader.read();
-      if (end) return false;
-      buffer = concat(buffer, value);
-    }
-    return true;
-  };
+  const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
   try {
-    if (!await fill(HEADER_SIZE)) throw new Error('the download ended inside the stream header');
-    ctx = await openingContext(key, buffer.subarray(0, HEADER_SIZE));
-    buffer = buffer.slice(HEADER_SIZE);
-    while (!done) {
-      if (!await fill(16)) throw new Error(buffer.length ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
-      const info = recordHeader(ctx, buffer, 0, index);
-      if (!await fill(info.size)) throw new Error(`chunk ${index} is cut short`);
-      const plain = await openRecord(ctx, info, buffer.subarray(0, info.size), index);
-      buffer = buffer.slice(info.size);
-      if (info.final) {
-        if (buffer.length || await fill(1)) throw new Error('bytes follow the final chunk');
-        done = true;
-      }
-      await out.write(plain);
-      written += plain.length;
-      progress(written);
-      index++;
-    }
-    await out.close();
-    // Only a file that verified to its end gets its real name.
-    await root.removeEntry(name).catch(() => {});
-    await handle.move(name);
-    return (await root.getFileHandle(name)).getFile();
-  } catch (error) {
-    await out.abort().catch(() => {});
-    await root.removeEntry(partial).catch(() => {});
-    reader.cancel().catch(() => {});
-    throw error;
+    await new Promise((resolve, reject) => {
+      worker.onmessage = ({ data }) => {
+        if (data.progress !== undefined) progress(data.progress);
+        else if (data.error) reject(new Error(data.error));
+        else resolve();
+      };
+      worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
+      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial });
+    });
+  } finally {
+    worker.terminate();
   }
+  const root = await navigator.storage.getDirectory();
+  // Only a file that verified to its end gets its real name.
+  await root.removeEntry(name).catch(() => {});
+  await (await root.getFileHandle(partial)).move(name);
+  return (await root.getFileHandle(name)).getFile();
 }
 
 const toBase64 = (bytes) => {
@@ -209,9 +184,10 @@ export async function upload(gateway, session, file, progress = () => {}) {
     await store.put(stateKey, { location, header: hex(ctx.header), tags });
   }
   const resumedAt = offset;
-  const send = async (bytes, start) => {
-    // Only what the gateway does not have yet.
-    const body = bytes.subarray(Math.max(0, offset - start));
+  const send = async (parts, start) => {
+    // Only what the gateway does not have yet. A Blob body: Chromium sends it 5× faster than the
+    // same bytes as a Uint8Array, and no copy of the batch is made.
+    const body = new Blob(parts).slice(Math.max(0, offset - start));
     const answer = await fetch(location, {
       method: 'PATCH', headers: { ...tus, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) }, body,
     });
@@ -239,7 +215,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
     if (position - batchStart >= 8 << 20 || last) {
       if (position > offset) {
         await store.put(stateKey, { location, header: hex(ctx.header), tags });
-        await send(concat(...batch), batchStart);
+        await send(batch, batchStart);
       }
       batch = [];
       batchStart = position;

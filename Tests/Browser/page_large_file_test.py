@@ -1,13 +1,12 @@
-"""A measurement, not part of the test suite (its targets are not met yet; docs/BROWSER.md says
-what it found). A large file through the page with the renderer's memory measured: user1 seals and uploads a
+"""A large file through the page with the renderer's memory measured: user1 seals and uploads a
 file of SIZE_MIB MiB (half random, half text) into a session from the page, user2's page downloads
 and verifies it into the origin-private file system; then the peak resident memory (VmHWM) of every
 renderer process of the browser (found with the DevTools protocol's SystemInfo.getProcessInfo) must
 stay under LIMIT_MIB. Prints the throughputs and the peak. Exit status 0 if every check holds.
 
-  perf/browser-large-file.py BASE_URL SIZE_MIB LIMIT_MIB WORK_DIR
-  (a gateway with user1 / password123 and user2 / password-two, e.g. `safechat serve --demo` and
-  `safechat user add user2`)
+  page_large_file_test.py BASE_URL SIZE_MIB LIMIT_MIB WORK_DIR
+  (a gateway with user1 / password123 and user2 / password-two; BrowserStoryTests runs it with
+  1024 MiB and a 256 MiB bound)
 """
 import hashlib, os, sys, time
 from playwright.sync_api import sync_playwright
@@ -82,6 +81,7 @@ with sync_playwright() as p:
     two.get_by_text("large.bin: ").filter(has_text="downloaded and verified").wait_for(timeout=1800_000)
     down = size_mib / (time.monotonic() - started)
     peak = renderer_peak_mib(cdp)
+    print("renderers after the download:", renderer_peak_mib(cdp, every=True))
     got = two.evaluate("""async () => {
         const file = await (await (await navigator.storage.getDirectory()).getFileHandle('large.bin')).getFile();
         const parts = [];
@@ -96,4 +96,4 @@ with sync_playwright() as p:
     print(f"page upload {up:.0f} MiB/s, page download {down:.0f} MiB/s, renderer peak RSS {peak} MiB for {size_mib} MiB")
     check(peak < limit_mib, f"renderer memory stays under {limit_mib} MiB: {peak} MiB")
     browser.close()
-print("gigabyte page test passed")
+print("large file page test passed")
