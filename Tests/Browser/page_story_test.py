@@ -172,6 +172,22 @@ with sync_playwright() as p:
     }""")
     check(got == big_digest, "the resumed upload downloads byte-identical")
 
+    # Members change in the page: user1 removes user2 (a new epoch and key; user2 no longer sees the
+    # session), then adds them back (user2 verifies the whole log again and chats on the new key).
+    one.get_by_role("button", name="Remove user2").click()
+    one.get_by_text("user2 removed: the session is at epoch 1").wait_for()
+    two.reload()
+    two.get_by_text("No sessions yet.").wait_for()
+    one.get_by_label("Add a member (user name)").fill("user2")
+    one.get_by_role("button", name="Add member").click()
+    one.get_by_text("user2 added: the session is at epoch 2").wait_for()
+    one.get_by_label("Message").fill("welcome back")
+    one.get_by_role("button", name="Send", exact=True).click()
+    one.locator("#chat").get_by_text("user1 ✓: welcome back").wait_for()
+    two.reload()
+    two.get_by_role("button", name="Open Report").click()
+    two.locator("#chat").get_by_text("user1 ✓: welcome back").wait_for(timeout=20000)
+
     check(one.evaluate(history_entries) == 1, "user1's history is in IndexedDB")
     one.get_by_role("button", name="Clear history").click()
     one.get_by_text("History cleared on this device.").wait_for()

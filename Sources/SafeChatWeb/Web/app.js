@@ -4,7 +4,7 @@
 // (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
-  Gateway, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, savedIdentity, upload, verifyMember,
+  Gateway, changeMembers, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, savedIdentity, upload, verifyMember,
 } from './client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -92,7 +92,9 @@ async function showSession(session) {
           status.textContent = ` — ${error.message}`;
         }
       });
-      item.append(status, ' ', input, ' ', button);
+      const remove = element('button', `Remove ${m.name}`, { type: 'button' });
+      remove.addEventListener('click', () => memberChange({ remove: m.name }));
+      item.append(status, ' ', input, ' ', button, ' ', remove);
     }
     $('members').append(item);
   }
@@ -102,7 +104,12 @@ async function showSession(session) {
   const { files: entries = [] } = await state.gateway.request('GET', `/files?session=${session.id}`);
   for (const entry of entries) {
     const epoch = entry.session?.epoch ?? session.epoch;
-    const key = await session.key(epoch);
+    let key = null;
+    try { key = await session.key(epoch); } catch { /* an epoch before this member joined */ }
+    if (!key) {
+      files.append(element('li', `file ${entry.file_id}: sealed under epoch ${epoch}, whose key you do not hold`));
+      continue;
+    }
     const name = (await fileName(entry, key)) || entry.file_id;
     const item = element('li');
     const button = element('button', `Download ${name}`, { type: 'button' });
@@ -153,6 +160,24 @@ $('identity-form').addEventListener('submit', async (event) => {
   } catch (error) {
     $('identity-error').textContent = error.message;
   }
+});
+
+async function memberChange(change) {
+  $('member-note').textContent = '';
+  try {
+    const epoch = await changeMembers(state.gateway, state.login, state.identity, state.session, change);
+    await showSession(await openSession(state.gateway, state.login, state.identity, state.session.id));
+    $('member-note').textContent = `${change.add ? `${change.add} added` : `${change.remove} removed`}: the session is at epoch ${epoch} with a new key`;
+  } catch (error) {
+    $('member-note').textContent = error.message;
+  }
+}
+
+$('member-form').addEventListener('submit', (event) => {
+  event.preventDefault();
+  const name = $('member-name').value.trim();
+  $('member-name').value = '';
+  if (name) memberChange({ add: name });
 });
 
 $('chat-form').addEventListener('submit', async (event) => {

@@ -91,6 +91,7 @@ export async function openSession(gateway, login, identity, sessionID) {
   const memberName = (userID) => [...docs].reverse().flatMap((d) => d.members).find((m) => m.user_id === userID)?.name ?? null;
   return {
     id: sessionID, name, epoch: current.epoch, members, key, member, memberName, me: login.user, hash: hex(await epochHash(current)),
+    current,
     fileName: async (event) => fileName({ metadata: { name: event.sealed_name }, header: event.header }, await key(event.epoch)),
   };
 }
@@ -309,4 +310,35 @@ export async function verifyMember(login, name, typed) {
 /** Whether `name`'s pin on this device was verified. */
 export async function isVerified(login, name) {
   return Boolean(((await store.get(`pins:${login.userID}`)) || {})[name]?.verified);
+}
+
+/**
+ * Adds `name` to, or removes them from, a session opened with openSession (KEYS.md 7.5): the next
+ * epoch with a fresh key wrapped for every member from then on (a removed member gets none), the
+ * name sealed again under it, chained to the current epoch and signed in the page.
+ */
+export async function changeMembers(gateway, login, identity, session, { add, remove }) {
+  const current = session.current;
+  const names = current.members.map((m) => m.name).filter((n) => n !== remove);
+  if (add && !names.includes(add)) names.push(add);
+  if (names.length === current.members.length && !add) throw new Error(`${remove} is not a member`);
+  const entries = [];
+  for (const n of names) entries.push(await memberFor(gateway, login, identity, n));
+  const epoch = current.epoch + 1;
+  const sessionID = fromHex(session.id, 16);
+  const key = crypto.getRandomValues(new Uint8Array(32));
+  const wraps = [];
+  for (const { member, agreementKey } of entries) {
+    const info = concat(utf8.encode('SafeChat wrap v1'), new Uint8Array([0]), sessionID, u32be(epoch), fromHex(member.signing_key, 32));
+    const { enc, ciphertext } = await hpkeSeal(agreementKey, key, info);
+    wraps.push({ user_id: member.user_id, key_epoch: epoch, enc: hex(enc), ciphertext: hex(ciphertext) });
+  }
+  const label = concat(utf8.encode('SafeChat session name v1'), new Uint8Array([0]), sessionID, u32be(epoch));
+  const sealedName = session.name ? hex(await sealStream(key, concat(label, utf8.encode(session.name)), { chunkLog2: 16, compress: false })) : '';
+  const doc = { version: 1, session_id: session.id, epoch, previous: session.hash, signer: login.userID,
+    members: entries.map((e) => e.member), wraps, sealed_name: sealedName, signature: '' };
+  doc.signature = hex(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signedBytes(doc))));
+  key.fill(0);
+  await gateway.request('POST', `/sessions/${session.id}/epochs`, doc);
+  return epoch;
 }
