@@ -1,7 +1,7 @@
 """The prototype's story in the page, with a CLI on the other side: user2 logs in in Chromium,
 imports the identity they exported with `safechat keys export`, opens the session user1 made,
 checks its members' safety numbers, and downloads the file user1 uploaded with `safechat upload`:
-byte-identical, verified chunk by chunk. Then a byte of the stored file is flipped on the gateway's
+byte-identical, verified chunk by chunk, after resuming a download that broke off. Then a byte of the stored file is flipped on the gateway's
 disk and the page refuses the download and keeps no partial file; a session name made to look like
 HTML shows as text. Exit status 0 if every check holds.
 
@@ -86,8 +86,25 @@ with sync_playwright() as p:
     chat.get_by_text("History cleared on this device.").wait_for()
     check(page.evaluate(stored) == 0, "Clear history deletes it from IndexedDB")
 
+    # The first download breaks off half-way (the response is cut); choosing Download again resumes
+    # with a Range request from the next unverified chunk.
+    requests = []
+
+    def cut(route):
+        response = route.fetch()
+        body = response.body()
+        headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
+        route.fulfill(status=response.status, headers=headers, body=body[: len(body) // 2])
+
+    page.context.route("**/download/*", cut)
+    page.get_by_role("button", name=f"Download {name}").click()
+    page.get_by_text("choose Download again to resume").wait_for(timeout=60000)
+    page.context.unroute("**/download/*")
+    page.context.route("**/download/*", lambda route: (requests.append(route.request.headers.get("range")), route.continue_()))
     page.get_by_role("button", name=f"Download {name}").click()
     page.get_by_text(f"{name}: ").filter(has_text="downloaded and verified").wait_for(timeout=60000)
+    page.context.unroute("**/download/*")
+    check(requests and requests[0] and requests[0].startswith("bytes=") and requests[0] != "bytes=0-", f"the download resumed with a Range: {requests}")
     got = page.evaluate("""async (name) => {
         const root = await navigator.storage.getDirectory();
         const file = await (await root.getFileHandle(name)).getFile();

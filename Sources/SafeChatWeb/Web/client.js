@@ -116,25 +116,39 @@ export async function fileName(entry, key) {
  * Downloads and opens `fileID` into the origin-private file system as `name`, verifying every
  * chunk before it is written. The work runs in a Web Worker (download-worker.js), which writes
  * through a synchronous access handle: the page's own writable stream kept memory in proportion to
- * the file. `progress(bytes)` is told as it goes. Returns the File on success; on any failure the
- * partial file is deleted and the error says which chunk failed.
+ * the file. `progress(bytes)` is told as it goes. Returns the File on success. If the download
+ * breaks off (network, a stream that ends early), what was verified stays and the next call resumes
+ * with a Range request from the next record (If-Range: the stream digest); a chunk that fails
+ * verification deletes the partial file, and the error says which chunk failed.
  */
 export async function download(gateway, fileID, key, name, progress = () => {}) {
   const partial = `${fileID}.partial`;
+  // Where an interrupted download of this file stopped (a verified prefix is kept; see the worker).
+  const checkpointKey = `download:${fileID}`;
+  const resume = await store.get(checkpointKey);
   const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
   try {
     await new Promise((resolve, reject) => {
+      let last = null;
       worker.onmessage = ({ data }) => {
-        if (data.progress !== undefined) progress(data.progress);
-        else if (data.error) reject(new Error(data.error));
-        else resolve();
+        if (data.progress !== undefined) {
+          last = data.checkpoint;
+          progress(data.progress);
+          // Kept now and then too, so that closing the page mid-way also leaves a point to resume from.
+          if (last.index % 32 === 0) store.put(checkpointKey, last);
+        }
+        else if (data.error) {
+          const keep = data.resumable ? store.put(checkpointKey, last ?? resume) : store.remove(checkpointKey);
+          keep.finally(() => reject(new Error(data.error)));
+        } else resolve();
       };
       worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
-      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial });
+      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial, resume });
     });
   } finally {
     worker.terminate();
   }
+  await store.remove(checkpointKey);
   const root = await navigator.storage.getDirectory();
   // Only a file that verified to its end gets its real name.
   await root.removeEntry(name).catch(() => {});

@@ -8,7 +8,7 @@ import { HEADER_SIZE, openingContext, openRecord, recordHeader } from './stream.
  *  to one growing buffer made garbage of many times the file's size). */
 class Incoming {
   constructor(reader) {
-    this.reader = reader;
+    this.reader = reader;  // anything with read() → { value, done }
     this.chunks = [];
     this.length = 0;
   }
@@ -49,41 +49,63 @@ class Incoming {
   }
 }
 
-self.onmessage = async ({ data: { url, token, key, partial } }) => {
+/** A failure that leaves what was verified in place, to resume from (the stream ended early or the
+ *  network failed); anything else (a chunk that fails verification) deletes the partial file. */
+class Interrupted extends Error {}
+
+self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
   const root = await navigator.storage.getDirectory();
   let access = null;
   let reader = null;
+  // What is verified and written so far: the stream header, the next record's index and offset,
+  // and the plaintext bytes written. Sent to the page after every record, so a retry resumes there.
+  let at = resume ?? null;
   try {
-    const response = await fetch(url, { headers: { Authorization: `Bearer ${token}` } });
-    if (!response.ok) throw new Error(`the gateway answered ${response.status}`);
+    const headers = { Authorization: `Bearer ${token}` };
+    if (at) { headers.Range = `bytes=${at.offset}-`; headers['If-Range'] = at.etag; }
+    const response = await fetch(url, { headers }).catch((e) => { throw new Interrupted(`the download failed: ${e.message}`); });
+    if (at && response.status !== 206) throw new Error(`the gateway did not resume the download (${response.status}); start it again`);
+    if (!at && response.status !== 200) throw new Error(`the gateway answered ${response.status}`);
     access = await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle();
-    access.truncate(0);
     reader = response.body.getReader();
-    const input = new Incoming(reader);
-    if (!await input.fill(HEADER_SIZE)) throw new Error('the download ended inside the stream header');
-    const ctx = await openingContext(key, input.take(HEADER_SIZE));
-    let written = 0;
-    for (let index = 0, done = false; !done; index++) {
-      if (!await input.fill(16)) throw new Error(input.length ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
+    const input = new Incoming({ read: () => reader.read().catch((e) => { throw new Interrupted(`the download broke off: ${e.message}`); }) });
+    let ctx;
+    if (at) {
+      ctx = await openingContext(key, Uint8Array.from(at.header));
+      access.truncate(at.written);
+    } else {
+      access.truncate(0);
+      if (!await input.fill(HEADER_SIZE)) throw new Interrupted('the download ended inside the stream header');
+      const header = input.take(HEADER_SIZE);
+      ctx = await openingContext(key, header);
+      at = { header: [...header], etag: response.headers.get('ETag'), index: 0, offset: HEADER_SIZE, written: 0 };
+    }
+    for (let done = false; !done;) {
+      const index = at.index;
+      if (!await input.fill(16)) throw new Interrupted(input.length ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
       const info = recordHeader(ctx, input.peek(16), 0, index);
-      if (!await input.fill(info.size)) throw new Error(`chunk ${index} is cut short`);
+      if (!await input.fill(info.size)) throw new Interrupted(`chunk ${index} is cut short`);
       const plain = await openRecord(ctx, info, input.take(info.size), index);
       if (info.final) {
         if (input.length || await input.fill(1)) throw new Error('bytes follow the final chunk');
         done = true;
       }
-      access.write(plain, { at: written });
-      written += plain.length;
-      postMessage({ progress: written });
+      access.write(plain, { at: at.written });
+      access.flush();
+      at = { ...at, index: index + 1, offset: at.offset + info.size, written: at.written + plain.length };
+      postMessage({ progress: at.written, checkpoint: at });
     }
-    access.flush();
     access.close();
     access = null;
-    postMessage({ done: true, size: written });
+    postMessage({ done: true, size: at.written });
   } catch (error) {
     access?.close();
     reader?.cancel().catch(() => {});
-    await root.removeEntry(partial).catch(() => {});
-    postMessage({ error: error.message });
+    if (error instanceof Interrupted && at) {
+      postMessage({ error: `${error.message}; choose Download again to resume`, resumable: true });
+    } else {
+      await root.removeEntry(partial).catch(() => {});
+      postMessage({ error: error.message });
+    }
   }
 };
