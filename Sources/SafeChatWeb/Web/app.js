@@ -1,7 +1,7 @@
 // The page: log in with the gateway's own POST /login (the token stays in this tab,
-// sessionStorage), bring the user's identity into IndexedDB, list and open sessions and download
-// their files, verified. Everything a user or the gateway supplies is put in the page as text
-// (textContent), never as HTML.
+// sessionStorage), bring or make the user's identity (IndexedDB), create, open and change sessions,
+// chat, and move files both ways, every check made here (client.js, chat.js). Everything a user or
+// the gateway supplies is put in the page as text (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
   Gateway, changeMembers, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, savedIdentity, upload, verifyMember,
