@@ -134,13 +134,15 @@ import SealedStream
             defer { socket.close() }
             try socket.send(Array("GET /files HTTP/1.1\r\nHost: x\r\n".utf8))
             let start = ContinuousClock.now
-            #expect(socket.isClosedByPeer(within: .seconds(5)))
+            #expect(socket.isClosedByPeer(within: .seconds(20)))
             #expect(ContinuousClock.now - start >= .milliseconds(800))
             // An idle keep-alive connection likewise.
             let idle = try RawConnection(port: server.port)
             defer { idle.close() }
             try idle.send(Array("OPTIONS /uploads HTTP/1.1\r\nHost: x\r\n\r\n".utf8))
-            #expect(idle.isClosedByPeer(within: .seconds(5)))
+            // A generous bound: with the whole suite running on two cores the event loops can be
+            // busy for seconds; a connection the timeout did not cover would stay open for good.
+            #expect(idle.isClosedByPeer(within: .seconds(20)))
         }
     }
 }
