@@ -241,7 +241,7 @@ actor ChatLog {
 
     /// Deletes deliveries older than the retention period (once a second), and rewrites the log
     /// when it holds only what was already deleted.
-    func maintain(now: UInt64) async {
+    func maintain(now: UInt64) async throws {
         let cutoff = now &- UInt64(retention * 1000)
         for (session, var queue) in queues {
             var expired = false
@@ -261,7 +261,7 @@ actor ChatLog {
             }
         }
         if logBytes > compactedBytes && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
-        if !pendingLines.isEmpty || compactionWanted { try? await commit() }
+        if !pendingLines.isEmpty || compactionWanted { try await commit() }
     }
 
     /// Deliveries stored and their bytes, for tests and the operator.

@@ -180,12 +180,12 @@ struct ChatService: Sendable {
     // MARK: - Hooks
 
     /// Announces a file completed into a session to its members (queued for those offline).
-    func fileStored(_ manifest: FileManifest) async {
+    func fileStored(_ manifest: FileManifest) async throws {
         guard let fileSession = manifest.session, let record = await sessions.record(fileSession.sessionID) else { return }
         let event = ChatFileEvent(fileID: manifest.fileID, size: manifest.size, sender: manifest.owner, epoch: fileSession.epoch,
                                   header: Secrets.hex(manifest.header.encoded()), sealedName: manifest.metadata["name"] ?? "")
         let recipients = record.members.subtracting([manifest.owner]).sorted { $0.value < $1.value }
-        _ = try? await log.append(session: fileSession.sessionID, message: nil, file: event, recipients: recipients, now: now)
+        _ = try await log.append(session: fileSession.sessionID, message: nil, file: event, recipients: recipients, now: now)
     }
 
     /// After an epoch changes a session's members: who left is sent nothing more, and their open

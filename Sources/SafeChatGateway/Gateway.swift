@@ -59,7 +59,7 @@ public struct Gateway: Sendable {
         self.chat = chat
         web = try WebAssets.load()
         uploads = UploadManager(registry: registry, blobs: blobs, configuration: configuration, access: access, logger: logger,
-                                fileStored: { await chat.fileStored($0) })
+                                fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")
         }
@@ -108,7 +108,7 @@ public struct Gateway: Sendable {
         return Application(
             responder: FrontResponder(routes: makeRouter().buildResponder(), maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [Sweeper(uploads: uploads, users: users, logger: logger), ChatMaintenance(chat: chat)],
+            services: [Sweeper(uploads: uploads, users: users, logger: logger), ChatMaintenance(chat: chat, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
@@ -147,10 +147,16 @@ struct Sweeper: Service {
 /// token was revoked or whose user left the session.
 struct ChatMaintenance: Service {
     let chat: ChatService
+    let logger: Logger
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            await chat.log.maintain(now: chat.now)
+            do {
+                try await chat.log.maintain(now: chat.now)
+            } catch {
+                // It runs again next second; a log that cannot be written needs an operator.
+                logger.error("chat log maintenance failed", metadata: ["error": "\(error)"])
+            }
             await chat.audit()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }

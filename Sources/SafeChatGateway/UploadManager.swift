@@ -22,11 +22,11 @@ public actor UploadManager {
     nonisolated let quota: QuotaLedger
     let logger: Logger
     /// Told of every file completed (the chat announces those sent to a session).
-    let fileStored: @Sendable (FileManifest) async -> Void
+    let fileStored: @Sendable (FileManifest) async throws -> Void
     private var busy: Set<FileID> = []
 
     init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger,
-         fileStored: @escaping @Sendable (FileManifest) async -> Void = { _ in }) {
+         fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
         self.fileStored = fileStored
         self.registry = registry
         self.blobs = blobs
@@ -164,7 +164,12 @@ public actor UploadManager {
         try await blockingIO { [blobs] in try blobs.promote(state.uploadID) }
         try await registry.removeUpload(state.uploadID)
         logger.info("file stored", metadata: ["file_id": "\(manifest.fileID)", "owner": "\(manifest.owner)", "bytes": "\(manifest.size)"])
-        await fileStored(manifest)
+        do {
+            try await fileStored(manifest)
+        } catch {
+            // The file is stored and acknowledged; only its announcement in the session's chat is lost.
+            logger.warning("upload event not queued for the session's chat", metadata: ["file_id": "\(manifest.fileID)", "error": "\(error)"])
+        }
         return manifest
     }
 

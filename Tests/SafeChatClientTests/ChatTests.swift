@@ -69,7 +69,7 @@ import SealedStream
 
             // Acknowledged, so deleted on the gateway: in memory at once, on disk at the next rewrite.
             #expect(try await Self.storedEntries(server).memory == 0)
-            await server.gateway.chat.log.maintain(now: server.gateway.chat.now)
+            try await server.gateway.chat.log.maintain(now: server.gateway.chat.now)
             #expect(try await Self.storedEntries(server).onDisk == 0)
             // Nothing is delivered twice.
             let again = try await two.run(["recv", session])
@@ -199,7 +199,7 @@ import SealedStream
         try await reopened.acknowledge(session: session, user: reader, upTo: 4)
         #expect(await reopened.backlog(session: session, user: reader).entries.map(\.seq) == [5])
         // Past the retention period it is gone, from memory and from the rewritten log.
-        await reopened.maintain(now: 1_000 + 61_000)
+        try await reopened.maintain(now: 1_000 + 61_000)
         #expect(await reopened.usage().entries == 0)
         let onDisk = try String(contentsOfFile: directory + "/log.jsonl", encoding: .utf8)
         #expect(!onDisk.contains("\"op\":\"entry\""), "\(onDisk)")
