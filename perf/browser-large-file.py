@@ -53,10 +53,10 @@ def person(context, user, password):
     return page
 
 
-def renderer_peak_mib(cdp, every=False):
+def renderer_peak_mib(cdps, every=False):
     peak = 0
     seen = []
-    for process in cdp.send("SystemInfo.getProcessInfo")["processInfo"]:
+    for process in [p for cdp in cdps for p in cdp.send("SystemInfo.getProcessInfo")["processInfo"]]:
         if process["type"] != "renderer":
             continue
         try:
@@ -71,12 +71,15 @@ def renderer_peak_mib(cdp, every=False):
 
 
 with sync_playwright() as p:
-    browser = p.chromium.launch(executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"), args=["--no-sandbox"])
-    cdp = browser.new_browser_cdp_session()
+    # A profile on disk for each person, as a user has: Playwright's new_context() is off the
+    # record, and there Chromium keeps the origin-private file system in memory.
+    contexts = [p.chromium.launch_persistent_context(os.path.join(work, f"profile{n}"), args=["--no-sandbox"],
+                                                     executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium")) for n in (1, 2)]
+    cdp = [c.browser.new_browser_cdp_session() for c in contexts]
     (first, first_password), (second, second_password) = [u.split(":", 1) for u in
                                                           os.environ.get("PAGE_USERS", "user1:password123,user2:password-two").split(",")]
-    one = person(browser.new_context(), first, first_password)
-    two = person(browser.new_context(), second, second_password)
+    one = person(contexts[0], first, first_password)
+    two = person(contexts[1], second, second_password)
     one.get_by_label("Session name").fill("Large")
     one.get_by_label("Members (user names, comma-separated)").fill(second)
     one.get_by_role("button", name="Create session").click()
@@ -108,5 +111,6 @@ with sync_playwright() as p:
     check(got == digest, "the page's download is byte-identical (per-MiB digests)")
     print(f"page upload {up:.0f} MiB/s, page download {down:.0f} MiB/s, renderer peak RSS {peak} MiB for {size_mib} MiB")
     check(peak < limit_mib, f"renderer memory stays under {limit_mib} MiB: {peak} MiB")
-    browser.close()
+    for c in contexts:
+        c.close()
 print("large file page test passed")

@@ -6,7 +6,8 @@ import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
 import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
 import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
 import { seal as hpkeSeal } from './hpke.js';
-import { openStream, sealRecord, sealStream, sealingContext } from './stream.js';
+import { RecordPool } from './pool.js';
+import { openStream, sealStream, sealingContext } from './stream.js';
 import * as store from './store.js';
 
 export class Gateway {
@@ -210,32 +211,56 @@ export async function upload(gateway, session, file, progress = () => {}) {
     offset = Number(answer.headers.get('Upload-Offset'));
   };
   const count = Math.max(1, Math.ceil(file.size / ctx.chunkSize));
+  // Chunks are sealed in parallel by a pool of workers (each reads its own slice of the file),
+  // taken back in order, and sent in batches, one PATCH in flight while the next batch is sealed:
+  // a few chunks and two batches in memory whatever the file's size.
+  const pool = new RecordPool(ctx);
+  const sealed = [];
+  let next = 0;
+  const sealAhead = () => {
+    while (next < count && sealed.length < 2 * pool.size) {
+      const i = next++;
+      const record = pool.seal(i, file.slice(i * ctx.chunkSize, (i + 1) * ctx.chunkSize), i === count - 1);
+      record.catch(() => {});  // awaited in order below
+      sealed.push(record);
+    }
+  };
+  let sending = Promise.resolve();
   let batch = [ctx.header];
   let batchStart = 0;
   let position = ctx.header.length;
-  for (let i = 0; i < count; i++) {
-    const plain = new Uint8Array(await file.slice(i * ctx.chunkSize, (i + 1) * ctx.chunkSize).arrayBuffer());
-    const record = await sealRecord(ctx, i, plain, i === count - 1);
-    const tag = hex(record.subarray(record.length - 16));
-    if (i < tags.length && tags[i] !== tag) {
-      // Same salt, different plaintext: sending it would reuse nonces. Start afresh under a new salt.
-      await fetch(location, { method: 'DELETE', headers: tus }).catch(() => {});
-      await store.remove(stateKey);
-      return upload(gateway, session, file, progress);
-    }
-    if (i >= tags.length) tags.push(tag);
-    batch.push(record);
-    position += record.length;
-    const last = i === count - 1;
-    if (position - batchStart >= 8 << 20 || last) {
-      if (position > offset) {
-        await store.put(stateKey, { location, header: hex(ctx.header), tags });
-        await send(batch, batchStart);
+  try {
+    for (let i = 0; i < count; i++) {
+      sealAhead();
+      const { header, sealed: body } = await sealed.shift();
+      const tag = hex(body.subarray(body.length - 16));
+      if (i < tags.length && tags[i] !== tag) {
+        // Same salt, different plaintext: sending it would reuse nonces. Start afresh under a new salt.
+        await sending.catch(() => {});
+        await fetch(location, { method: 'DELETE', headers: tus }).catch(() => {});
+        await store.remove(stateKey);
+        return upload(gateway, session, file, progress);
       }
-      batch = [];
-      batchStart = position;
-      progress(offset, Math.min(file.size, (i + 1) * ctx.chunkSize), resumedAt);
+      if (i >= tags.length) tags.push(tag);
+      batch.push(header, body);
+      position += header.length + body.length;
+      const last = i === count - 1;
+      if (position - batchStart >= 8 << 20 || last) {
+        const [parts, start, read] = [batch, batchStart, Math.min(file.size, (i + 1) * ctx.chunkSize)];
+        await sending;
+        if (position > offset) {
+          // Every tag of a batch is recorded before any of it is sent (the nonce-safety rule).
+          await store.put(stateKey, { location, header: hex(ctx.header), tags });
+          sending = send(parts, start).then(() => progress(offset, read, resumedAt));
+          sending.catch(() => {});  // awaited before the next batch, or at the end
+        } else progress(offset, read, resumedAt);
+        batch = [];
+        batchStart = position;
+      }
     }
+    await sending;
+  } finally {
+    pool.close();
   }
   await store.remove(stateKey);
   return location.split('/').pop();

@@ -66,10 +66,17 @@ const LAST_LITERALS = 5;
 const MF_LIMIT = 12;
 const MAX_OFFSET = 65535;
 
-/** Compresses `src` (Uint8Array) as one LZ4 block; the result may be longer than `src`. */
-export function compressBlock(src) {
+/** The most bytes compressBlock can produce for `n` input bytes. */
+export const compressBound = (n) => n + Math.ceil(n / 255) + 16;
+
+/**
+ * Compresses `src` (Uint8Array) as one LZ4 block; the result may be longer than `src`. It is
+ * written into `into` when that holds compressBound(src.length) bytes (a buffer reused from call
+ * to call), else into a new array.
+ */
+export function compressBlock(src, into) {
   const n = src.length;
-  const out = new Uint8Array(n + Math.ceil(n / 255) + 16);
+  const out = into && into.length >= compressBound(n) ? into : new Uint8Array(compressBound(n));
   let op = 0;
   let anchor = 0;
 

@@ -131,18 +131,27 @@ export async function sealingContext(sessionKey, { chunkLog2 = 20, compress = tr
   return { header, codec: compress ? 1 : 0, chunkSize: 2 ** chunkLog2, key: s.key, baseNonce: s.baseNonce };
 }
 
-/** Seals chunk `index` (section 5.2). */
-export async function sealRecord(ctx, index, plain, final) {
+/**
+ * Seals chunk `index` (section 5.2) as its two parts, the 16-byte record header and the body with
+ * its tag, so a caller can send them without joining them. `scratch`, if given, is reused for the
+ * LZ4 output (at least compressBound(plain.length) bytes), so sealing a file allocates less.
+ */
+export async function sealRecordParts(ctx, index, plain, final, scratch) {
   let body = plain;
   let flags = final ? 1 : 0;
   if (ctx.codec === 1 && plain.length >= 2) {
-    const compressed = compressBlock(plain);
+    const compressed = compressBlock(plain, scratch);
     if (compressed.length < plain.length) { body = compressed; flags |= 2; }
   }
   const header = concat(u32be(index), new Uint8Array([flags, 0, 0, 0]), u32be(plain.length), u32be(body.length));
   const sealed = new Uint8Array(await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: nonce(ctx.baseNonce, index), additionalData: header, tagLength: 128 }, ctx.key, body));
-  return concat(header, sealed);
+  return [header, sealed];
+}
+
+/** Seals chunk `index` (section 5.2) as one record. */
+export async function sealRecord(ctx, index, plain, final) {
+  return concat(...await sealRecordParts(ctx, index, plain, final));
 }
 
 /** Seals bytes held in memory (tests and small values such as names). */
