@@ -180,6 +180,47 @@ import SealedStream
         }
     }
 
+    /// `safechat chat` in a tmux pane (a real terminal, as a user runs it): an incoming message is
+    /// drawn in the pane, a line typed with send-keys reaches the other member, `/quit` ends it.
+    @Test func theInteractiveChatWorksUnderTmux() async throws {
+        try await TestGateway.with { server in
+            let (one, two, _, session) = try await Self.pair(server)
+            defer { one.remove(); two.remove() }
+            let socket = one.path("tmux.sock")
+            func tmux(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+                try await runProcess(["tmux", "-S", socket] + arguments, in: one.url)
+            }
+            defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/env"), arguments: ["tmux", "-S", socket, "kill-server"]) }
+            let command = "env XDG_CONFIG_HOME=\(one.config) XDG_DATA_HOME=\(one.data) \(ClientCommandTests.safechat) chat \(session); echo chat-exited-$?; sleep 60"
+            // The tmux server outlives the command that starts it, so it must inherit no descriptor
+            // but /dev/null: Foundation learns that a child exited when a socket it shares with the
+            // child closes, and an output pipe left open would never end.
+            let detached = "for f in /proc/$$/fd/*; do n=${f##*/}; [ \"$n\" -gt 2 ] && eval \"exec $n>&-\"; done; exec \"$@\" </dev/null >/dev/null 2>&1"
+            let started = try await runProcess(["bash", "-c", detached, "bash", "tmux", "-S", socket, "new-session", "-d", "-s", "chat", "-x", "120", "-y", "30", command], in: one.url)
+            #expect(started.status == 0, "\(started.output)")
+            func pane(until text: String) async throws -> String {
+                var screen = ""
+                for _ in 0..<100 {
+                    screen = try await tmux(["capture-pane", "-p", "-t", "chat"]).output
+                    if screen.contains(text) { break }
+                    try await Task.sleep(for: .milliseconds(100))
+                }
+                return screen
+            }
+            // The pane is connected once the first message sent to it shows up there.
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await two.run(["send", session, "hello to the tmux pane"]).status == 0)
+            let shown = try await pane(until: "user2 ✓: hello to the tmux pane")
+            #expect(shown.contains("user2 ✓: hello to the tmux pane"), "\(shown)")
+            #expect(try await tmux(["send-keys", "-t", "chat", "typed in tmux", "Enter"]).status == 0)
+            let received = try await two.run(["recv", session, "--wait", "10"])
+            #expect(received.output.contains("user1 ✓: typed in tmux"), "\(received.output)")
+            #expect(try await tmux(["send-keys", "-t", "chat", "/quit", "Enter"]).status == 0)
+            let ended = try await pane(until: "chat-exited-")
+            #expect(ended.contains("chat-exited-0"), "\(ended)")
+        }
+    }
+
     @Test func theQueueKeepsItsBoundsAcrossARestartAndExpiresOldDeliveries() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatlog-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
