@@ -82,7 +82,9 @@ enum ChatLogError: Error, CustomStringConvertible {
 /// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
 actor ChatLog {
     private struct Record: Codable {
-        enum Op: String, Codable { case entry, ack, head }
+        /// `dropped` carries, in `seq`, how many deliveries were dropped for `user` and not yet
+        /// reported to them (the latest record wins; 0 once reported).
+        enum Op: String, Codable { case entry, ack, head, dropped }
         var op: Op
         var entry: ChatEntry?
         var session: SessionID?
@@ -98,7 +100,7 @@ actor ChatLog {
         var head: UInt64 = 0
         var cursors: [UserID: UInt64] = [:]
         var waiting: [UserID: Int] = [:]
-        /// Deliveries dropped for a member since they last connected (not kept across restarts).
+        /// Deliveries dropped for a member since they last connected (kept in the log as `dropped` records).
         var dropped: [UserID: UInt64] = [:]
         var live: ArraySlice<ChatEntry> { entries[start...] }
 
@@ -184,6 +186,9 @@ actor ChatLog {
         case .head:
             guard let session = record.session, let seq = record.seq else { return }
             queues[session, default: Queue()].head = max(queues[session]?.head ?? 0, seq)
+        case .dropped:
+            guard let session = record.session, let user = record.user, let count = record.seq else { return }
+            queues[session, default: Queue()].dropped[user] = count > 0 ? count : nil
         }
     }
 
@@ -228,6 +233,8 @@ actor ChatLog {
         let cursor = queue.cursors[user, default: 0]
         let waiting = queue.entries[queue.index(after: cursor)...].filter { $0.recipients.contains(user) }
         let dropped = queue.dropped.removeValue(forKey: user) ?? 0
+        // Written with the next commit: a count reported just before a crash may be reported again.
+        if dropped > 0 { pendingLines += Self.line(Record(op: .dropped, session: session, user: user, seq: 0)) }
         queues[session] = queue
         return (waiting, dropped)
     }
@@ -253,6 +260,7 @@ actor ChatLog {
                     queue.waiting[user, default: 1] -= 1
                     queue.dropped[user, default: 0] += 1
                     pendingLines += Self.line(Record(op: .ack, session: session, user: user, seq: entry.seq))
+                    pendingLines += Self.line(Record(op: .dropped, session: session, user: user, seq: queue.dropped[user]))
                 }
             }
             if expired {
@@ -345,6 +353,7 @@ actor ChatLog {
                 queue.waiting[user]! -= 1
                 queue.dropped[user, default: 0] += 1
                 pendingLines += Self.line(Record(op: .ack, session: entry.session, user: user, seq: oldest.seq))
+                pendingLines += Self.line(Record(op: .dropped, session: entry.session, user: user, seq: queue.dropped[user]))
             }
         }
         storedBytes -= Self.collect(&queue)
@@ -381,17 +390,23 @@ actor ChatLog {
         return json.bytes + [UInt8(ascii: "\n")]
     }
 
-    /// The whole live state as log records: each session's last seq, and, where deliveries are
-    /// still waiting, the cursors and those deliveries.
+    /// The whole live state as log records: each session's last seq, the drop counts not yet
+    /// reported, and, where deliveries are still waiting, the cursors and those deliveries.
     private static func snapshot(of queues: [SessionID: Queue]) -> [UInt8] {
         var bytes: [UInt8] = []
         for (session, queue) in queues.sorted(by: { $0.key.value < $1.key.value }) where queue.head > 0 {
-            bytes += line(Record(op: .head, session: session, seq: queue.head))
-            guard !queue.live.isEmpty else { continue }
-            for (user, seq) in queue.cursors.sorted(by: { $0.key.value < $1.key.value }) {
-                bytes += line(Record(op: .ack, session: session, user: user, seq: seq))
+            for (user, count) in queue.dropped.sorted(by: { $0.key.value < $1.key.value }) {
+                bytes += line(Record(op: .dropped, session: session, user: user, seq: count))
             }
-            for entry in queue.live { bytes += line(Record(op: .entry, entry: entry)) }
+            if !queue.live.isEmpty {
+                for (user, seq) in queue.cursors.sorted(by: { $0.key.value < $1.key.value }) {
+                    bytes += line(Record(op: .ack, session: session, user: user, seq: seq))
+                }
+                for entry in queue.live { bytes += line(Record(op: .entry, entry: entry)) }
+            }
+            // After the entries: replay skips an entry at or below the head it has read, so a head
+            // written first made a second restart lose every waiting delivery.
+            bytes += line(Record(op: .head, session: session, seq: queue.head))
         }
         return bytes
     }

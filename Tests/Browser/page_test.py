@@ -6,7 +6,10 @@ PyPI package) both ways. Exit status 0 if every check holds.
 
   page_test.py BASE_URL FIXTURES_DIR
 """
-import base64, os, random, re, sys, urllib.error, urllib.request
+import faulthandler, base64, os, random, re, sys, urllib.error, urllib.request
+
+# A hang becomes a failure with the stack of where it hung, not a stuck CI job.
+faulthandler.dump_traceback_later(240, exit=True)
 from pathlib import Path
 import lz4.block
 from cryptography.hazmat.primitives import serialization

@@ -232,13 +232,17 @@ import SealedStream
         let log = try ChatLog(directory: directory, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
         for n in 1...5 { _ = try await log.append(session: session, message: wire(n), file: nil, recipients: [reader], now: 1_000) }
         // Full queue: the oldest two were dropped for the reader, and they are told.
-        let (waiting, dropped) = await log.backlog(session: session, user: reader)
-        #expect(waiting.map(\.seq) == [3, 4, 5] && dropped == 2)
-        // A restart (the log replayed) keeps exactly that.
+        // A restart (the log replayed) keeps exactly that, the count of drops included.
         let reopened = try ChatLog(directory: directory, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
-        #expect(await reopened.backlog(session: session, user: reader).entries.map(\.seq) == [3, 4, 5])
+        let (waiting, dropped) = await reopened.backlog(session: session, user: reader)
+        #expect(waiting.map(\.seq) == [3, 4, 5] && dropped == 2)
+        #expect(await reopened.backlog(session: session, user: reader).dropped == 0, "a drop is reported once")
         try await reopened.acknowledge(session: session, user: reader, upTo: 4)
         #expect(await reopened.backlog(session: session, user: reader).entries.map(\.seq) == [5])
+        // Once reported, and written with the next commit, a restart does not report it again.
+        let restarted = try ChatLog(directory: directory, queueLimit: 3, retention: 60, storageLimit: 1 << 20, bus: LocalChatBus())
+        let replayed = await restarted.backlog(session: session, user: reader)
+        #expect(replayed.entries.map(\.seq) == [5] && replayed.dropped == 0, "\(replayed.entries.map(\.seq)) \(replayed.dropped)")
         // Past the retention period it is gone, from memory and from the rewritten log.
         try await reopened.maintain(now: 1_000 + 61_000)
         #expect(await reopened.usage().entries == 0)
