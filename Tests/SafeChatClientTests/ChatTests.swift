@@ -190,6 +190,7 @@ import SealedStream
             func tmux(_ arguments: [String]) async throws -> (status: Int32, output: String) {
                 try await runProcess(["tmux", "-S", socket] + arguments, in: one.url)
             }
+            // Cleanup only: if tmux could not start, the expectations below have already failed.
             defer { _ = try? Process.run(URL(fileURLWithPath: "/usr/bin/env"), arguments: ["tmux", "-S", socket, "kill-server"]) }
             let command = "env XDG_CONFIG_HOME=\(one.config) XDG_DATA_HOME=\(one.data) \(ClientCommandTests.safechat) chat \(session); echo chat-exited-$?; sleep 60"
             // The tmux server outlives the command that starts it, so it must inherit no descriptor
