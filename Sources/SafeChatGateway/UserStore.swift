@@ -77,7 +77,7 @@ public actor UserStore {
     private var removed: [UserID] = []
     private var loadedModification: Date?
     /// Verified against when the user does not exist, so a wrong name costs the same time.
-    private let decoy: PasswordHash
+    let decoy: PasswordHash
 
     public init(path: String) throws {
         self.path = path

@@ -27,6 +27,7 @@ import SealedStream
             return (reply, Date().timeIntervalSince(start))
         }
         var passwordTimes: [Double] = [], userTimes: [Double] = []
+        // Two rounds: a fifth failure from one address would be throttled.
         for _ in 0..<2 {
             let (wrongPassword, t1) = try await attempt("user1", "not-the-password")
             let (wrongUser, t2) = try await attempt("nobody", "not-the-password")
@@ -35,11 +36,14 @@ import SealedStream
             passwordTimes.append(t1)
             userTimes.append(t2)
         }
-        // Both pay for one scrypt (tens of ms); the fastest of each is within a small factor of the
-        // other even on a loaded machine. A user lookup that skipped scrypt would answer in ~1 ms.
-        let fastestPassword = passwordTimes.min()!, fastestUser = userTimes.min()!
-        #expect(fastestPassword > 0.02 && fastestUser > 0.02, "\(passwordTimes) \(userTimes)")
-        #expect(max(fastestPassword, fastestUser) / min(fastestPassword, fastestUser) < 5, "\(passwordTimes) \(userTimes)")
+        // A lookup that skipped scrypt for an unknown name would answer in about 1 ms; both pay for
+        // one scrypt (tens of ms). The times are not compared with each other: with the rest of the
+        // suite logging in at once, each waits behind a different queue of scrypts in the thread pool.
+        #expect(passwordTimes.min()! > 0.02 && userTimes.min()! > 0.02, "\(passwordTimes) \(userTimes)")
+        // The work itself is the same: an unknown name is checked against a decoy of the same cost.
+        let users = try UserStore(path: server.dataDirectory + "/users.json")
+        let decoy = await users.decoy
+        #expect((decoy.n, decoy.r, decoy.p) == UserStore.cost)
         #expect(try await anonymous.send(.POST, "/login", body: Array("not json".utf8)).status == 400)
         await server.stop()
     }
