@@ -141,7 +141,7 @@ with sync_playwright() as p:
     # the same salt, and downloads byte-identical.
     big = os.path.join(os.path.dirname(path), "big.bin")
     with open(big, "wb") as f:
-        f.write(os.urandom(12 << 20) + b"compressible text " * (700 << 10))
+        f.write(os.urandom(24 << 20) + b"compressible text " * (700 << 10))  # 37 chunks: each worker is replaced at least once
     big_digest = hashlib.sha256(open(big, "rb").read()).hexdigest()
     patches = []
 

@@ -200,16 +200,22 @@ export async function upload(gateway, session, file, progress = () => {}) {
     await store.put(stateKey, { location, header: hex(ctx.header), tags });
   }
   const resumedAt = offset;
-  const send = async (parts, start) => {
-    // Only what the gateway does not have yet. A Blob body: Chromium sends it 5× faster than the
-    // same bytes as a Uint8Array, and no copy of the batch is made.
-    const body = new Blob(parts).slice(Math.max(0, offset - start));
-    const answer = await fetch(location, {
-      method: 'PATCH', headers: { ...tus, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) }, body,
-    });
-    if (answer.status !== 204) throw new Error(`the gateway refused part of the upload (${answer.status}): ${(await answer.text()).slice(0, 200)}`);
-    offset = Number(answer.headers.get('Upload-Offset'));
-  };
+  const send = (parts, start) => new Promise((resolve, reject) => {
+    // Only what the gateway does not have yet, as a Blob body (Chromium sends it 5× faster than
+    // the same bytes as a Uint8Array), from a worker of its own that the records are handed to.
+    const worker = new Worker(new URL('./send-worker.js', import.meta.url), { type: 'module' });
+    worker.onmessage = ({ data }) => {
+      worker.terminate();
+      if (data.error) return reject(new Error(`the upload broke off: ${data.error}`));
+      if (data.status !== 204) return reject(new Error(`the gateway refused part of the upload (${data.status}): ${data.text}`));
+      offset = Number(data.offset);
+      resolve();
+    };
+    worker.onerror = (event) => { event.preventDefault(); worker.terminate(); reject(new Error(event.message || 'the sending worker failed')); };
+    const headers = { ...tus, 'Content-Type': 'application/offset+octet-stream', 'Upload-Offset': String(offset) };
+    worker.postMessage({ url: new URL(location, document.baseURI).href, headers, parts, skip: Math.max(0, offset - start) },
+      parts.filter((part) => part !== ctx.header).map((part) => part.buffer));
+  });
   const count = Math.max(1, Math.ceil(file.size / ctx.chunkSize));
   // Chunks are sealed in parallel by a pool of workers (each reads its own slice of the file),
   // taken back in order, and sent in batches, one PATCH in flight while the next batch is sealed:

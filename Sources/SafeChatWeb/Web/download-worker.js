@@ -70,6 +70,9 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
     pool = new RecordPool(ctx);
     const depth = 2 * pool.size;
     const spare = [];
+    // Written plaintexts go back to the pool (to be opened into, or dropped there), so the garbage
+    // of a long download is left in the pool's short-lived workers, not here.
+    const written = [];
     const pending = [];
     let parsed = { index: at.index, final: false };
     while (pending.length || !parsed.final) {
@@ -80,7 +83,7 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
         const info = recordHeader(ctx, new Uint8Array(buffer, 0, 16), 0, index);
         ({ buffer, got } = await reader.read(buffer, 16, info.size - 16));
         if (got < info.size - 16) throw new Interrupted(`chunk ${index} is cut short`);
-        const opened = pool.open(index, info, new Uint8Array(buffer, 0, info.size));
+        const opened = pool.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
         opened.catch(() => {});  // awaited in order below; a later one failing first must not go unhandled
         pending.push({ opened, info });
         parsed = { index: index + 1, final: info.final };
@@ -90,6 +93,7 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
       const { plain, record } = await opened;
       spare.push(record.buffer);
       access.write(plain, { at: at.written });
+      written.push(plain.buffer);
       at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + plain.length };
       // A checkpoint is only ever a point whose bytes are flushed; a flush per 16 records, not per record.
       if (at.index % 16 === 0 || !pending.length) {

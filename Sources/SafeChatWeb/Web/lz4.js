@@ -6,9 +6,12 @@
 
 export class LZ4Error extends Error {}
 
-/** Decompresses `src` (Uint8Array), which must produce exactly `outputLength` bytes. */
-export function decompressBlock(src, outputLength) {
-  const out = new Uint8Array(outputLength);
+/**
+ * Decompresses `src` (Uint8Array), which must produce exactly `outputLength` bytes: into the start
+ * of `into` (an ArrayBuffer of at least that length) if given, else into a new buffer.
+ */
+export function decompressBlock(src, outputLength, into) {
+  const out = into && into.byteLength >= outputLength ? new Uint8Array(into, 0, outputLength) : new Uint8Array(outputLength);
   const n = src.length;
   let s = 0;
   let d = 0;

@@ -1,37 +1,63 @@
 // Sealing and opening in parallel: a few Web Workers (./record-worker.js), each with the stream's
 // context (its AES key is a non-extractable CryptoKey, which workers can be handed). Callers keep
 // order themselves by awaiting the promises in the order they asked; the pool only spreads work.
+//
+// A worker is retired after RETIRE_AFTER records and a fresh one takes its place: its leftover
+// buffers (WebCrypto's outputs) are freed with its heap, instead of piling up until V8 collects
+// them, which in one worker alone was 300 MiB (docs/BROWSER.md section 4). Callers that open
+// hand the plaintexts they are done with back with their next request, so those die here too.
 import { SealedStreamError } from './stream.js';
+
+const RETIRE_AFTER = 8;
 
 export class RecordPool {
   /** `ctx` from sealingContext or openingContext; `size` workers (default: one per core, 2 to 4). */
   constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2))) {
+    this.ctx = ctx;
     this.size = size;
     this.jobs = new Map();
     this.nextID = 0;
-    this.workers = Array.from({ length: size }, () => {
-      const worker = new Worker(new URL('./record-worker.js', import.meta.url), { type: 'module' });
-      worker.busy = 0;
-      worker.onmessage = ({ data }) => {
-        const job = this.jobs.get(data.id);
-        this.jobs.delete(data.id);
-        worker.busy--;
-        if (data.error) job.reject(new SealedStreamError(data.code, data.error));
-        else job.resolve(data);
-      };
-      worker.onerror = (event) => {
-        event.preventDefault();
-        for (const job of this.jobs.values()) job.reject(new Error(event.message || 'a sealing worker failed'));
-        this.jobs.clear();
-      };
-      worker.postMessage({ ctx });
-      return worker;
-    });
+    this.retiring = new Set();
+    this.workers = Array.from({ length: size }, () => this.spawn());
+  }
+
+  spawn() {
+    const worker = new Worker(new URL('./record-worker.js', import.meta.url), { type: 'module' });
+    worker.busy = 0;
+    worker.handed = 0;
+    worker.onmessage = ({ data }) => {
+      const job = this.jobs.get(data.id);
+      this.jobs.delete(data.id);
+      worker.busy--;
+      this.endRetired();
+      if (data.error) job.reject(new SealedStreamError(data.code, data.error));
+      else job.resolve(data);
+    };
+    worker.onerror = (event) => {
+      event.preventDefault();
+      for (const job of this.jobs.values()) job.reject(new Error(event.message || 'a sealing worker failed'));
+      this.jobs.clear();
+    };
+    worker.postMessage({ ctx: this.ctx });
+    return worker;
+  }
+
+  endRetired() {
+    for (const worker of this.retiring) {
+      if (worker.busy === 0) { worker.terminate(); this.retiring.delete(worker); }
+    }
   }
 
   run(message, transfer = []) {
-    const worker = this.workers.reduce((a, b) => (b.busy < a.busy ? b : a));
+    let slot = 0;
+    for (let i = 1; i < this.workers.length; i++) if (this.workers[i].busy < this.workers[slot].busy) slot = i;
+    const worker = this.workers[slot];
     worker.busy++;
+    if (++worker.handed === RETIRE_AFTER) {
+      // It finishes what it was handed; new work goes to its successor, which starts now.
+      this.retiring.add(worker);
+      this.workers[slot] = this.spawn();
+    }
     const id = this.nextID++;
     return new Promise((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
@@ -39,15 +65,25 @@ export class RecordPool {
     });
   }
 
-  /** Record `index` sealed from `blob` (a slice of the file, read by the worker): `{ header, sealed }`. */
+  /**
+   * Record `index` sealed from `blob` (a slice of the file, read by the worker): `{ header, sealed }`,
+   * the record's two parts. (They stay in the caller: a Blob made of them breaks, now and then, once
+   * they are handed back to a worker, even after the Blob was sent.)
+   */
   seal(index, blob, final) { return this.run({ op: 'seal', index, blob, final }); }
 
   /**
    * Record `index`'s plaintext, verified: `{ plain, record }`, where `record` is the bytes handed
    * in, given back to be reused. `record` must be a view whose buffer the caller gives away; `info`
-   * comes from recordHeader.
+   * comes from recordHeader. `spare`, if given, is an ArrayBuffer of chunkSize bytes the caller is
+   * done with (a plaintext returned earlier): a compressed record is opened into it.
    */
-  open(index, info, record) { return this.run({ op: 'open', index, info, record }, [record.buffer]); }
+  open(index, info, record, spare) {
+    return this.run({ op: 'open', index, info, record, spare }, spare ? [record.buffer, spare] : [record.buffer]);
+  }
 
-  close() { for (const worker of this.workers) worker.terminate(); }
+  close() {
+    for (const worker of [...this.workers, ...this.retiring]) worker.terminate();
+    this.retiring.clear();
+  }
 }

@@ -1,7 +1,8 @@
 // One worker of a RecordPool (./pool.js): seals or opens the records it is handed under the one
-// stream context it was given (docs/FORMAT.md 5.2, 6.2). Bytes come and go as transferred buffers,
-// and a record's buffer goes back to its sender to be filled again, so that a long file makes
-// little garbage (the renderer's memory is what the issue bounds).
+// stream context it was given (docs/FORMAT.md 5.2, 6.2). WebCrypto hands back every result in a
+// new buffer, and V8 lets a few hundred MiB of such garbage build up before it collects: so opened
+// plaintexts come back here once written (to be opened into, or dropped), and the pool replaces
+// a worker after a few records, which frees its heap at once.
 import { compressBound } from './lz4.js';
 import { openRecord, sealRecordParts } from './stream.js';
 
@@ -16,9 +17,10 @@ async function seal({ index, final, blob }) {
   return { reply: { header, sealed }, transfer: [header.buffer, sealed.buffer] };
 }
 
-async function open({ index, info, record }) {
-  const plain = await openRecord(ctx, info, record, index);
-  return { reply: { plain, record }, transfer: plain.buffer === record.buffer ? [plain.buffer] : [plain.buffer, record.buffer] };
+async function open({ index, info, record, spare }) {
+  // WebCrypto's output is a new buffer, never the record's: both go back.
+  const plain = await openRecord(ctx, info, record, index, spare);
+  return { reply: { plain, record }, transfer: [plain.buffer, record.buffer] };
 }
 
 self.onmessage = async ({ data }) => {

@@ -88,8 +88,11 @@ export function recordHeader(ctx, bytes, at, expected) {
   return { header: h.slice(), final, lz4, plainLength, bodyLength, size: 16 + bodyLength + 16 };
 }
 
-/** Verifies and opens one record whose header `info` came from recordHeader (rules 6.2.7, 6.2.8). */
-export async function openRecord(ctx, info, recordBytes, index) {
+/**
+ * Verifies and opens one record whose header `info` came from recordHeader (rules 6.2.7, 6.2.8).
+ * A compressed record is decompressed into `into` (an ArrayBuffer of chunkSize bytes) if given.
+ */
+export async function openRecord(ctx, info, recordBytes, index, into) {
   let body;
   try {
     body = new Uint8Array(await crypto.subtle.decrypt(
@@ -100,7 +103,7 @@ export async function openRecord(ctx, info, recordBytes, index) {
   }
   if (!info.lz4) return body;
   try {
-    return decompressBlock(body, info.plainLength);
+    return decompressBlock(body, info.plainLength, into);
   } catch {
     throw new SealedStreamError('decompressionFailed', `chunk ${index} does not decompress`);
   }
