@@ -174,6 +174,14 @@ with sync_playwright() as p:
         return [...new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()))].map((b) => b.toString(16).padStart(2, '0')).join('');
     }""")
     check(got == big_digest, "the resumed upload downloads byte-identical")
+    # Where the browser has no save picker, Save starts a browser download of the verified file.
+    two.evaluate("() => { delete window.showSaveFilePicker; window.showSaveFilePicker = undefined; }")
+    with two.expect_download(timeout=60000) as saving:
+        two.get_by_role("button", name="Save big.bin").click()
+    saved_path = os.path.join(os.path.dirname(path), "saved-big.bin")
+    saving.value.save_as(saved_path)
+    check(saving.value.suggested_filename == "big.bin", f"the download keeps the file's name: {saving.value.suggested_filename}")
+    check(hashlib.sha256(open(saved_path, "rb").read()).hexdigest() == big_digest, "the browser download of the file is byte-identical")
 
     # Members change in the page: user1 removes user2 (a new epoch and key; user2 no longer sees the
     # session), then adds them back (user2 verifies the whole log again and chats on the new key).

@@ -119,7 +119,7 @@ with sync_playwright() as p:
         return [...digest].map((b) => b.toString(16).padStart(2, '0')).join('');
     }""", name)
     check(got == digest, "the page's download is byte-identical to what the CLI uploaded")
-    check(page.get_by_role("link", name=f"Save {name}").count() == 1, "a verified file is offered")
+    check(page.get_by_role("button", name=f"Save {name}").count() == 1, "a verified file is offered")
 
     # A flipped byte on the gateway's disk: the page refuses, keeps no partial file, offers nothing new.
     with open(blob, "r+b") as f:
@@ -133,7 +133,25 @@ with sync_playwright() as p:
     check("authentication" in refusal, f"the refusal says the chunk failed authentication: {refusal}")
     names = page.evaluate("""async () => { const out = []; for await (const k of (await navigator.storage.getDirectory()).keys()) out.push(k); return out; }""")
     check(not any(n.endswith(".partial") for n in names), f"no partial file is kept: {names}")
-    check(page.get_by_role("link", name=f"Save {name}").count() == 1, "the refused download is not offered")
+    check(page.get_by_role("button", name=f"Save {name}").count() == 1, "the refused download is not offered")
+
+    # Saving the verified file with the File System Access save picker. A headless browser cannot
+    # answer the picker's dialog, so the test stands in for the user and picks a file of its own
+    # (an origin-private one, the same kind of handle); the page streams the file into it.
+    page.evaluate("""() => { window.showSaveFilePicker = async ({ suggestedName }) =>
+        (await navigator.storage.getDirectory()).getFileHandle(`picked-${suggestedName}`, { create: true }); }""")
+    page.get_by_role("button", name=f"Save {name}").click()
+    page.get_by_text(f"{name} saved").wait_for(timeout=60000)
+    saved = page.evaluate("""async (name) => {
+        const root = await navigator.storage.getDirectory();
+        const file = await (await root.getFileHandle(`picked-${name}`)).getFile();
+        const digest = new Uint8Array(await crypto.subtle.digest('SHA-256', await file.arrayBuffer()));
+        const names = [];
+        for await (const k of root.keys()) names.push(k);
+        return { digest: [...digest].map((b) => b.toString(16).padStart(2, '0')).join(''), names };
+    }""", name)
+    check(saved["digest"] == digest, "the file saved through the picker is byte-identical")
+    check(name not in saved["names"], f"the private copy is removed once saved: {saved['names']}")
 
     page.get_by_label("Files to send").set_input_files(to_upload)
     page.get_by_role("button", name="Upload", exact=True).click()

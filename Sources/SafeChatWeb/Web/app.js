@@ -4,7 +4,7 @@
 // the gateway supplies is put in the page as text (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
-  Gateway, changeMembers, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, savedIdentity, upload, verifyMember,
+  Gateway, changeMembers, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, saveFile, savedIdentity, upload, verifyMember,
 } from './client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -118,8 +118,18 @@ async function showSession(session) {
       $('transfer').textContent = `Downloading ${name}…`;
       try {
         const file = await download(state.gateway, entry.file_id, key, name, (bytes) => { $('transfer').textContent = `${name}: ${bytes} bytes verified`; });
-        const link = element('a', `Save ${name}`, { href: URL.createObjectURL(file), download: name });
-        item.append(' ', link);
+        const save = element('button', `Save ${name}`, { type: 'button' });
+        save.addEventListener('click', async () => {
+          try {
+            const outcome = await saveFile(file);
+            $('transfer').textContent = outcome === 'saved' ? `${name} saved` : outcome === 'offered' ? `${name} offered as a browser download` : `${name} not saved`;
+            if (outcome === 'saved') save.remove();
+          } catch (error) {
+            $('transfer').textContent = `${name} not saved: ${error.message}`;
+          }
+        });
+        item.querySelectorAll('button').forEach((b) => b !== button && b.remove());
+        item.append(' ', save);
         $('transfer').textContent = `${name}: ${file.size} bytes downloaded and verified`;
       } catch (error) {
         $('transfer').textContent = `${name} refused: ${error.message}`;

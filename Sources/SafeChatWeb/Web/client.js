@@ -157,6 +157,34 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
   return (await root.getFileHandle(name)).getFile();
 }
 
+/**
+ * Saves a downloaded, verified file (a File from download()) where the user chooses: with the File
+ * System Access API's save picker where the browser grants it, streamed from the origin-private
+ * file system to the chosen file (flat memory, and the browser only puts the file in place once the
+ * stream is closed); else as a browser download of the same on-disk File. The private copy is
+ * removed once the picker's copy is complete. Returns 'saved', 'offered' (a browser download was
+ * started) or 'cancelled'.
+ */
+export async function saveFile(file) {
+  if (typeof window.showSaveFilePicker !== 'function') {
+    const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(file), download: file.name });
+    link.click();
+    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    return 'offered';
+  }
+  let handle;
+  try {
+    handle = await window.showSaveFilePicker({ suggestedName: file.name });
+  } catch (error) {
+    if (error.name === 'AbortError') return 'cancelled';
+    throw error;
+  }
+  const writable = await handle.createWritable();
+  await file.stream().pipeTo(writable);  // closes the writable when done; aborts it on a failure
+  await (await navigator.storage.getDirectory()).removeEntry(file.name).catch(() => {});
+  return 'saved';
+}
+
 const toBase64 = (bytes) => {
   let s = '';
   for (let i = 0; i < bytes.length; i += 8192) s += String.fromCharCode(...bytes.subarray(i, i + 8192));

@@ -4,7 +4,7 @@
 //
 // A worker is retired after RETIRE_AFTER records and a fresh one takes its place: its leftover
 // buffers (WebCrypto's outputs) are freed with its heap, instead of piling up until V8 collects
-// them, which in one worker alone was 300 MiB (docs/BROWSER.md section 4). Callers that open
+// them, which in one worker alone was 300 MiB (docs/BROWSER.md section 6). Callers that open
 // hand the plaintexts they are done with back with their next request, so those die here too.
 import { SealedStreamError } from './stream.js';
 
@@ -67,8 +67,9 @@ export class RecordPool {
 
   /**
    * Record `index` sealed from `blob` (a slice of the file, read by the worker): `{ header, sealed }`,
-   * the record's two parts. (They stay in the caller: a Blob made of them breaks, now and then, once
-   * they are handed back to a worker, even after the Blob was sent.)
+   * the record's two parts. A Blob made of them must be used where they stay: when the buffers were
+   * handed on once the Blob was made, or the Blob was made in the worker, Chromium now and then
+   * failed the PATCH with ERR_BLOB_REFERENCED_BLOB_BROKEN. The page hands them to a send worker.
    */
   seal(index, blob, final) { return this.run({ op: 'seal', index, blob, final }); }
 
