@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The browser client beside the CLI, same gateway, same bytes: 1 GiB random and 1 GiB text-like
 # data (perf/.data, from safechat-bench), uploaded and downloaded by `safechat upload/download`
-# (a personal key) and through the page in Chromium (perf/browser-large-file.py, which
+# (a personal key) and through the page in Chromium (Tests/Browser/large_file_test.py, which
 # also reports the renderers' peak memory). Release gateway on 127.0.0.1, runs interleaved.
 #
 #   perf/browser-bench.sh [--size-mib 1024] [--runs 3]
@@ -41,7 +41,7 @@ for f in "${files[@]}"; do
     "$bin" rm "$id"
     mkdir -p "$work/page$run"
     # A fresh browser profile per run: the page makes its identities and a session, then moves the file.
-    page=$(PAGE_USERS="page${i}r${run}a:page-password,page${i}r${run}b:page-password" python3 perf/browser-large-file.py http://127.0.0.1:18403 0 100000 "$work/page$run" "$f" | grep "page upload")
+    page=$(PAGE_USERS="page${i}r${run}a:page-password,page${i}r${run}b:page-password" python3 Tests/Browser/large_file_test.py http://127.0.0.1:18403 0 100000 "$work/page$run" "$f" | grep "page upload")
     rm -rf "$work/page$run"
     echo "$(basename "$f") run $run: CLI upload $up / download $down MiB/s; $page"
   done

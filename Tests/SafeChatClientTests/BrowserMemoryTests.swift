@@ -1,0 +1,49 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SafeChatTestSupport
+
+/// A large file through the page with the renderer's memory measured over the DevTools protocol
+/// (Tests/Browser/large_file_test.py): user1 seals and uploads it in the page, user2's page
+/// downloads and verifies it, and it is byte-identical. Run at 128 MiB and at 1 GiB, the peak must
+/// be bounded and must not grow with the file.
+///
+/// The bound asserted is 320 MiB: issue 12's target is 256 MiB, and this build peaks at 254–280 MiB
+/// at 1 GiB (docs/BROWSER.md section 6), so the target is not met and is not claimed here. Before
+/// the pool replaced its workers, the same runs peaked at 430–460 MiB and this test failed.
+@Suite struct BrowserMemoryTests {
+    static let limitMiB = 320
+
+    /// The renderers' peak for one file of `sizeMiB`, on a gateway of its own (the script's users
+    /// start with no sessions).
+    func peak(sizeMiB: Int) async throws -> Int {
+        try await TestGateway.with { server in
+            let users = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
+            try await users.add("user2", password: "password-two")
+            return try await peak(server, sizeMiB: sizeMiB)
+        }
+    }
+
+    func peak(_ server: TestGateway, sizeMiB: Int) async throws -> Int {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("page-large-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let result = try await runProcess(["python3", BrowserStoryTests.root.appendingPathComponent("Tests/Browser/large_file_test.py").path,
+                                           server.base, String(sizeMiB), String(Self.limitMiB), directory.path], in: BrowserStoryTests.root)
+        #expect(result.status == 0, "\(result.output)")
+        #expect(result.output.contains("large file page test passed"), "\(result.output)")
+        let line = try #require(result.output.split(separator: "\n").first { $0.contains("renderer peak RSS") }, "\(result.output)")
+        let words = line.split(separator: " ")
+        let index = try #require(words.firstIndex(of: "RSS"))
+        return try #require(Int(words[index + 1]), "\(line)")
+    }
+
+    @Test func aGigabyteGoesUpAndDownThroughThePageWithFlatMemory() async throws {
+        let small = try await peak(sizeMiB: 128)
+        let large = try await peak(sizeMiB: 1024)
+        print("renderer peak: \(small) MiB at 128 MiB, \(large) MiB at 1 GiB")
+        #expect(large < Self.limitMiB, "renderer peak \(large) MiB at 1 GiB")
+        // Eight times the file, not eight times the memory: what grows is a few chunks' worth.
+        #expect(large - small < 64, "renderer peak \(small) MiB at 128 MiB, \(large) MiB at 1 GiB")
+    }
+}
