@@ -12,6 +12,7 @@ stay under LIMIT_MIB. Prints the throughputs and the peak. Exit status 0 if ever
 """
 import hashlib, os, re, sys, time
 from playwright.sync_api import sync_playwright
+from pages import check, log_in_with_new_identity
 
 base, size_mib, limit_mib, work = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4]
 given = sys.argv[5] if len(sys.argv) > 5 else None
@@ -35,21 +36,8 @@ else:
 digest = digests.hexdigest()
 
 
-def check(condition, what):
-    if not condition:
-        sys.exit(f"FAILED: {what}")
-
-
 def person(context, user, password):
-    page = context.new_page()
-    page.on("pageerror", lambda e: sys.exit(f"FAILED: an error in {user}'s page: {e}"))
-    page.goto(base + "/")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_role("button", name="Create a new identity").click()
-    page.get_by_text("No sessions yet.").wait_for()
-    return page
+    return log_in_with_new_identity(context.new_page(), base, user, password)
 
 
 def renderer_peak_mib(cdps, every=False):

@@ -11,27 +11,15 @@ import faulthandler, hashlib, os, re, sys
 # A hang becomes a failure with the stack of where it hung, not a stuck CI job.
 faulthandler.dump_traceback_later(240, exit=True)
 from playwright.sync_api import sync_playwright
+from pages import check, log_in_with_new_identity
 
 base, path = sys.argv[1:3]
 name = os.path.basename(path)
 digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
 
 
-def check(condition, what):
-    if not condition:
-        sys.exit(f"FAILED: {what}")
-
-
 def person(browser, user, password):
-    page = browser.new_context().new_page()
-    page.on("pageerror", lambda e: sys.exit(f"FAILED: an error in {user}'s page: {e}"))
-    page.goto(base + "/")
-    page.get_by_label("Username").fill(user)
-    page.get_by_label("Password").fill(password)
-    page.get_by_role("button", name="Log in").click()
-    page.get_by_role("button", name="Create a new identity").click()
-    page.get_by_text("No sessions yet.").wait_for()
-    return page
+    return log_in_with_new_identity(browser.new_context().new_page(), base, user, password)
 
 
 history_entries = """async () => {
