@@ -6,7 +6,7 @@ import SafeChatTestSupport
 /// A large file through the page with the renderer's memory measured over the DevTools protocol
 /// (Tests/Browser/large_file_test.py): user1 seals and uploads it in the page, user2's page
 /// downloads and verifies it, and it is byte-identical. Run at 128 MiB and at 1 GiB, the peak must
-/// be bounded and must not grow with the file.
+/// be bounded and must not grow with the file (less than 96 MiB more at eight times the size).
 ///
 /// The bound asserted is 320 MiB: issue 12's target is 256 MiB, and this build peaks at 254–280 MiB
 /// at 1 GiB (docs/BROWSER.md section 6), so the target is not met and is not claimed here. Before
@@ -43,7 +43,8 @@ import SafeChatTestSupport
         let large = try await peak(sizeMiB: 1024)
         print("renderer peak: \(small) MiB at 128 MiB, \(large) MiB at 1 GiB")
         #expect(large < Self.limitMiB, "renderer peak \(large) MiB at 1 GiB")
-        // Eight times the file, not eight times the memory: what grows is a few chunks' worth.
-        #expect(large - small < 64, "renderer peak \(small) MiB at 128 MiB, \(large) MiB at 1 GiB")
+        // Eight times the file, not eight times the memory. Buffering the file would add ~900 MiB;
+        // the peak at 128 MiB varies (205–243 MiB seen), so the growth allowed is 96 MiB.
+        #expect(large - small < 96, "renderer peak \(small) MiB at 128 MiB, \(large) MiB at 1 GiB")
     }
 }
