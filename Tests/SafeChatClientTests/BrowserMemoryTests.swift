@@ -27,6 +27,7 @@ import SafeChatTestSupport
     func peak(_ server: TestGateway, sizeMiB: Int) async throws -> Int {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("page-large-\(UUID().uuidString)")
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        // A temporary directory: if it cannot be removed, the system cleans it; the result stands.
         defer { try? FileManager.default.removeItem(at: directory) }
         let result = try await runProcess(["python3", BrowserStoryTests.root.appendingPathComponent("Tests/Browser/large_file_test.py").path,
                                            server.base, String(sizeMiB), String(Self.limitMiB), directory.path], in: BrowserStoryTests.root)
