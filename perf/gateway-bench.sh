@@ -58,7 +58,7 @@ nginx -c "$work/nginx.conf"
 "$bin" serve --demo --port 18091 --data-dir "$work/data" --max-file-size 64G 2>"$work/serve.log" &
 server_pid=$!
 for _ in $(seq 1 100); do grep -q listening "$work/serve.log" && break; sleep 0.1; done
-export XDG_CONFIG_HOME=$work/config
+export XDG_CONFIG_HOME=$work/config XDG_DATA_HOME=$work/share
 echo password123 | "$bin" login --server http://127.0.0.1:18091 --user user1 2>/dev/null
 "$bin" keygen "$work/key" 2>/dev/null
 

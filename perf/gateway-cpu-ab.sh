@@ -1,37 +1,59 @@
 #!/usr/bin/env bash
-# A/B of two safechat builds through their own gateways: upload and download rate and the gateway's
-# CPU-seconds per GiB (user + system, from /proc), runs interleaved so machine drift hits both.
+# A/B of safechat builds (or of one build's gateway options), each through its own gateway: upload
+# and download rate and the gateway's CPU-seconds per GiB (user + system, from /proc). Every round
+# runs each side once, in a shuffled order, so machine drift hits all sides alike; medians at the end.
 #
-#   perf/gateway-cpu-ab.sh OLD_SAFECHAT NEW_SAFECHAT [FILE] [RUNS]
+#   perf/gateway-cpu-ab.sh [--runs N] [--file F] SIDE...
 #
-# e.g. a release build of an earlier commit in a git worktree against this one, on the 1 GiB random
-# file perf/seal-bench.sh prepares (perf/.data/random-1024MiB.bin).
+# A SIDE is a safechat binary, optionally with `serve` options after a colon:
+#   perf/gateway-cpu-ab.sh --runs 9 /tmp/old/safechat .build/release/safechat .build/release/safechat:--no-direct-io
+# F defaults to the 1 GiB random file perf/seal-bench.sh prepares (perf/.data/random-1024MiB.bin).
 set -euo pipefail
-[ $# -ge 2 ] || { echo "usage: $0 OLD_SAFECHAT NEW_SAFECHAT [FILE] [RUNS]" >&2; exit 64; }
-old_bin=$1 new_bin=$2 f=${3:-perf/.data/random-1024MiB.bin} runs=${4:-5}
+runs=5 f=perf/.data/random-1024MiB.bin
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --runs) runs=$2; shift 2 ;;
+    --file) f=$2; shift 2 ;;
+    *) break ;;
+  esac
+done
+[ $# -ge 1 ] || { echo "usage: $0 [--runs N] [--file F] BINARY[:SERVE-OPTIONS]..." >&2; exit 64; }
+sides=("$@")
 bytes=$(stat -c %s "$f")
 W=$(mktemp -d /tmp/safechat-ab.XXXXXX)
-trap 'kill $(cat $W/old.pid $W/new.pid 2>/dev/null) 2>/dev/null || true; rm -rf $W' EXIT
+pids=()
+trap 'kill "${pids[@]}" 2>/dev/null || true; rm -rf "$W"' EXIT
 ticks=$(getconf CLK_TCK)
-start() { # name bin port
-  "$2" serve --demo --port $3 --data-dir $W/$1-data 2>$W/$1.log & echo $! > $W/$1.pid
-  for _ in $(seq 1 100); do grep -q listening $W/$1.log && break; sleep 0.1; done
-  XDG_CONFIG_HOME=$W/$1-config bash -c "echo password123 | '$2' login --server http://127.0.0.1:$3 --user user1 2>/dev/null; '$2' keygen $W/$1.key 2>/dev/null"
-}
-cpu() { awk -v t=$ticks '{printf "%.3f", ($14+$15)/t}' /proc/$(cat $W/$1.pid)/stat; }
-start old "$old_bin" 18201
-start new "$new_bin" 18202
+cpu() { awk -v t="$ticks" '{printf "%.3f", ($14+$15)/t}' "/proc/$1/stat"; }
+bin_of() { echo "${sides[$1]%%:*}"; }
+for i in "${!sides[@]}"; do
+  bin=$(bin_of "$i") options=""
+  [[ ${sides[$i]} == *:* ]] && options=${sides[$i]#*:}
+  # shellcheck disable=SC2086 # options are words
+  "$bin" serve --demo --port $((18200 + i)) --data-dir "$W/data$i" $options 2>"$W/serve$i.log" & pids+=($!)
+  for _ in $(seq 1 100); do grep -q listening "$W/serve$i.log" && break; sleep 0.1; done
+  XDG_CONFIG_HOME=$W/config$i XDG_DATA_HOME=$W/share$i bash -c \
+    "echo password123 | '$bin' login --server http://127.0.0.1:$((18200 + i)) --user user1 >/dev/null 2>&1 && '$bin' keygen '$W/key$i' 2>/dev/null"
+done
 cat "$f" >/dev/null
 for run in $(seq 1 "$runs"); do
-  for side in old new; do
-    bin=$([ $side = old ] && echo "$old_bin" || echo "$new_bin")
-    export XDG_CONFIG_HOME=$W/$side-config
-    c0=$(cpu $side); t0=$(date +%s.%N)
-    id=$("$bin" upload -q --key $W/$side.key "$f")
-    c1=$(cpu $side); t1=$(date +%s.%N)
-    "$bin" download -q --key $W/$side.key "$id" -o /dev/null
-    c2=$(cpu $side); t2=$(date +%s.%N)
+  for i in $(shuf -e "${!sides[@]}"); do
+    bin=$(bin_of "$i")
+    export XDG_CONFIG_HOME=$W/config$i XDG_DATA_HOME=$W/share$i
+    c0=$(cpu "${pids[$i]}"); t0=$(date +%s.%N)
+    id=$("$bin" upload -q --key "$W/key$i" "$f")
+    c1=$(cpu "${pids[$i]}"); t1=$(date +%s.%N)
+    "$bin" download -q --key "$W/key$i" "$id" -o /dev/null
+    c2=$(cpu "${pids[$i]}"); t2=$(date +%s.%N)
     "$bin" rm "$id"
-    awk -v s=$side -v r=$run -v a=$c0 -v b=$c1 -v c=$c2 -v t0=$t0 -v t1=$t1 -v t2=$t2 -v n=$bytes 'BEGIN {g=n/1073741824; printf "%s run %d: upload %.0f MB/s, server %.2f CPU-s/GiB; download %.0f MB/s, server %.2f CPU-s/GiB\n", s, r, n/1e6/(t1-t0), (b-a)/g, n/1e6/(t2-t1), (c-b)/g}'
+    awk -v s="$i" -v r="$run" -v a="$c0" -v b="$c1" -v c="$c2" -v t0="$t0" -v t1="$t1" -v t2="$t2" -v n="$bytes" 'BEGIN {
+      g = n / 1073741824
+      printf "%s %d %.0f %.2f %.0f %.2f\n", s, r, n/1e6/(t1-t0), (b-a)/g, n/1e6/(t2-t1), (c-b)/g }' >>"$W/results"
   done
+done
+median() { sort -n | awk '{a[NR]=$1} END {print (NR%2 ? a[(NR+1)/2] : (a[NR/2]+a[NR/2+1])/2)}'; }
+echo "gateway-cpu-ab: $(basename "$f"), medians of $runs runs (shuffled order each round)"
+for i in "${!sides[@]}"; do
+  col() { awk -v s="$i" -v c="$1" '$1 == s {print $c}' "$W/results" | median; }
+  echo "  ${sides[$i]}: upload $(col 3) MB/s, gateway $(col 4) CPU-s/GiB; download $(col 5) MB/s, gateway $(col 6) CPU-s/GiB"
 done

@@ -19,8 +19,10 @@ public protocol BlobStore: Sendable {
 
 public protocol PartialBlob: AnyObject, Sendable {
     var length: Int64 { get }
-    func append(_ bytes: UnsafeRawBufferPointer) throws
-    /// Flushes appended bytes to stable storage (before an offset is acknowledged).
+    /// Appends `bytes` at ``length``. They may be held in memory until a later append or ``sync()``.
+    func append(_ bytes: ByteBuffer) async throws
+    /// Writes everything appended and flushes it to stable storage (before an offset is
+    /// acknowledged). Blocks: call it off the cooperative pool.
     func sync() throws
     /// Cuts the blob back to `length` (an append that is being rolled back).
     func truncate(to length: Int64) throws
@@ -29,8 +31,8 @@ public protocol PartialBlob: AnyObject, Sendable {
 
 public protocol BlobReader: Sendable {
     var size: Int64 { get }
-    func read(at offset: Int64, count: Int) throws -> [UInt8]
-    /// Reads straight into a NIO buffer (no intermediate copy on the download path).
+    /// Reads `count` bytes at `offset` into the empty `buffer`, which then holds exactly them (no
+    /// intermediate copy on the download path). Blocks.
     func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws
     /// A descriptor of the blob as a local file, if it is one, for sending it with sendfile(2);
     /// valid until ``close()``.
@@ -39,13 +41,17 @@ public protocol BlobReader: Sendable {
 }
 
 /// Blobs as files: `<root>/partial/<id>` while uploading, `<root>/blobs/<id>` when finished.
+/// With `directIO` (the default) they are written and read around the page cache where the file
+/// system allows it (see DirectBlobFiles.swift); elsewhere, and without it, through it.
 public struct LocalBlobStore: BlobStore {
     let partialDirectory: String
     let blobDirectory: String
+    let directIO: Bool
 
-    public init(root: String) throws {
+    public init(root: String, directIO: Bool = true) throws {
         partialDirectory = root + "/partial"
         blobDirectory = root + "/blobs"
+        self.directIO = directIO
         for dir in [root, partialDirectory, blobDirectory] {
             try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         }
@@ -56,6 +62,7 @@ public struct LocalBlobStore: BlobStore {
 
     public func openPartial(_ id: FileID, truncatingTo offset: Int64) throws -> any PartialBlob {
         let path = partialPath(id)
+        if directIO, let blob = try DirectPartialBlob.open(path: path, truncatingTo: offset) { return blob }
         let fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
         let blob = LocalPartialBlob(descriptor: fd, path: path)
@@ -84,12 +91,22 @@ public struct LocalBlobStore: BlobStore {
     /// being moved into place is read under the upload's name: both names hold the same fsynced
     /// bytes, and trying the final name again covers a rename that lands in between.
     public func openBlob(_ id: FileID) throws -> any BlobReader {
-        var fd = open(blobPath(id), O_RDONLY | O_CLOEXEC)
-        if fd < 0 && errno == ENOENT { fd = open(partialPath(id), O_RDONLY | O_CLOEXEC) }
-        if fd < 0 && errno == ENOENT { fd = open(blobPath(id), O_RDONLY | O_CLOEXEC) }
+        var direct = directIO
+        func openForReading(_ path: String) -> Int32 {
+            if direct {
+                let fd = open(path, O_RDONLY | O_CLOEXEC | DirectIO.openFlag)
+                guard fd < 0 && errno == EINVAL else { return fd }
+                direct = false  // a file system without direct I/O: through the page cache
+            }
+            return open(path, O_RDONLY | O_CLOEXEC)
+        }
+        var fd = openForReading(blobPath(id))
+        if fd < 0 && errno == ENOENT { fd = openForReading(partialPath(id)) }
+        if fd < 0 && errno == ENOENT { fd = openForReading(blobPath(id)) }
         guard fd >= 0 else { throw FileError(path: blobPath(id), operation: "open", errno: errno) }
         var info = stat()
         fstat(fd, &info)
+        if direct { return DirectBlobReader(descriptor: fd, path: blobPath(id), size: Int64(info.st_size)) }
         return LocalBlobReader(descriptor: fd, path: blobPath(id), size: Int64(info.st_size))
     }
 
@@ -97,20 +114,6 @@ public struct LocalBlobStore: BlobStore {
         if unlink(blobPath(id)) != 0 && errno != ENOENT { throw FileError(path: blobPath(id), operation: "remove", errno: errno) }
         syncDirectory(of: blobPath(id))
     }
-}
-
-/// Positional reads, so concurrent downloads of one file share nothing.
-private func preadAll(_ fd: Int32, path: String, at offset: Int64, count: Int) throws -> [UInt8] {
-    var failure: Int32 = 0
-    let bytes = [UInt8](unsafeUninitializedCapacity: count) { buffer, filled in
-        filled = 0
-        while filled < count {
-            let n = pread(fd, buffer.baseAddress! + filled, count - filled, off_t(offset) + off_t(filled))
-            if n > 0 { filled += n } else if n < 0 && errno == EINTR { continue } else { failure = n < 0 ? errno : 0; break }
-        }
-    }
-    if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
-    return bytes
 }
 
 final class LocalPartialBlob: PartialBlob, @unchecked Sendable {
@@ -125,15 +128,17 @@ final class LocalPartialBlob: PartialBlob, @unchecked Sendable {
         length = Int64(lseek(descriptor, 0, SEEK_END))
     }
 
-    func append(_ bytes: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < bytes.count {
-            let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(length) + off_t(done))
-            if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
-                throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+    func append(_ bytes: ByteBuffer) async throws {
+        try bytes.withUnsafeReadableBytes { bytes in
+            var done = 0
+            while done < bytes.count {
+                let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(length) + off_t(done))
+                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
+                    throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+                }
             }
+            length += Int64(bytes.count)
         }
-        length += Int64(bytes.count)
     }
 
     func sync() throws {
@@ -154,7 +159,6 @@ struct LocalBlobReader: BlobReader {
     let path: String
     let size: Int64
     var fileDescriptor: Int32? { descriptor }
-    func read(at offset: Int64, count: Int) throws -> [UInt8] { try preadAll(descriptor, path: path, at: offset, count: count) }
 
     func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws {
         var failure: Int32 = 0

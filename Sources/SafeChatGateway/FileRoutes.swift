@@ -2,7 +2,9 @@ import Foundation
 import HTTPTypes
 import Hummingbird
 import HummingbirdCore
+import NIOConcurrencyHelpers
 import NIOCore
+import NIOPosix
 import SafeChatAPI
 import SealedFormat
 
@@ -96,26 +98,65 @@ struct FileRoutes: Sendable {
         if headOnly { return Response(status: status, headers: headers) }
         let blob = try blobs.openBlob(manifest.fileID)
         let body = ResponseBody(contentLength: Int(range.count)) { writer in
-            defer { blob.close() }
             if let descriptor = blob.fileDescriptor,
                let sent = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
+                defer { blob.close() }
                 try await writer.write(ByteBuffer())  // the sender's cue to send the file region
                 try await sent.get()
                 try await writer.finish(nil)
                 return
             }
-            var offset = range.lowerBound
-            let allocator = ByteBufferAllocator()
-            while offset < range.upperBound {
-                let count = Int(min(Int64(1 << 20), range.upperBound - offset))
-                var buffer = allocator.buffer(capacity: count)
-                try blob.read(at: offset, count: count, into: &buffer)
-                try await writer.write(buffer)
-                offset += Int64(count)
-            }
-            try await writer.finish(nil)
+            try await Self.copy(range, of: blob, to: writer)
         }
         return Response(status: status, headers: headers, body: body)
+    }
+}
+
+extension FileRoutes {
+    /// Sends `range` of `blob` through `writer`, read in pieces on NIO's thread pool, the next
+    /// pieces read while one is written. The buffers go round: once the connection has written a
+    /// piece, its buffer is ours alone again and is read into in place, so a download does not
+    /// fault in fresh memory for every piece. Closes `blob`.
+    static func copy(_ range: Range<Int64>, of blob: any BlobReader, to writer: consuming some ResponseBodyWriter) async throws {
+        let pieceSize = Int64(DirectIO.readSize)
+        // Hands `buffer` over (the caller's variable is emptied, so the read owns it alone and
+        // fills it in place) and reads the piece at `offset` into it.
+        func read(_ offset: Int64, into buffer: inout ByteBuffer) -> EventLoopFuture<ByteBuffer> {
+            let handed = NIOLockedValueBox<ByteBuffer?>(buffer)
+            buffer = ByteBuffer()
+            return NIOThreadPool.singleton.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
+                var piece = handed.withLockedValue { value in defer { value = nil }; return value! }
+                piece.clear()
+                try blob.read(at: offset, count: Int(min(pieceSize, range.upperBound - offset)), into: &piece)
+                return piece
+            }
+        }
+        var spares: [ByteBuffer] = []
+        var pending = CircularBuffer<EventLoopFuture<ByteBuffer>>()
+        var nextRead = range.lowerBound
+        func readAhead() {
+            while pending.count < DirectIO.readsAhead && nextRead < range.upperBound {
+                var buffer = spares.popLast() ?? ByteBuffer()
+                pending.append(read(nextRead, into: &buffer))
+                nextRead += min(pieceSize, range.upperBound - nextRead)
+            }
+        }
+        do {
+            readAhead()
+            while let reading = pending.popFirst() {
+                let piece = try await reading.get()
+                readAhead()
+                try await writer.write(piece)
+                spares.append(piece)
+            }
+            try await writer.finish(nil)
+        } catch {
+            // The descriptor stays open until no read can still be using it.
+            for reading in pending { _ = try? await reading.get() }
+            blob.close()
+            throw error
+        }
+        blob.close()
     }
 }
 

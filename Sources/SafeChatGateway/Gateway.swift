@@ -42,7 +42,7 @@ public struct Gateway: Sendable {
         self.logger = logger
         throttle = LoginThrottle(clock: configuration.clock)
         registry = try JSONFileRegistry(directory: root + "/registry")
-        blobs = try LocalBlobStore(root: root + "/data")
+        blobs = try LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
         sessions = try SessionStore(directory: root + "/registry/sessions")
         access = AccessPolicy(sessions: sessions)
         users = try UserStore(path: Self.usersPath(dataDirectory: root))

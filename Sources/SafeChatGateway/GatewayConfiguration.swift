@@ -5,6 +5,9 @@ public struct GatewayConfiguration: Sendable {
     public var host = "127.0.0.1"
     public var port = 8080
     public var dataDirectory = "./safechat-data"
+    /// Sealed files are written and read with O_DIRECT where the file system allows it (see
+    /// ``LocalBlobStore``).
+    public var directIO = true
     /// Largest sealed stream accepted, in bytes.
     public var maxFileSize: Int64 = 64 << 30
     /// Sealed bytes one user may store (finished files and uploads in progress).

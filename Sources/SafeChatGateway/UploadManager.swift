@@ -260,7 +260,7 @@ final class AppendSession: @unchecked Sendable {
         self.quota = quota
     }
 
-    func append(_ buffer: ByteBuffer) throws {
+    func append(_ buffer: ByteBuffer) async throws {
         try buffer.withUnsafeReadableBytes { bytes in
             let end = partial.length + Int64(bytes.count)
             if let length, end > length {
@@ -279,12 +279,12 @@ final class AppendSession: @unchecked Sendable {
                 guard quota.reserve(Int64(bytes.count), for: state.owner) else { throw GatewayError.overQuota }
                 reserved += Int64(bytes.count)
             }
-            try partial.append(bytes)
             checksum?.update(bytes)
         }
+        try await partial.append(buffer)
     }
 
-    /// fsyncs the appended bytes, on NIO's thread pool.
+    /// Writes and fsyncs the appended bytes, on NIO's thread pool.
     func makeDurable() async throws {
         try await blockingIO { [partial] in try partial.sync() }
     }

@@ -192,7 +192,7 @@ struct UploadRoutes: Sendable {
             for try await buffer in request.body {
                 watchdog.progress()
                 do {
-                    try session.append(buffer)
+                    try await session.append(buffer)
                 } catch {
                     throw RefusedBody(reason: error)
                 }

@@ -25,6 +25,12 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Data directory [SAFECHAT_DATA_DIR].")
     var dataDir: String = ProcessInfo.processInfo.environment["SAFECHAT_DATA_DIR"] ?? "./safechat-data"
 
+    @Flag(inversion: .prefixedNo, help: """
+        Write and read sealed files around the page cache (O_DIRECT), where the file system allows it: \
+        large files do not churn the cache, and uploads cost far less CPU [SAFECHAT_DIRECT_IO=0 turns it off].
+        """)
+    var directIO = ProcessInfo.processInfo.environment["SAFECHAT_DIRECT_IO"] != "0"
+
     @Option(help: "Largest sealed file accepted, e.g. 64G [SAFECHAT_MAX_FILE_SIZE].")
     var maxFileSize: String = ProcessInfo.processInfo.environment["SAFECHAT_MAX_FILE_SIZE"] ?? "64G"
 
@@ -80,6 +86,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.host = host
             configuration.port = port
             configuration.dataDirectory = dataDir
+            configuration.directIO = directIO
             configuration.maxFileSize = parseByteCount(maxFileSize)!
             configuration.userQuota = parseByteCount(quota)!
             configuration.tokenLifetime = TimeInterval(tokenLifetime)

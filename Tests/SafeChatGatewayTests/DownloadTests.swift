@@ -6,18 +6,22 @@ import SafeChatTestSupport
 import SealedStream
 
 @Suite struct DownloadTests {
-    @Test func rangesETagsAndHead() async throws {
-        let server = try await TestGateway.start()
+    /// With direct I/O (read in 2 MiB pieces, several ahead) and through the page cache (sendfile).
+    @Test(arguments: [true, false])
+    func rangesETagsAndHead(directIO: Bool) async throws {
+        let server = try await TestGateway.start { $0.directIO = directIO }
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
-        let (_, _, sealed) = try await sealedStream(plaintextSize: 150_000)
+        let (_, _, sealed) = try await sealedStream(plaintextSize: 5_000_000)
         let id = try #require(try await client.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
         let n = sealed.count
         let whole = try await client.send(.GET, "/download/\(id)")
         #expect(whole.status == 200 && whole.header("Accept-Ranges") == "bytes")
         let etag = try #require(whole.header("ETag"))
         #expect(etag == "\"\(streamDigest(sealed))\"")
+        #expect(whole.body == sealed)
         let cases: [(String, Range<Int>)] = [("bytes=0-99", 0..<100), ("bytes=100-", 100..<n), ("bytes=-10", (n - 10)..<n),
+                                             ("bytes=4095-4200000", 4095..<4_200_001),
                                              ("bytes=\(n - 5)-\(n + 100)", (n - 5)..<n), ("bytes=-\(n + 50)", 0..<n)]
         for (header, range) in cases {
             let reply = try await client.send(.GET, "/download/\(id)", headers: [("Range", header)])

@@ -2,6 +2,7 @@ import Foundation
 import Testing
 @testable import SafeChatGateway
 import SafeChatAPI
+import NIOCore
 import SafeChatTestSupport
 import SealedStream
 
@@ -216,7 +217,7 @@ import SealedStream
             var validator = state.validator
             let last = try validator.consume(Array(sealed.suffix(1)))
             let blob = try server.gateway.blobs.openPartial(id, truncatingTo: state.offset)
-            try sealed.suffix(1).withUnsafeBytes { try blob.append($0) }
+            try await blob.append(ByteBuffer(bytes: sealed.suffix(1)))
             try blob.sync()
             blob.close()
             let manifest = FileManifest(

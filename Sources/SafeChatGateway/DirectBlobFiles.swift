@@ -1,0 +1,270 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import SealedFormat
+
+// Blobs written and read with O_DIRECT, around the page cache.
+//
+// Why: a sealed file is written once, fsynced, and read later (often much later, by someone
+// else), and it is tens of GB: caching it buys little and costs a lot. Through the page cache
+// every uploaded byte is copied into freshly allocated cache pages, and on this project's
+// machines (virtual machines that hand freed memory back to their host) allocating those pages
+// was most of the gateway's CPU for an upload (docs/PERFORMANCE.md, "Direct I/O"). With O_DIRECT
+// the device reads from and writes into the gateway's own reused buffers.
+//
+// O_DIRECT needs the buffer address, the length and the file offset of every transfer aligned to
+// the device's block. So appends are staged in aligned buffers and written a whole buffer at a
+// time, with up to `DirectIO.writesInFlight` writes running on NIO's thread pool while the next
+// buffer fills; `sync()` writes the unaligned tail padded to a block, cuts the file back to its
+// length and fdatasyncs. Reads fetch the aligned range around the bytes asked for.
+
+enum DirectIO {
+    /// The alignment of offsets, lengths and addresses: 4096 covers 512- and 4096-byte devices.
+    static let alignment = 4096
+    /// Bytes staged before a write: large enough for the device to stream, small enough to stay
+    /// in the CPU's caches while the request body is copied in.
+    static let writeSize = 2 << 20
+    /// Whole-buffer writes an upload may have running while it fills the next buffer.
+    static let writesInFlight = 2
+    /// Bytes fetched per read on the download path, and reads a download keeps running ahead of
+    /// what it sends (several, so the device always has work queued).
+    static let readSize = 2 << 20
+    static let readsAhead = 3
+
+    /// O_DIRECT, which Swift's Glibc module leaves out (glibc declares it only under _GNU_SOURCE);
+    /// Linux's value differs by architecture.
+    #if arch(arm64) || arch(arm)
+    static let openFlag: Int32 = 0o200000
+    #else
+    static let openFlag: Int32 = 0o40000
+    #endif
+
+    static func alignDown(_ value: Int64) -> Int64 { value & ~Int64(alignment - 1) }
+    static func alignUp(_ value: Int) -> Int { (value + alignment - 1) & ~(alignment - 1) }
+
+    /// Opens `path` for direct I/O, or returns nil where the file system refuses it (EINVAL).
+    static func open(_ path: String, _ flags: Int32, _ mode: mode_t = 0) throws -> Int32? {
+        let fd = Glibc.open(path, flags | openFlag | O_CLOEXEC, mode)
+        if fd >= 0 { return fd }
+        if errno == EINVAL { return nil }
+        throw FileError(path: path, operation: "open", errno: errno)
+    }
+}
+
+/// A block-aligned buffer of `DirectIO.writeSize` bytes, kept in a small pool once used, so that
+/// uploads reuse memory that is already mapped instead of faulting in new pages.
+final class AlignedBuffer: @unchecked Sendable {
+    // Used by one blob at a time (taken from and given back to the pool).
+    let base: UnsafeMutableRawPointer
+    let capacity: Int
+
+    private static let pool = NIOLockedValueBox<[AlignedBuffer]>([])
+    private static let pooledAtMost = 16
+
+    private init(capacity: Int) {
+        var memory: UnsafeMutableRawPointer?
+        guard posix_memalign(&memory, DirectIO.alignment, capacity) == 0, let memory else { fatalError("out of memory") }
+        base = memory
+        self.capacity = capacity
+    }
+
+    deinit { free(base) }
+
+    static func take() -> AlignedBuffer {
+        pool.withLockedValue { $0.popLast() } ?? AlignedBuffer(capacity: DirectIO.writeSize)
+    }
+
+    static func give(_ buffer: AlignedBuffer) {
+        pool.withLockedValue { if $0.count < pooledAtMost { $0.append(buffer) } }
+    }
+}
+
+/// An upload's partial file written with O_DIRECT (see the top of this file).
+final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
+    // Driven by one request at a time (the upload manager hands a partial to a single appender);
+    // the thread pool only ever touches buffers handed to it, until their write is awaited.
+    let descriptor: Int32
+    let path: String
+    /// Where the staging buffer starts in the file (aligned): everything before it was handed to
+    /// a write.
+    private var stagedAt: Int64
+    private var staging: AlignedBuffer
+    private var staged = 0
+    private var writes: [(done: EventLoopFuture<Void>, buffer: AlignedBuffer)] = []
+
+    var length: Int64 { stagedAt + Int64(staged) }
+
+    /// Opens `path` (creating it), cut to `length` bytes, which it must hold; nil where the file
+    /// system does not do direct I/O.
+    static func open(path: String, truncatingTo length: Int64) throws -> DirectPartialBlob? {
+        guard let fd = try DirectIO.open(path, O_RDWR | O_CREAT, 0o600) else { return nil }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { Glibc.close(fd); throw FileError(path: path, operation: "stat", errno: errno) }
+        guard Int64(info.st_size) >= length else {
+            Glibc.close(fd)
+            throw FileError(path: path, operation: "resume (shorter than its acknowledged offset)", errno: EIO)
+        }
+        let blob = DirectPartialBlob(descriptor: fd, path: path)
+        do {
+            try blob.cut(to: length, fileSize: Int64(info.st_size))
+        } catch {
+            blob.close()
+            throw error
+        }
+        return blob
+    }
+
+    private init(descriptor: Int32, path: String) {
+        self.descriptor = descriptor
+        self.path = path
+        stagedAt = 0
+        staging = AlignedBuffer.take()
+    }
+
+    func append(_ bytes: ByteBuffer) async throws {
+        var rest = bytes
+        while rest.readableBytes > 0 {
+            let take = min(rest.readableBytes, staging.capacity - staged)
+            rest.readWithUnsafeReadableBytes { source in
+                (staging.base + staged).copyMemory(from: source.baseAddress!, byteCount: take)
+                return take
+            }
+            staged += take
+            if staged == staging.capacity { try await writeFullBuffer() }
+        }
+    }
+
+    /// Hands the full staging buffer to the thread pool and carries on in another, waiting first
+    /// for the oldest write if `writesInFlight` are running (the disk's back-pressure).
+    private func writeFullBuffer() async throws {
+        if writes.count == DirectIO.writesInFlight {
+            let oldest = writes.removeFirst()
+            try await oldest.done.get()
+            AlignedBuffer.give(oldest.buffer)
+        }
+        let buffer = staging, offset = stagedAt, path = path, descriptor = descriptor
+        let done = NIOThreadPool.singleton.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
+            try writeAll(descriptor, buffer.base, buffer.capacity, at: offset, path: path)
+        }
+        writes.append((done, buffer))
+        stagedAt += Int64(buffer.capacity)
+        staging = AlignedBuffer.take()
+        staged = 0
+    }
+
+    /// Blocks until every write handed to the thread pool ended; throws the first failure.
+    private func awaitWrites() throws {
+        var failure: (any Error)?
+        for write in writes {
+            do { try write.done.wait() } catch { failure = failure ?? error }
+            AlignedBuffer.give(write.buffer)
+        }
+        writes = []
+        if let failure { throw failure }
+    }
+
+    func sync() throws {
+        try awaitWrites()
+        if staged > 0 {
+            // The tail goes out padded to a whole block (zeros, cut off again below). Its partial
+            // last block stays staged: the next append rewrites that block whole.
+            let padded = DirectIO.alignUp(staged)
+            (staging.base + staged).initializeMemory(as: UInt8.self, repeating: 0, count: padded - staged)
+            try writeAll(descriptor, staging.base, padded, at: stagedAt, path: path)
+            if ftruncate(descriptor, off_t(length)) != 0 { throw FileError(path: path, operation: "truncate", errno: errno) }
+            let whole = staged & ~(DirectIO.alignment - 1)
+            if whole > 0 {
+                staging.base.copyMemory(from: staging.base + whole, byteCount: staged - whole)
+                stagedAt += Int64(whole)
+                staged -= whole
+            }
+        }
+        if fdatasync(descriptor) != 0 { throw FileError(path: path, operation: "fsync", errno: errno) }
+    }
+
+    func truncate(to newLength: Int64) throws {
+        guard newLength < length else { return }
+        try awaitWrites()
+        var info = stat()
+        guard fstat(descriptor, &info) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
+        try cut(to: newLength, fileSize: Int64(info.st_size))
+    }
+
+    /// Cuts the file to `newLength` and stages its last partial block again, read back from disk
+    /// unless it is still staged.
+    private func cut(to newLength: Int64, fileSize: Int64) throws {
+        if fileSize > newLength, ftruncate(descriptor, off_t(newLength)) != 0 {
+            throw FileError(path: path, operation: "truncate", errno: errno)
+        }
+        if newLength >= stagedAt && newLength <= length {
+            staged = Int(newLength - stagedAt)
+            return
+        }
+        stagedAt = DirectIO.alignDown(newLength)
+        staged = Int(newLength - stagedAt)
+        guard staged > 0 else { return }
+        // One aligned block; the file ends inside it, so the read comes back short, with the
+        // `staged` bytes the block holds.
+        var n: Int
+        repeat { n = pread(descriptor, staging.base, DirectIO.alignment, off_t(stagedAt)) } while n < 0 && errno == EINTR
+        guard n >= staged else { throw FileError(path: path, operation: "read", errno: n < 0 ? errno : EIO) }
+    }
+
+    func close() {
+        try? awaitWrites()  // nothing acknowledged is pending: every path syncs or rolls back first
+        AlignedBuffer.give(staging)
+        Glibc.close(descriptor)
+    }
+}
+
+/// A finished blob read with O_DIRECT: no sendfile (it would pull the file into the page cache);
+/// the download path reads it into its own buffers instead.
+struct DirectBlobReader: BlobReader {
+    let descriptor: Int32
+    let path: String
+    let size: Int64
+    var fileDescriptor: Int32? { nil }
+
+    /// Reads `count` bytes at `offset` into `buffer`: the aligned range around them goes into an
+    /// aligned spot of the buffer's free space, and the buffer's readable bytes are then exactly
+    /// the ones asked for. The buffer must be empty.
+    func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws {
+        precondition(buffer.readableBytes == 0, "read into an empty buffer")
+        let start = DirectIO.alignDown(offset)
+        let head = Int(offset - start)
+        let span = DirectIO.alignUp(head + count)
+        buffer.clear(minimumCapacity: span + DirectIO.alignment)
+        var failure: Int32 = 0
+        var filled = 0
+        var skip = 0
+        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: span + DirectIO.alignment) { out in
+            skip = (DirectIO.alignment - Int(bitPattern: out.baseAddress!) % DirectIO.alignment) % DirectIO.alignment
+            let target = out.baseAddress! + skip
+            while filled < head + count {
+                let n = pread(descriptor, target + filled, span - filled, off_t(start) + off_t(filled))
+                if n > 0 { filled += n } else if n < 0 && errno == EINTR { continue } else { failure = n < 0 ? errno : -1; break }
+                if filled % DirectIO.alignment != 0 { break }  // the end of the file
+            }
+            return skip + filled
+        }
+        if failure == 0 && filled < head + count { failure = -1 }
+        if failure == -1 { throw FileError.truncated(path) }
+        if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
+        buffer.moveReaderIndex(forwardBy: skip + head)
+        buffer.moveWriterIndex(to: buffer.readerIndex + count)
+    }
+
+    func close() { Glibc.close(descriptor) }
+}
+
+/// Writes all of `count` bytes at `offset`.
+private func writeAll(_ descriptor: Int32, _ base: UnsafeMutableRawPointer, _ count: Int, at offset: Int64, path: String) throws {
+    var done = 0
+    while done < count {
+        let n = pwrite(descriptor, base + done, count - done, off_t(offset) + off_t(done))
+        if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
+            throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+        }
+    }
+}
