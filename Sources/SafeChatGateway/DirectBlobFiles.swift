@@ -15,7 +15,7 @@ import SealedFormat
 //
 // O_DIRECT needs the buffer address, the length and the file offset of every transfer aligned to
 // the device's block. So appends are staged in aligned buffers and written a whole buffer at a
-// time, with up to `DirectIO.writesInFlight` writes running on NIO's thread pool while the next
+// time, with up to `DirectIO.writesInFlight` writes running on a thread pool while the next
 // buffer fills; `sync()` writes the unaligned tail padded to a block, cuts the file back to its
 // length and fdatasyncs. Reads fetch the aligned range around the bytes asked for.
 
@@ -39,6 +39,15 @@ enum DirectIO {
     #else
     static let openFlag: Int32 = 0o40000
     #endif
+
+    /// The threads that run the whole-buffer writes and the download path's reads. A pool of their
+    /// own: `sync()` runs on NIO's shared pool (``blockingIO``) and waits there for these writes,
+    /// which must never queue behind it.
+    static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+        return pool
+    }()
 
     static func alignDown(_ value: Int64) -> Int64 { value & ~Int64(alignment - 1) }
     static func alignUp(_ value: Int) -> Int { (value + alignment - 1) & ~(alignment - 1) }
@@ -144,7 +153,7 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
             AlignedBuffer.give(oldest.buffer)
         }
         let buffer = staging, offset = stagedAt, path = path, descriptor = descriptor
-        let done = NIOThreadPool.singleton.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
+        let done = DirectIO.threads.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
             try writeAll(descriptor, buffer.base, buffer.capacity, at: offset, path: path)
         }
         writes.append((done, buffer))

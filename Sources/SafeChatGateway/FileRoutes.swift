@@ -113,7 +113,7 @@ struct FileRoutes: Sendable {
 }
 
 extension FileRoutes {
-    /// Sends `range` of `blob` through `writer`, read in pieces on NIO's thread pool, the next
+    /// Sends `range` of `blob` through `writer`, read in pieces on the blob threads, the next
     /// pieces read while one is written. The buffers go round: once the connection has written a
     /// piece, its buffer is ours alone again and is read into in place, so a download does not
     /// fault in fresh memory for every piece. Closes `blob`.
@@ -124,7 +124,7 @@ extension FileRoutes {
         func read(_ offset: Int64, into buffer: inout ByteBuffer) -> EventLoopFuture<ByteBuffer> {
             let handed = NIOLockedValueBox<ByteBuffer?>(buffer)
             buffer = ByteBuffer()
-            return NIOThreadPool.singleton.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
+            return DirectIO.threads.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
                 var piece = handed.withLockedValue { value in defer { value = nil }; return value! }
                 piece.clear()
                 try blob.read(at: offset, count: Int(min(pieceSize, range.upperBound - offset)), into: &piece)
