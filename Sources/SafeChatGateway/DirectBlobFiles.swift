@@ -40,9 +40,9 @@ enum DirectIO {
     static let openFlag: Int32 = 0o40000
     #endif
 
-    /// The threads that run the whole-buffer writes and the download path's reads. A pool of their
-    /// own: `sync()` runs on NIO's shared pool (``blockingIO``) and waits there for these writes,
-    /// which must never queue behind it.
+    /// The threads that run the whole-buffer writes and the download path's reads: a pool of their
+    /// own, so that chat's group commits and the registry's fsyncs (NIO's shared pool, through
+    /// ``blockingIO``) never queue behind 2 MiB transfers.
     static let threads: NIOThreadPool = {
         let pool = NIOThreadPool(numberOfThreads: 4)
         pool.start()

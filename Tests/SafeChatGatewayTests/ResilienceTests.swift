@@ -50,6 +50,36 @@ import SealedStream
         await restarted.stop()
     }
 
+    /// Eight uploads at once, each large enough to have whole-buffer writes in flight when its
+    /// final fsync starts: every one completes and reads back byte for byte.
+    @Test(.timeLimit(.minutes(2)))
+    func concurrentLargeUploadsAllComplete() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let streams = try await withThrowingTaskGroup(of: (SessionKey, [UInt8], [UInt8]).self) { group in
+                for i in 0..<8 { group.addTask { try await sealedStream(plaintextSize: 9_000_000 + i * 70_001, chunkSize: 1 << 20) } }
+                return try await group.reduce(into: []) { $0.append($1) }
+            }
+            let ids = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for (i, stream) in streams.enumerated() {
+                    group.addTask {
+                        let path = try await client.createUpload(length: stream.2.count)
+                        let cut = stream.2.count / 3
+                        _ = try await client.patch(path, offset: 0, stream.2.prefix(cut))
+                        let reply = try await client.patch(path, offset: cut, stream.2[cut...])
+                        return (i, reply.status == 204 ? String(path.split(separator: "/").last!) : "failed \(reply.status)")
+                    }
+                }
+                return try await group.reduce(into: [Int: String]()) { $0[$1.0] = $1.1 }
+            }
+            #expect(ids.values.allSatisfy { FileID($0) != nil }, "\(ids.values.filter { FileID($0) == nil })")
+            for (i, id) in ids where FileID(id) != nil {
+                let body = try await client.send(.GET, "/download/\(id)").body
+                #expect(fingerprint(body) == fingerprint(streams[i].2), "file \(i)")
+            }
+        }
+    }
+
     @Test func aClientKilledMidUploadResumesFromTheGatewaysOffset() async throws {
         let server = try await TestGateway.start()
         defer { server.removeData() }
