@@ -71,17 +71,18 @@ final class AlignedBuffer: @unchecked Sendable {
     private static let pool = NIOLockedValueBox<[AlignedBuffer]>([])
     private static let pooledAtMost = 16
 
-    private init(capacity: Int) {
+    private init(capacity: Int) throws {
         var memory: UnsafeMutableRawPointer?
-        guard posix_memalign(&memory, DirectIO.alignment, capacity) == 0, let memory else { fatalError("out of memory") }
+        let status = posix_memalign(&memory, DirectIO.alignment, capacity)
+        guard status == 0, let memory else { throw FileError(path: "(upload buffer)", operation: "allocate", errno: status) }
         base = memory
         self.capacity = capacity
     }
 
     deinit { free(base) }
 
-    static func take() -> AlignedBuffer {
-        pool.withLockedValue { $0.popLast() } ?? AlignedBuffer(capacity: DirectIO.writeSize)
+    static func take() throws -> AlignedBuffer {
+        try pool.withLockedValue { $0.popLast() } ?? AlignedBuffer(capacity: DirectIO.writeSize)
     }
 
     static func give(_ buffer: AlignedBuffer) {
@@ -114,7 +115,13 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
             Glibc.close(fd)
             throw FileError(path: path, operation: "resume (shorter than its acknowledged offset)", errno: EIO)
         }
-        let blob = DirectPartialBlob(descriptor: fd, path: path)
+        let blob: DirectPartialBlob
+        do {
+            blob = try DirectPartialBlob(descriptor: fd, path: path)
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
         do {
             try blob.cut(to: length, fileSize: Int64(info.st_size))
         } catch {
@@ -124,11 +131,11 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         return blob
     }
 
-    private init(descriptor: Int32, path: String) {
+    private init(descriptor: Int32, path: String) throws {
         self.descriptor = descriptor
         self.path = path
         stagedAt = 0
-        staging = AlignedBuffer.take()
+        staging = try AlignedBuffer.take()
     }
 
     func append(_ bytes: ByteBuffer) async throws {
@@ -152,13 +159,14 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
             try await oldest.done.get()
             AlignedBuffer.give(oldest.buffer)
         }
+        let next = try AlignedBuffer.take()  // first: a failure here leaves everything as it was
         let buffer = staging, offset = stagedAt, path = path, descriptor = descriptor
         let done = DirectIO.threads.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
             try writeAll(descriptor, buffer.base, buffer.capacity, at: offset, path: path)
         }
         writes.append((done, buffer))
         stagedAt += Int64(buffer.capacity)
-        staging = AlignedBuffer.take()
+        staging = next
         staged = 0
     }
 
