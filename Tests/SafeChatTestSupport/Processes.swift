@@ -19,10 +19,10 @@ public struct ServerProcess {
     public let process: Process
     public let base: String
 
-    public init(dataDirectory: String, port: Int = 0) throws {
+    public init(dataDirectory: String, port: Int = 0, options: [String] = []) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
-        process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory]
+        process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory] + options
         let log = Pipe()
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
