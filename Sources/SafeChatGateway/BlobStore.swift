@@ -130,13 +130,8 @@ final class LocalPartialBlob: PartialBlob, @unchecked Sendable {
 
     func append(_ bytes: ByteBuffer) async throws {
         try bytes.withUnsafeReadableBytes { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(length) + off_t(done))
-                if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
-                    throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
-                }
-            }
+            guard let base = bytes.baseAddress else { return }
+            try writeAll(descriptor, base, bytes.count, at: length, path: path)
             length += Int64(bytes.count)
         }
     }
@@ -176,4 +171,15 @@ struct LocalBlobReader: BlobReader {
         if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
     }
     func close() { Glibc.close(descriptor) }
+}
+
+/// Writes all of `count` bytes at `offset`.
+func writeAll(_ descriptor: Int32, _ base: UnsafeRawPointer, _ count: Int, at offset: Int64, path: String) throws {
+    var done = 0
+    while done < count {
+        let n = pwrite(descriptor, base + done, count - done, off_t(offset) + off_t(done))
+        if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
+            throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
+        }
+    }
 }

@@ -162,7 +162,7 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         let next = try AlignedBuffer.take()  // first: a failure here leaves everything as it was
         let buffer = staging, offset = stagedAt, path = path, descriptor = descriptor
         let done = DirectIO.threads.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
-            try writeAll(descriptor, buffer.base, buffer.capacity, at: offset, path: path)
+            try writeAll(descriptor, UnsafeRawPointer(buffer.base), buffer.capacity, at: offset, path: path)
         }
         writes.append((done, buffer))
         stagedAt += Int64(buffer.capacity)
@@ -170,25 +170,25 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         staged = 0
     }
 
-    /// Blocks until every write handed to the thread pool ended; throws the first failure.
-    private func awaitWrites() throws {
+    /// Blocks until every write handed to the thread pool ended; returns the first failure.
+    private func finishWrites() -> (any Error)? {
         var failure: (any Error)?
         for write in writes {
             do { try write.done.wait() } catch { failure = failure ?? error }
             AlignedBuffer.give(write.buffer)
         }
         writes = []
-        if let failure { throw failure }
+        return failure
     }
 
     func sync() throws {
-        try awaitWrites()
+        if let failure = finishWrites() { throw failure }
         if staged > 0 {
             // The tail goes out padded to a whole block (zeros, cut off again below). Its partial
             // last block stays staged: the next append rewrites that block whole.
             let padded = DirectIO.alignUp(staged)
             (staging.base + staged).initializeMemory(as: UInt8.self, repeating: 0, count: padded - staged)
-            try writeAll(descriptor, staging.base, padded, at: stagedAt, path: path)
+            try writeAll(descriptor, UnsafeRawPointer(staging.base), padded, at: stagedAt, path: path)
             if ftruncate(descriptor, off_t(length)) != 0 { throw FileError(path: path, operation: "truncate", errno: errno) }
             let whole = staged & ~(DirectIO.alignment - 1)
             if whole > 0 {
@@ -202,7 +202,7 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
 
     func truncate(to newLength: Int64) throws {
         guard newLength < length else { return }
-        try awaitWrites()
+        if let failure = finishWrites() { throw failure }
         var info = stat()
         guard fstat(descriptor, &info) == 0 else { throw FileError(path: path, operation: "stat", errno: errno) }
         try cut(to: newLength, fileSize: Int64(info.st_size))
@@ -229,7 +229,9 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
     }
 
     func close() {
-        try? awaitWrites()  // nothing acknowledged is pending: every path syncs or rolls back first
+        // Every path that keeps bytes syncs (or rolls back) before closing, which reports a failed
+        // write; here the writes are only waited for, so that no buffer goes back to the pool in use.
+        _ = finishWrites()
         AlignedBuffer.give(staging)
         Glibc.close(descriptor)
     }
@@ -273,15 +275,4 @@ struct DirectBlobReader: BlobReader {
     }
 
     func close() { Glibc.close(descriptor) }
-}
-
-/// Writes all of `count` bytes at `offset`.
-private func writeAll(_ descriptor: Int32, _ base: UnsafeMutableRawPointer, _ count: Int, at offset: Int64, path: String) throws {
-    var done = 0
-    while done < count {
-        let n = pwrite(descriptor, base + done, count - done, off_t(offset) + off_t(done))
-        if n > 0 { done += n } else if n < 0 && errno == EINTR { continue } else {
-            throw FileError(path: path, operation: "write", errno: n < 0 ? errno : EIO)
-        }
-    }
 }
