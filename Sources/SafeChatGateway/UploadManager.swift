@@ -70,6 +70,9 @@ public actor UploadManager {
         return state
     }
 
+    /// Whether a request is appending to `id` now (others get 423 meanwhile).
+    func isBeingAppended(_ id: FileID) -> Bool { busy.contains(id) }
+
     /// Hands out the right to append to `id` at `offset`. `declaredLength` is an Upload-Length sent
     /// with this request (creation-defer-length); like everything else the request asks, it takes
     /// effect only if the request is not refused.

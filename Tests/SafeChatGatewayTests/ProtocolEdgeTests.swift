@@ -101,14 +101,14 @@ import SealedStream
             defer { socket.close() }
             try socket.send(Array("PATCH \(path) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(client.token!)\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: \(sealed.count)\r\n\r\n".utf8))
             try socket.send(Array(sealed.prefix(100_000)))
-            // While the body is live the upload is held. (A byte of garbage probes it: refused with
-            // 422 and changing nothing if the stalled request has not reached the upload yet.)
-            var held = false
-            for _ in 0..<30 where !held {
-                held = (try? await client.patch(path, offset: 0, [0x00]))?.status == 423
-                if !held { try await Task.sleep(for: .milliseconds(100)) }
+            // While the body is live the upload is held: another PATCH gets 423. (Probed once the
+            // stalled request holds it; a probe racing its arrival could take the upload first.)
+            let id = try #require(FileID(String(path.split(separator: "/").last!)))
+            let arrival = ContinuousClock.now + .seconds(5)
+            while await !server.gateway.uploads.isBeingAppended(id), ContinuousClock.now < arrival {
+                try await Task.sleep(for: .milliseconds(20))
             }
-            #expect(held, "held while the body is live")
+            #expect(try await client.patch(path, offset: 0, [0x00]).status == 423, "held while the body is live")
             // Past the stall timeout the connection is closed and the bytes that arrived are kept.
             let deadline = ContinuousClock.now + .seconds(10)
             var offset = -1
