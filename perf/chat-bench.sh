@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 swift build -c release --static-swift-stdlib >/dev/null
-bin=$PWD/.build/release/safechat
+bin=${SAFECHAT_BIN:-$PWD/.build/release/safechat}  # SAFECHAT_BIN: another build to measure
 work=$(mktemp -d /tmp/safechat-chatbench.XXXXXX)
 cleanup() {
   [ -n "${server_pid:-}" ] && kill "$server_pid" 2>/dev/null || true

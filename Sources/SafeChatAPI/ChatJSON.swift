@@ -46,6 +46,13 @@ public struct ChatJSONWriter {
         object(body)
     }
 
+    /// A value already written as JSON (by this writer), copied as it is.
+    public mutating func field(_ name: StaticString, json value: UnsafeRawBufferPointer) {
+        key(name)
+        bytes.append(contentsOf: value)
+        needsComma = true
+    }
+
     public mutating func field(_ name: StaticString, strings values: [String]) {
         key(name)
         bytes.append(UInt8(ascii: "["))
@@ -57,26 +64,37 @@ public struct ChatJSONWriter {
         needsComma = true
     }
 
-    /// A JSON string, escaped as JSONEncoder escapes it (quote, backslash, slash, controls).
+    /// A JSON string, escaped as JSONEncoder escapes it (quote, backslash, slash, controls). Runs
+    /// that need no escape (all of a hex field) are copied whole.
     static func appendString(_ value: String, to bytes: inout [UInt8]) {
         bytes.append(UInt8(ascii: "\""))
-        for byte in value.utf8 {
-            switch byte {
-            case UInt8(ascii: "\""): bytes.append(contentsOf: [92, 34])
-            case UInt8(ascii: "\\"): bytes.append(contentsOf: [92, 92])
-            case UInt8(ascii: "/"): bytes.append(contentsOf: [92, 47])
-            case 0x08: bytes.append(contentsOf: [92, UInt8(ascii: "b")])
-            case 0x0C: bytes.append(contentsOf: [92, UInt8(ascii: "f")])
-            case 0x0A: bytes.append(contentsOf: [92, UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [92, UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [92, UInt8(ascii: "t")])
-            case 0..<0x20:
-                let hex = Array("0123456789abcdef".utf8)
-                bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
-            default: bytes.append(byte)
+        var value = value
+        value.withUTF8 { utf8 in
+            var start = 0
+            for index in 0..<utf8.count {
+                let byte = utf8[index]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") || byte == UInt8(ascii: "/") else { continue }
+                bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start..<index]))
+                appendEscaped(byte, to: &bytes)
+                start = index + 1
             }
+            bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[start...]))
         }
         bytes.append(UInt8(ascii: "\""))
+    }
+
+    private static func appendEscaped(_ byte: UInt8, to bytes: inout [UInt8]) {
+        switch byte {
+        case 0x08: bytes.append(contentsOf: [92, UInt8(ascii: "b")])
+        case 0x0C: bytes.append(contentsOf: [92, UInt8(ascii: "f")])
+        case 0x0A: bytes.append(contentsOf: [92, UInt8(ascii: "n")])
+        case 0x0D: bytes.append(contentsOf: [92, UInt8(ascii: "r")])
+        case 0x09: bytes.append(contentsOf: [92, UInt8(ascii: "t")])
+        case 0..<0x20:
+            let hex = Array("0123456789abcdef".utf8)
+            bytes.append(contentsOf: [92, UInt8(ascii: "u"), 48, 48, hex[Int(byte >> 4)], hex[Int(byte & 0xF)]])
+        default: bytes.append(contentsOf: [92, byte])
+        }
     }
 }
 
@@ -110,12 +128,23 @@ extension ChatFrame {
 
     /// ``jsonText`` as UTF-8.
     public var jsonBytes: [UInt8] {
+        var messageObject: Range<Int>?
+        return jsonBytes(messageObject: &messageObject)
+    }
+
+    /// ``jsonBytes``, and where in them the `message` object is (so that it can be copied into
+    /// other JSON without being written again).
+    public func jsonBytes(messageObject: inout Range<Int>?) -> [UInt8] {
         var json = ChatJSONWriter(capacity: 256 + (message?.ciphertext.utf8.count ?? 0))
         json.object { json in
             json.field("dropped", dropped)
             json.field("error", error?.rawValue)
             json.field("file", object: file.map { file in { file.write(to: &$0) } })
-            json.field("message", object: message.map { message in { message.write(to: &$0) } })
+            if let message {
+                let before = json.bytes.count
+                json.field("message", object: { message.write(to: &$0) })
+                messageObject = json.bytes[before...].firstIndex(of: UInt8(ascii: "{"))!..<json.bytes.count
+            }
             json.field("message_id", messageID)
             json.field("queued", queued)
             json.field("seq", seq)

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import SafeChatAPI
 import Synchronization
 
@@ -8,9 +9,11 @@ import Synchronization
 /// other gateways sharing one database would slot in here without touching the routes.
 protocol ChatBus: Sendable {
     func publish(_ entries: [ChatEntry]) async
-    /// Hands `session`'s entries published from now on to `deliver`, batch by batch and in seq
-    /// order. `deliver` must not block: it queues the frames for writing (``DeliveryWriter``).
-    func subscribe(to session: SessionID, deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription
+    /// Hands `session`'s entries published from now on to `deliver`, on `eventLoop` (the
+    /// connection's), batch by batch and in seq order. `deliver` must not block: it writes the
+    /// frames to its channel (``DeliveryWriter``).
+    func subscribe(to session: SessionID, on eventLoop: any EventLoop,
+                   deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription
 }
 
 /// One connection's subscription; `cancel` ends it.
@@ -18,24 +21,44 @@ struct ChatSubscription: Sendable {
     let cancel: @Sendable () -> Void
 }
 
-/// The in-process bus.
+/// The in-process bus. A batch crosses to each event loop once, carrying the deliveries of all
+/// that loop's subscribers: one hop per loop rather than one per connection (with 1 000
+/// connections, the hops were a visible part of the relay's work).
 final class LocalChatBus: ChatBus {
-    private let subscribers = Mutex<[SessionID: [UInt64: @Sendable ([ChatEntry]) -> Void]]>([:])
+    private struct Subscriber {
+        let eventLoop: any EventLoop
+        let deliver: @Sendable ([ChatEntry]) -> Void
+    }
+
+    private let subscribers = Mutex<[SessionID: [UInt64: Subscriber]]>([:])
     private let nextID = Atomic<UInt64>(0)
 
-    /// Called by one publisher at a time (the log's commit), so batches reach each subscriber in order.
+    /// Called by one publisher at a time (the log's commit), and each loop runs its tasks in the
+    /// order they were queued, so batches reach each subscriber in order.
     func publish(_ entries: [ChatEntry]) {
         var bySession: [SessionID: [ChatEntry]] = [:]
         for entry in entries { bySession[entry.session, default: []].append(entry) }
-        for (session, batch) in bySession {
-            let listeners = subscribers.withLock { $0[session].map { Array($0.values) } ?? [] }
-            for deliver in listeners { deliver(batch) }
+        var byLoop: [ObjectIdentifier: (eventLoop: any EventLoop, calls: [(@Sendable ([ChatEntry]) -> Void, [ChatEntry])])] = [:]
+        subscribers.withLock { table in
+            for (session, batch) in bySession {
+                guard let listeners = table[session] else { continue }
+                for subscriber in listeners.values {
+                    byLoop[ObjectIdentifier(subscriber.eventLoop), default: (subscriber.eventLoop, [])].calls.append((subscriber.deliver, batch))
+                }
+            }
+        }
+        for (_, work) in byLoop {
+            let calls = work.calls
+            work.eventLoop.execute {
+                for (deliver, batch) in calls { deliver(batch) }
+            }
         }
     }
 
-    func subscribe(to session: SessionID, deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription {
+    func subscribe(to session: SessionID, on eventLoop: any EventLoop,
+                   deliver: @escaping @Sendable ([ChatEntry]) -> Void) -> ChatSubscription {
         let id = nextID.add(1, ordering: .relaxed).newValue
-        subscribers.withLock { $0[session, default: [:]][id] = deliver }
+        subscribers.withLock { $0[session, default: [:]][id] = Subscriber(eventLoop: eventLoop, deliver: deliver) }
         return ChatSubscription { [weak self] in
             self?.subscribers.withLock { table in
                 table[session]?[id] = nil

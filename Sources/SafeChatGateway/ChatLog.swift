@@ -21,6 +21,8 @@ final class ChatEntry: Codable, Sendable {
     /// The `delivery` frame's JSON as sent, encoded once for all recipients (encoding it for each
     /// was most of the gateway's work under load).
     let frame: ByteBuffer
+    /// Where `frame` holds the message's JSON object, which the log record copies.
+    private let messageObject: Range<Int>?
 
     init(session: SessionID, seq: UInt64, time: UInt64, recipients: [UserID], message: ChatMessageWire?, file: ChatFileEvent?) {
         self.session = session
@@ -29,12 +31,17 @@ final class ChatEntry: Codable, Sendable {
         self.recipients = recipients
         self.message = message
         self.file = file
-        frame = ByteBuffer(bytes: ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file).jsonBytes)
+        var messageObject: Range<Int>?
+        frame = ByteBuffer(bytes: ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file)
+            .jsonBytes(messageObject: &messageObject))
+        self.messageObject = messageObject
     }
 
     func write(to json: inout ChatJSONWriter) {
         json.field("file", object: file.map { file in { file.write(to: &$0) } })
-        json.field("message", object: message.map { message in { message.write(to: &$0) } })
+        if let messageObject {
+            frame.withUnsafeReadableBytes { json.field("message", json: UnsafeRawBufferPointer(rebasing: $0[messageObject])) }
+        }
         json.field("recipients", strings: recipients.map(\.value))
         json.field("seq", seq)
         json.field("session", session.value)
@@ -209,8 +216,10 @@ actor ChatLog {
     }
 
     /// Records that `user` has stored every delivery of `session` up to `seq`; they are not sent
-    /// to that member again, and are deleted once every recipient has them.
-    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64) async throws {
+    /// to that member again, and are deleted once every recipient has them. With `waitForDisk`
+    /// false it returns before the record is fsynced: a client is not answered for an ack, and
+    /// any later `sent` still follows it to disk, since records are written in order.
+    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool = true) async throws {
         guard var queue = queues[session] else { return }
         let seq = min(seq, queue.head)
         let old = queue.cursors[user, default: 0]
@@ -223,7 +232,7 @@ actor ChatLog {
         storedBytes -= Self.collect(&queue)
         queues[session] = queue
         pendingLines += Self.line(Record(op: .ack, session: session, user: user, seq: seq))
-        try await commit()
+        if waitForDisk { try await commit() } else { startFlushing() }
     }
 
     /// What waits for `user` in `session`, oldest first, and how many deliveries were dropped for
@@ -282,11 +291,14 @@ actor ChatLog {
     private func commit() async throws {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
             waiters.append(continuation)
-            if !flushing {
-                flushing = true
-                Task { await self.flushLoop() }
-            }
+            startFlushing()
         }
+    }
+
+    private func startFlushing() {
+        guard !flushing else { return }
+        flushing = true
+        Task { await self.flushLoop() }
     }
 
     /// Writes what is pending in one write and one fsync, applies the entries it made durable,

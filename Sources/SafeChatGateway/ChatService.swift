@@ -98,7 +98,7 @@ struct ChatService: Sendable {
         let closer = ChatCloser(outbound: outbound, channel: context.channel, deliveries: writer)
         let tooSlow: @Sendable () -> Void = { closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue") }
         // Subscribed before the backlog is read, so nothing published in between is missed.
-        let subscription = bus.subscribe(to: connection.session) { if !writer.deliver($0) { tooSlow() } }
+        let subscription = bus.subscribe(to: connection.session, on: context.channel.eventLoop) { if !writer.deliver($0) { tooSlow() } }
         let registration = hub.add(connection, closer)
         defer {
             subscription.cancel()
@@ -109,7 +109,7 @@ struct ChatService: Sendable {
         try await outbound.write(.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
                                                             queued: backlog.count, dropped: dropped).jsonText))
         for entry in backlog { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: entry.frame))) }
-        if !writer.goLive(after: backlog.last?.seq ?? 0) { tooSlow() }
+        writer.goLive(after: backlog.last?.seq ?? 0, tooSlow: tooSlow)
         try await receive(connection, inbound: inbound, replies: writer, closer: closer)
         await closer.finished()
     }
@@ -140,7 +140,7 @@ struct ChatService: Sendable {
             case .send:
                 reply(await send(frame.message, from: connection))
             case .ack where frame.seq != nil:
-                try await log.acknowledge(session: connection.session, user: connection.principal.id, upTo: frame.seq!)
+                try await log.acknowledge(session: connection.session, user: connection.principal.id, upTo: frame.seq!, waitForDisk: false)
             default:
                 reply(ChatFrame(type: .error, error: .badRequest, text: "clients send only send frames and ack frames with a seq"))
             }

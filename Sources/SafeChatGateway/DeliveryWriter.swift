@@ -4,9 +4,10 @@ import NIOWebSocket
 import SafeChatAPI
 import Synchronization
 
-/// Writes one chat connection's live deliveries straight to its channel, in seq order, each batch
-/// the bus hands over with one hop to the channel's event loop and one flush. (Through the WebSocket handler's async writer each delivery
-/// cost a task wake-up, a hop and a flush of its own: most of the gateway's work under load.)
+/// Writes one chat connection's live deliveries straight to its channel, in seq order: the bus
+/// hands each batch over on the channel's event loop, where it is written with one flush. (Through
+/// the WebSocket handler's async writer each delivery cost a task wake-up, a hop and a flush of its
+/// own: most of the gateway's work under load.)
 ///
 /// Replies to the client's own frames (`sent`, `error`) take the same path. The `ready` frame, the
 /// backlog and the close frame go through the WebSocket handler's writer; a stopped writer writes
@@ -39,38 +40,54 @@ final class DeliveryWriter: Sendable {
 
     /// Goes live once the `ready` frame and the backlog (up to seq `lastSent`) were written through
     /// the handler's writer, which waits for the socket (so a long backlog is not piled up in
-    /// memory); what arrived meanwhile follows, without what the backlog already had.
-    @discardableResult
-    func goLive(after lastSent: UInt64) -> Bool {
-        submit { state in
-            state.live = true
-            state.lastSent = lastSent
-            let early = state.early
-            state.early = []
-            return Self.take(early, for: user, &state)
+    /// memory); what arrived meanwhile follows, without what the backlog already had. Runs on the
+    /// event loop, in order with the bus's batches; `tooSlow` is called there if the connection
+    /// is over its limit.
+    func goLive(after lastSent: UInt64, tooSlow: @escaping @Sendable () -> Void) {
+        channel.eventLoop.execute { [self] in
+            let ok = write { state in
+                state.live = true
+                state.lastSent = lastSent
+                let early = state.early
+                state.early = []
+                return take(early, &state)
+            }
+            if !ok { tooSlow() }
         }
     }
 
-    /// From the bus: one batch of the session's entries. `false`: the connection is too slow.
+    /// From the bus, on the channel's event loop: one batch of the session's entries. `false`:
+    /// the connection is too slow.
     func deliver(_ entries: [ChatEntry]) -> Bool {
-        submit { state in
+        write { state in
             guard state.live else {
                 state.early += entries
                 return []
             }
-            return Self.take(entries, for: user, &state)
+            return take(entries, &state)
         }
     }
 
-    /// A reply to the client. `false`: the connection is too slow.
+    /// A reply to the client, from any thread. `false`: the connection is too slow.
     func reply(_ frame: [UInt8]) -> Bool {
-        submit { _ in [ByteBuffer(bytes: frame)] }
+        let data = ByteBuffer(bytes: frame)
+        guard channel.eventLoop.inEventLoop else {
+            // Checked for overflow now, written on the loop; replies keep their order.
+            let accepted = reserve(1)
+            if accepted {
+                channel.eventLoop.execute {
+                    if !self.state.withLock({ $0.stopped }) { self.send([data]) }
+                }
+            }
+            return accepted
+        }
+        return write { _ in [data] }
     }
 
     /// Nothing is written after this.
     func stop() { state.withLock { $0.stopped = true } }
 
-    private static func take(_ entries: [ChatEntry], for user: UserID, _ state: inout State) -> [ByteBuffer] {
+    private func take(_ entries: [ChatEntry], _ state: inout State) -> [ByteBuffer] {
         var frames: [ByteBuffer] = []
         for entry in entries where entry.seq > state.lastSent && entry.recipients.contains(user) {
             frames.append(entry.frame)
@@ -79,29 +96,43 @@ final class DeliveryWriter: Sendable {
         return frames
     }
 
-    /// Picks frames under the lock and hands them to the event loop still under it, so that two
-    /// batches cannot overtake each other on the way.
-    private func submit(_ pick: (inout State) -> [ByteBuffer]) -> Bool {
-        let overflowed = state.withLock { state -> Bool in
-            guard !state.stopped else { return false }
-            let frames = pick(&state)
-            if state.early.count > limit { state.stopped = true; return true }
-            guard !frames.isEmpty else { return false }
-            state.outstanding += frames.count
-            if state.outstanding > limit { state.stopped = true; return true }
-            let count = frames.count
-            channel.eventLoop.execute { [channel] in
-                for (index, data) in frames.enumerated() {
-                    let frame = WebSocketFrame(fin: true, opcode: .text, data: data)
-                    if index == frames.count - 1 {
-                        channel.writeAndFlush(frame).whenComplete { _ in self.state.withLock { $0.outstanding -= count } }
-                    } else {
-                        channel.write(frame, promise: nil)
-                    }
-                }
-            }
-            return false
+    /// On the event loop: picks frames under the lock and writes them with one flush.
+    private func write(_ pick: (inout State) -> [ByteBuffer]) -> Bool {
+        var frames: [ByteBuffer] = []
+        let ok = state.withLock { state -> Bool in
+            guard !state.stopped else { return true }
+            frames = pick(&state)
+            if state.early.count > limit { state.stopped = true; return false }
+            return Self.count(frames.count, in: &state, limit: limit)
         }
-        return !overflowed
+        if ok && !frames.isEmpty { send(frames) }
+        return ok
+    }
+
+    /// Counts `count` frames as outstanding unless the writer is stopped or over its limit.
+    private func reserve(_ count: Int) -> Bool {
+        state.withLock { state in
+            guard !state.stopped else { return true }
+            return Self.count(count, in: &state, limit: limit)
+        }
+    }
+
+    private static func count(_ count: Int, in state: inout State, limit: Int) -> Bool {
+        state.outstanding += count
+        if state.outstanding > limit { state.stopped = true; return false }
+        return true
+    }
+
+    /// On the event loop: frames already counted as outstanding.
+    private func send(_ frames: [ByteBuffer]) {
+        let count = frames.count
+        for (index, data) in frames.enumerated() {
+            let frame = WebSocketFrame(fin: true, opcode: .text, data: data)
+            if index == count - 1 {
+                channel.writeAndFlush(frame).whenComplete { _ in self.state.withLock { $0.outstanding -= count } }
+            } else {
+                channel.write(frame, promise: nil)
+            }
+        }
     }
 }

@@ -27,6 +27,17 @@ import SafeChatAPI
         #expect(try WireCoding.decoder.decode(ChatFrame.self, from: Data(frame.jsonText.utf8)) == frame)
     }
 
+    /// The gateway copies a delivery's message object into its log record from the frame.
+    @Test func theMessageObjectIsFoundInsideTheFrame() throws {
+        var range: Range<Int>?
+        let bytes = ChatFrame(type: .delivery, seq: 42, time: 1, message: Self.message).jsonBytes(messageObject: &range)
+        let object = try #require(range.map { bytes[$0] })
+        #expect(String(decoding: object, as: UTF8.self) == String(decoding: try WireCoding.encoder.encode(Self.message), as: UTF8.self))
+        var none: Range<Int>?
+        _ = ChatFrame(type: .ack, seq: 9).jsonBytes(messageObject: &none)
+        #expect(none == nil)
+    }
+
     @Test func canonicalAcksAreReadWithoutTheDecoderAndAnythingElseIsLeftToIt() {
         #expect(ChatFrame.parseCanonicalAck(ChatFrame(type: .ack, seq: 12345).jsonText) == ChatFrame(type: .ack, seq: 12345))
         #expect(ChatFrame.parseCanonicalAck(ChatFrame(type: .ack, seq: 0).jsonText)?.seq == 0)
