@@ -67,7 +67,10 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
     // Records are read here in order, opened in parallel by a pool, and written in order; a few are
     // in flight at once, each in a buffer of the largest record's size that comes back to be reused,
     // so memory stays a handful of chunks whatever the file's size.
-    pool = new RecordPool(ctx);
+    // One opening worker: WebCrypto and the LZ4 decoder open records faster than the body and the
+    // file system move them here (the download ran as fast with two), and each worker's heap is
+    // part of the renderer's peak (two kept it 254-280 MiB for 1 GiB, one 252-253: docs/BROWSER.md).
+    pool = new RecordPool(ctx, 1);
     const depth = 2 * pool.size;
     const spare = [];
     // Written plaintexts go back to the pool (to be opened into, or dropped there), so the garbage
