@@ -69,7 +69,7 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
     // so memory stays a handful of chunks whatever the file's size.
     // One opening worker: WebCrypto and the LZ4 decoder open records faster than the body and the
     // file system move them here (the download ran as fast with two), and each worker's heap is
-    // part of the renderer's peak (two kept it 254-280 MiB for 1 GiB, one 252-253: docs/BROWSER.md).
+    // part of the renderer's peak (for 1 GiB, 262-267 MiB with two, 252-253 with one: docs/BROWSER.md).
     pool = new RecordPool(ctx, 1);
     const depth = 2 * pool.size;
     const spare = [];
