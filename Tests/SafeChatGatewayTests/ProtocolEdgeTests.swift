@@ -110,16 +110,18 @@ import SealedStream
             }
             #expect(try await client.patch(path, offset: 0, [0x00]).status == 423, "held while the body is live")
             // Past the stall timeout the connection is closed and the bytes that arrived are kept.
-            let deadline = ContinuousClock.now + .seconds(10)
+            // (Each try is bounded: under the whole suite's load one hung attempt once outlasted
+            // the deadline on its own.)
+            let deadline = ContinuousClock.now + .seconds(40)
             var offset = -1
             while ContinuousClock.now < deadline {
                 try await Task.sleep(for: .milliseconds(250))
                 // A refusal may come while the body is still being sent, and the server then closes
                 // the connection: the client sees that instead of the answer. Either way, try again.
                 // Resume as a client does: from the offset the gateway reports.
-                guard let head = try? await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]),
+                guard let head = try? await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")], timeout: .seconds(5)),
                       let from = Int(head.header("Upload-Offset") ?? ""), from > 0, from <= sealed.count,
-                      let reply = try? await client.patch(path, offset: from, sealed[from...]) else { continue }
+                      let reply = try? await client.patch(path, offset: from, sealed[from...], timeout: .seconds(10)) else { continue }
                 if reply.status == 204 { offset = Int(reply.header("Upload-Offset") ?? "") ?? -1; break }
                 #expect([409, 423].contains(reply.status), "\(reply.status) \(reply.text)")
             }

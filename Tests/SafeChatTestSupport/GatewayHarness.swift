@@ -90,13 +90,13 @@ public struct HTTP: Sendable {
     }
 
     public func send(_ method: HTTPMethod, _ path: String, headers: [(String, String)] = [], body: [UInt8]? = nil,
-              authorized: Bool = true) async throws -> Reply {
+              authorized: Bool = true, timeout: TimeAmount = .seconds(60)) async throws -> Reply {
         var request = HTTPClientRequest(url: base + path)
         request.method = method
         if authorized, let token { request.headers.add(name: "Authorization", value: "Bearer \(token)") }
         for (name, value) in headers { request.headers.add(name: name, value: value) }
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
-        let response = try await HTTPClient.shared.execute(request, timeout: .seconds(60))
+        let response = try await HTTPClient.shared.execute(request, timeout: timeout)
         let bytes = method == .HEAD ? ByteBuffer() : try await response.body.collect(upTo: 256 << 20)
         return Reply(status: Int(response.status.code), headers: response.headers, body: Array(buffer: bytes))
     }
@@ -129,9 +129,10 @@ public struct HTTP: Sendable {
         return location
     }
 
-    public func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = []) async throws -> Reply {
+    public func patch(_ path: String, offset: Int, _ body: some Collection<UInt8>, extraHeaders: [(String, String)] = [],
+                      timeout: TimeAmount = .seconds(60)) async throws -> Reply {
         try await send(.PATCH, path, headers: [("Tus-Resumable", "1.0.0"), ("Upload-Offset", "\(offset)"),
-                                               ("Content-Type", "application/offset+octet-stream")] + extraHeaders, body: Array(body))
+                                               ("Content-Type", "application/offset+octet-stream")] + extraHeaders, body: Array(body), timeout: timeout)
     }
 }
 
