@@ -4,16 +4,19 @@ file into it and chats its file id; user2 receives the message and the upload ev
 the file byte-identical; user1 clears the history and it is gone from IndexedDB. Exit status 0 if
 every check holds.
 
-  page_story_test.py BASE_URL FILE
+Last, user1 exports the identity made in the page to EXPORT_FILE (sealed under
+pages.EXPORT_PASSPHRASE), for the caller to import with the CLI.
+
+  page_story_test.py BASE_URL FILE EXPORT_FILE
 """
 import faulthandler, hashlib, os, re, sys
 
 # A hang becomes a failure with the stack of where it hung, not a stuck CI job.
 faulthandler.dump_traceback_later(240, exit=True)
 from playwright.sync_api import sync_playwright
-from pages import check, log_in_with_new_identity
+from pages import EXPORT_PASSPHRASE, check, log_in_with_new_identity
 
-base, path = sys.argv[1:3]
+base, path, export_to = sys.argv[1:4]
 name = os.path.basename(path)
 digest = hashlib.sha256(open(path, "rb").read()).hexdigest()
 
@@ -191,5 +194,13 @@ with sync_playwright() as p:
     one.get_by_role("button", name="Clear history").click()
     one.get_by_text("History cleared on this device.").wait_for()
     check(one.evaluate(history_entries) == 0, "Clear history leaves nothing in IndexedDB")
+
+    # The identity user1 made in the page goes to the CLI: "Export identity" saves its export file
+    # (the caller imports it with `safechat keys import` and compares the safety number).
+    with one.expect_download(timeout=60000) as exporting:
+        one.get_by_role("button", name="Export identity").click()
+    exporting.value.save_as(export_to)
+    one.get_by_text("safechat keys import").wait_for()
     browser.close()
+print(f"user1's safety number in the page: {number}")
 print("page story passed")

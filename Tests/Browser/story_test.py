@@ -48,10 +48,10 @@ with sync_playwright() as p:
     page.get_by_label("Identity export file").wait_for()
     shot("identity")
     page.get_by_label("Identity export file").set_input_files(export)
-    page.get_by_label("Passphrase").fill(passphrase + "x")
+    page.get_by_label("Passphrase", exact=True).fill(passphrase + "x")
     page.get_by_role("button", name="Import identity").click()
     page.get_by_role("alert").filter(has_text="wrong passphrase").wait_for()
-    page.get_by_label("Passphrase").fill(passphrase)
+    page.get_by_label("Passphrase", exact=True).fill(passphrase)
     page.get_by_role("button", name="Import identity").click()
 
     # The hostile session name is a button label, as text: no element is made from it.

@@ -62,10 +62,29 @@ import SealedStream
             defer { try? FileManager.default.removeItem(at: directory) }
             let file = directory.appendingPathComponent("dataset.csv")
             try Data(Array(String(repeating: "id,value,label\n1,2.5,alpha\n", count: 80_000).utf8) + Secrets.randomBytes(1_000_000)).write(to: file)
+            let export = directory.appendingPathComponent("user1.export").path
             let result = try await runProcess(["python3", Self.root.appendingPathComponent("Tests/Browser/page_story_test.py").path, server.base,
-                                               file.path], in: Self.root)
+                                               file.path, export], in: Self.root)
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("page story passed"), "\(result.output)")
+
+            // The identity made in the page, exported there, works in the CLI: same safety number,
+            // and it opens the session's keys to download the file user1 uploaded from the page.
+            let cli = try ClientCommandTests.Workspace()
+            defer { cli.remove() }
+            #expect(try await cli.run(["login", "--server", server.base, "--user", "user1"], stdin: "password123").status == 0)
+            #expect(try await cli.run(["keys", "import", export], stdin: "not the passphrase").status != 0)
+            let imported = try await cli.run(["keys", "import", export], stdin: "an export passphrase")
+            #expect(imported.status == 0, "\(imported.output)")
+            let number = try #require(result.output.split(separator: "\n").first { $0.hasPrefix("user1's safety number in the page: ") })
+            #expect(imported.output.contains(String(number.split(separator: ": ").last!)), "\(imported.output) vs \(number)")
+            let sessions = try await cli.run(["sessions"])
+            let session = try #require(sessions.output.split(separator: "\n").first { $0.hasSuffix("Report") }?.split(separator: " ").first, "\(sessions.output)")
+            let listing = try await cli.run(["files", "--session", String(session)])
+            let line = try #require(listing.output.split(separator: "\n").first { $0.contains("dataset.csv") }, "\(listing.output)")
+            let got = try await cli.run(["download", "-q", String(line.split(separator: " ").first!), "-o", "got.csv"])
+            #expect(got.status == 0, "\(got.output)")
+            #expect(try cli.fingerprintOf("got.csv") == fingerprint(try Data(contentsOf: file)))
         }
     }
 }

@@ -4,7 +4,8 @@
 // the gateway supplies is put in the page as text (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
-  Gateway, changeMembers, createIdentity, createSession, download, fileName, importIdentity, isVerified, openSession, saveFile, savedIdentity, upload, verifyMember,
+  Gateway, changeMembers, createIdentity, createSession, download, fileName, identityExport, importIdentity, isVerified, offerDownload, openSession, saveFile,
+  savedIdentity, upload, verifyMember,
 } from './client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -163,7 +164,9 @@ $('identity-form').addEventListener('submit', async (event) => {
   event.preventDefault();
   $('identity-error').textContent = '';
   try {
-    const text = await $('identity-file').files[0].text();
+    const chosen = $('identity-file').files[0];
+    if (chosen.size > 16384) throw new Error(`${chosen.name} is larger than an identity export can be`);
+    const text = await chosen.text();
     state.identity = await importIdentity(state.gateway, state.login, text, $('identity-passphrase').value);
     $('identity-passphrase').value = '';
     await start();
@@ -243,13 +246,25 @@ $('session-view').addEventListener('drop', (event) => {
   if (files.length) uploadFiles(files);
 });
 
-$('create-identity').addEventListener('click', async () => {
+$('create-identity-form').addEventListener('submit', async (event) => {
+  event.preventDefault();
   $('identity-error').textContent = '';
   try {
-    state.identity = await createIdentity(state.gateway, state.login);
+    state.identity = await createIdentity(state.gateway, state.login, $('new-identity-passphrase').value);
+    $('new-identity-passphrase').value = '';
     await start();
   } catch (error) {
     $('identity-error').textContent = error.message;
+  }
+});
+
+$('export-identity').addEventListener('click', async () => {
+  try {
+    const file = await identityExport(state.login);
+    offerDownload(file);
+    $('export-note').textContent = `Saved as ${file.name}, sealed under your export passphrase: \`safechat keys import ${file.name}\` brings it to the CLI.`;
+  } catch (error) {
+    $('export-note').textContent = error.message;
   }
 });
 

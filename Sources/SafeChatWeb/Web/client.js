@@ -3,7 +3,7 @@
 // chunk by chunk as they download and written to the origin-private file system, so memory stays
 // flat whatever the size, and a file that fails to verify is deleted, never offered.
 import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
-import { fingerprint, loadIdentity, openExport, verifyBundle } from './keys.js';
+import { fingerprint, loadIdentity, newIdentityFile, openExport, sealExport, verifyBundle } from './keys.js';
 import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
 import { seal as hpkeSeal } from './hpke.js';
 import { RecordPool } from './pool.js';
@@ -45,6 +45,7 @@ export async function importIdentity(gateway, login, exportText, passphrase) {
     throw new Error('the gateway publishes a different key for you; refusing the import (run `safechat keys show` to compare)');
   }
   if (!published) throw new Error('publish your identity first with the CLI (`safechat keys init`)');
+  await store.put(`identity-export:${login.userID}`, exportText);
   await store.put(`identity:${login.userID}`, identity);
   return identity;
 }
@@ -167,9 +168,7 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
  */
 export async function saveFile(file) {
   if (typeof window.showSaveFilePicker !== 'function') {
-    const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(file), download: file.name });
-    link.click();
-    setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
+    offerDownload(file);
     return 'offered';
   }
   let handle;
@@ -302,31 +301,52 @@ export async function upload(gateway, session, file, progress = () => {}) {
 
 /**
  * Makes a new identity in the page for an account that has none yet, and publishes its public
- * bundle (KEYS.md 1, 2). The private keys are generated non-extractable. An account that already
+ * bundle (KEYS.md 1, 2, 4). The keys are used only as non-extractable WebCrypto keys; the one copy
+ * a user can take elsewhere is an export sealed under `passphrase` (KEYS.md 5), made before the raw
+ * keys are dropped and kept beside the identity for "Export identity". An account that already
  * publishes an identity must import it instead (one identity per user).
  */
-export async function createIdentity(gateway, login) {
+export async function createIdentity(gateway, login, passphrase) {
+  if (new TextEncoder().encode(passphrase).length < 10) throw new Error('choose a passphrase of at least 10 characters for your identity\'s export');
   try {
     await gateway.request('GET', `/keys/${encodeURIComponent(login.user)}`);
     throw new Error('your account already has an identity: import it (safechat keys export FILE on a device that has it)');
   } catch (e) {
     if (e.status !== 404) throw e;
   }
-  const signing = await crypto.subtle.generateKey({ name: 'Ed25519' }, false, ['sign', 'verify']);
-  const agreement = await crypto.subtle.generateKey({ name: 'X25519' }, false, ['deriveBits']);
-  const identity = {
-    userID: fromHex(login.userID, 16), signing: signing.privateKey,
-    signingKey: new Uint8Array(await crypto.subtle.exportKey('raw', signing.publicKey)),
-    agreement: { privateKey: agreement.privateKey, publicRaw: new Uint8Array(await crypto.subtle.exportKey('raw', agreement.publicKey)) },
-    historyKey: crypto.getRandomValues(new Uint8Array(32)),
-  };
+  const file = newIdentityFile(login.userID);
+  let identity, exported;
+  try {
+    identity = await loadIdentity(file);
+    exported = await sealExport(file, passphrase);
+  } finally {
+    file.fill(0);
+  }
   const signed = concat(utf8.encode('SafeChat identity v1'), new Uint8Array([0]), identity.userID, identity.signingKey, identity.agreement.publicRaw);
   const signature = new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signed));
   const bundle = `{"version":1,"user_id":"${login.userID}","signing_key":"${hex(identity.signingKey)}",`
     + `"agreement_key":"${hex(identity.agreement.publicRaw)}","signature":"${hex(signature)}"}`;
   await gateway.request('PUT', '/keys/me', bundle);
+  await store.put(`identity-export:${login.userID}`, exported);
   await store.put(`identity:${login.userID}`, identity);
   return identity;
+}
+
+/**
+ * This identity's export file (KEYS.md 5), for `safechat keys import` or another browser: the one
+ * made when the identity was created here, or the one it was imported from, under that passphrase.
+ */
+export async function identityExport(login) {
+  const text = await store.get(`identity-export:${login.userID}`);
+  if (!text) throw new Error('this browser kept no export of your identity (it was set up before exports were kept); use `safechat keys export` on a device that has it');
+  return new File([text], `safechat-identity-${login.user}.export`, { type: 'application/json' });
+}
+
+/** Offers `file` (a Blob with a name) as a browser download. */
+export function offerDownload(file) {
+  const link = Object.assign(document.createElement('a'), { href: URL.createObjectURL(file), download: file.name });
+  link.click();
+  setTimeout(() => URL.revokeObjectURL(link.href), 60_000);
 }
 
 /** A member entry and agreement key for `name`, from their pinned, verified bundle. */

@@ -1,6 +1,6 @@
 // Identities as docs/KEYS.md defines them: public bundles, fingerprints (safety numbers) and
 // passphrase exports, on WebCrypto (Ed25519, SHA-256, PBKDF2, AES-GCM).
-import { concat, fromHex, sha256, utf8 } from './bytes.js';
+import { concat, fromHex, hex, sha256, utf8 } from './bytes.js';
 
 /** Thirty digits in six groups of five from a signing key (section 3). */
 export async function fingerprint(signingKey) {
@@ -42,6 +42,29 @@ export async function openExport(text, passphrase) {
   } catch {
     throw new Error('wrong passphrase, or the file was changed');
   }
+}
+
+/**
+ * Seals an identity file's bytes under `passphrase` as a `safechat keys export` file (section 5):
+ * PBKDF2-HMAC-SHA256 with 600 000 iterations and a random salt, then AES-256-GCM under a random nonce.
+ */
+export async function sealExport(bytes, passphrase) {
+  const salt = crypto.getRandomValues(new Uint8Array(16)), nonce = crypto.getRandomValues(new Uint8Array(12));
+  const iterations = 600000;
+  const base = await crypto.subtle.importKey('raw', utf8.encode(passphrase), 'PBKDF2', false, ['deriveKey']);
+  const key = await crypto.subtle.deriveKey({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations },
+    base, { name: 'AES-GCM', length: 256 }, false, ['encrypt']);
+  const ciphertext = new Uint8Array(await crypto.subtle.encrypt(
+    { name: 'AES-GCM', iv: nonce, additionalData: utf8.encode('SafeChat identity export v1') }, key, bytes));
+  return `{"version":1,"kdf":"pbkdf2-hmac-sha256","iterations":${iterations},"salt":"${hex(salt)}","nonce":"${hex(nonce)}",`
+    + `"ciphertext":"${hex(ciphertext)}"}\n`;
+}
+
+/** A new identity file's bytes (section 4): fresh random keys for `userID` (hex). */
+export function newIdentityFile(userID) {
+  const random = () => hex(crypto.getRandomValues(new Uint8Array(32)));
+  return utf8.encode(`{"version":1,"user_id":"${userID}","signing_seed":"${random()}","agreement_private":"${random()}",`
+    + `"history_key":"${random()}"}\n`);
 }
 
 const ED25519_PKCS8_PREFIX = new Uint8Array([0x30, 0x2e, 0x02, 0x01, 0x00, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x04, 0x22, 0x04, 0x20]);
