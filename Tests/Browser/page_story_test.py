@@ -41,9 +41,19 @@ with sync_playwright() as p:
     one.get_by_label("Members (user names, comma-separated)").fill("user2")
     one.get_by_role("button", name="Create session").click()
     one.get_by_role("button", name="Open Report").click()
-    one.get_by_label("Files to send").set_input_files(path)
+    # Two files at once: each has its own progress bar and line, and one bar covers both.
+    notes = os.path.join(os.path.dirname(path), "notes.txt")
+    with open(notes, "w") as f:
+        f.write("what the dataset is\n" * 5000)
+    one.get_by_label("Files to send").set_input_files([path, notes])
     one.get_by_role("button", name="Upload", exact=True).click()
     one.get_by_text("Upload complete").wait_for(timeout=120000)
+    for sent in (name, "notes.txt"):
+        check(one.get_by_label(f"Upload progress for {sent}").evaluate("(bar) => bar.value") == 1, f"{sent}'s bar is full")
+        line = one.locator("#uploads li").filter(has_text=f"{sent}: sent, {os.path.getsize(path if sent == name else notes)} bytes")
+        check(line.count() == 1, f"{sent}'s line says it was sent: {one.locator('#uploads').inner_text()}")
+    check(one.get_by_label("Upload progress, all files").evaluate("(bar) => bar.value") == 1, "the overall bar is full")
+    one.get_by_role("button", name="Download notes.txt").wait_for()
     listing = one.locator("#files li").filter(has_text=name).inner_text()
     file_id = re.search(r"file ([0-9a-f]{32})", listing).group(1)
     one.get_by_label("Message").fill(f"here it is: {file_id}")

@@ -99,9 +99,16 @@ async function showSession(session) {
     }
     $('members').append(item);
   }
+  $('transfer').textContent = '';
+  $('uploads').replaceChildren();
+  $('upload-progress').value = 0;
+  await showFiles(session);
+}
+
+/** The session's files, each with a Download button (and Save once verified). */
+async function showFiles(session) {
   const files = $('files');
   files.replaceChildren();
-  $('transfer').textContent = '';
   const { files: entries = [] } = await state.gateway.request('GET', `/files?session=${session.id}`);
   for (const entry of entries) {
     const epoch = entry.session?.epoch ?? session.epoch;
@@ -210,29 +217,57 @@ $('clear-history').addEventListener('click', async () => {
   $('chat').replaceChildren(element('li', 'History cleared on this device.', { class: 'status' }));
 });
 
+const rate = (bytes, seconds) => `${(bytes / Math.max(seconds, 0.001) / 1e6).toFixed(1)} MB/s`;
+const timeLeft = (left, bytes, seconds) => `${Math.ceil(left / Math.max(bytes / Math.max(seconds, 0.001), 1))} s left`;
+
+/**
+ * Uploads `files` into the current session one after another, each with its own progress bar and
+ * line (bytes, rate, time left) and one bar and status line for them all. A file that fails is
+ * reported on its line and the others still go; the status ends "Upload complete" only if all went.
+ */
 async function uploadFiles(files) {
   const session = state.session;
   const started = performance.now();
   const total = files.reduce((n, f) => n + f.size, 0);
+  const rows = files.map((file, i) => {
+    const id = `upload-${Date.now()}-${i}`;
+    const bar = element('progress', undefined, { id, max: '1', value: '0' });
+    const line = element('span', `${file.name}: waiting`);
+    const item = element('li');
+    item.append(element('label', `Upload progress for ${file.name}`, { for: id }), ' ', bar, ' ', line);
+    $('uploads').append(item);
+    return { bar, line };
+  });
   let done = 0;
-  try {
-    for (const file of files) {
+  const failures = [];
+  for (const [i, file] of files.entries()) {
+    const { bar, line } = rows[i];
+    const fileStarted = performance.now();
+    let resumed = '';
+    try {
       await upload(state.gateway, session, file, (sent, read, resumedAt) => {
-        const seconds = (performance.now() - started) / 1000;
-        const rate = (done + read) / Math.max(seconds, 0.001);
-        $('transfer').textContent = `${file.name}: ${read} of ${file.size} bytes sealed and sent; all files ${done + read} of ${total}, `
-          + `${(rate / 1e6).toFixed(1)} MB/s, ${Math.ceil((total - done - read) / Math.max(rate, 1))} s left`
-          + (resumedAt ? `; resumed at byte ${resumedAt} of the sealed stream` : '');
-        $('upload-progress').value = read / Math.max(file.size, 1);
+        const now = performance.now();
+        const seconds = (now - fileStarted) / 1000, all = (now - started) / 1000;
+        if (resumedAt) resumed = `; resumed at byte ${resumedAt} of the sealed stream`;
+        line.textContent = `${file.name}: ${read} of ${file.size} bytes, ${rate(read, seconds)}, ${timeLeft(file.size - read, read, seconds)}${resumed}`;
+        bar.value = read / Math.max(file.size, 1);
+        $('transfer').textContent = `File ${i + 1} of ${files.length}; ${done + read} of ${total} bytes sealed and sent, `
+          + `${rate(done + read, all)}, ${timeLeft(total - done - read, done + read, all)}`;
+        $('upload-progress').value = (done + read) / Math.max(total, 1);
       });
-      done += file.size;
+      const seconds = (performance.now() - fileStarted) / 1000;
+      line.textContent = `${file.name}: sent, ${file.size} bytes in ${seconds.toFixed(1)} s (${rate(file.size, seconds)})${resumed}`;
+      bar.value = 1;
+    } catch (error) {
+      line.textContent = `${file.name}: failed: ${error.message}${resumed}`;
+      failures.push(`${file.name}: ${error.message}`);
     }
-    $('upload-files').value = '';
-    await showSession(session);
-    $('transfer').textContent = 'Upload complete';
-  } catch (error) {
-    $('transfer').textContent = `Upload failed: ${error.message}`;
+    done += file.size;
+    $('upload-progress').value = done / Math.max(total, 1);
   }
+  if (!failures.length) $('upload-files').value = '';
+  if (state.session === session) await showFiles(session).catch(() => {});
+  $('transfer').textContent = failures.length ? `Upload failed: ${failures.join('; ')}` : 'Upload complete';
 }
 
 $('upload-form').addEventListener('submit', (event) => {
