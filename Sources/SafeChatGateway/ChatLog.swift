@@ -99,7 +99,7 @@ actor ChatLog {
         var seq: UInt64?
     }
 
-    private struct Queue {
+    private struct Queue: Sendable {
         var entries: [ChatEntry] = []
         /// Entries before this index are deleted (removed in batches, not one by one).
         var start = 0
@@ -125,6 +125,7 @@ actor ChatLog {
     let queueLimit: Int
     let retention: TimeInterval
     let storageLimit: Int
+    let rewriteThreshold: Int
     private let path: String
     private let bus: any ChatBus
     private var descriptor: Int32
@@ -140,9 +141,21 @@ actor ChatLog {
     private var waiters: [CheckedContinuation<Void, any Error>] = []
     private var flushing = false
     private var compactionWanted = false
+    /// While the log is rewritten beside the appends (``startRewrite()``): what was appended to
+    /// the old log since the rewrite's snapshot, which follows the snapshot into the new log.
+    private var rewriteTail: [UInt8]?
+    /// The rewrite's snapshot, written and fsynced, waiting for the flush loop to put it in place.
+    private var rewritten: LogRewrite?
+    /// Tells a finished rewrite whether it is still the one wanted (a full compaction supersedes it).
+    private var rewriteGeneration = 0
+    private var rewrites = 0
 
-    init(directory: String, queueLimit: Int, retention: TimeInterval, storageLimit: Int, bus: any ChatBus) throws {
+    /// - Parameter rewriteThreshold: the log is rewritten once it is larger than this and four
+    ///   times larger than what it holds.
+    init(directory: String, queueLimit: Int, retention: TimeInterval, storageLimit: Int, bus: any ChatBus,
+         rewriteThreshold: Int = 8 << 20) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        self.rewriteThreshold = rewriteThreshold
         self.queueLimit = queueLimit
         self.retention = retention
         self.storageLimit = storageLimit
@@ -281,9 +294,10 @@ actor ChatLog {
         if !pendingLines.isEmpty || compactionWanted { try await commit() }
     }
 
-    /// Deliveries stored and their bytes, for tests and the operator.
-    func usage() -> (entries: Int, bytes: Int, logBytes: Int) {
-        (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes)
+    /// Deliveries stored and their bytes, the log's size, how often it was rewritten beside the
+    /// appends and whether such a rewrite is under way; for tests and the operator.
+    func usage() -> (entries: Int, bytes: Int, logBytes: Int, rewrites: Int, rewriting: Bool) {
+        (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes, rewrites, rewriteTail != nil || rewritten != nil)
     }
 
     // MARK: - Durability
@@ -304,24 +318,19 @@ actor ChatLog {
     /// Writes what is pending in one write and one fsync, applies the entries it made durable,
     /// publishes them in seq order and wakes their senders; repeats while more arrived meanwhile.
     private func flushLoop() async {
-        while !waiters.isEmpty || !pendingLines.isEmpty || compactionWanted {
+        while !waiters.isEmpty || !pendingLines.isEmpty || compactionWanted || rewritten != nil {
             let lines = pendingLines, entries = pendingEntries, batch = waiters
             pendingLines = []
             pendingEntries = []
             waiters = []
             do {
-                if !lines.isEmpty {
-                    try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(lines, to: descriptor, truncatingTo: logBytes) }
-                    logBytes += lines.count
-                }
-                for entry in entries { apply(entry) }
-                // What the entries dropped (a member's queue over its bound) is durable before anyone is told.
-                if !pendingLines.isEmpty {
-                    let drops = pendingLines
-                    pendingLines = []
-                    try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(drops, to: descriptor, truncatingTo: logBytes) }
-                    logBytes += drops.count
-                }
+                try await appendToLog(lines)
+                var drops: [UInt8] = []
+                for entry in entries { apply(entry, droppingInto: &drops) }
+                // What the entries dropped (a member's queue over its bound) is durable before anyone
+                // is told. Only those records: an entry's record written here while the entry waits
+                // for the next turn to be applied would be in neither a rewrite's snapshot nor its tail.
+                try await appendToLog(drops)
                 if !entries.isEmpty { await bus.publish(entries) }
                 // Asked for by maintain(), which returns only once the log is rewritten.
                 if compactionWanted { await compact() }
@@ -330,15 +339,79 @@ actor ChatLog {
                 for entry in entries { storedBytes -= entry.cost }
                 for waiter in batch { waiter.resume(throwing: error) }
             }
-            if logBytes > 8 << 20 && logBytes > 4 * storedBytes { await compact() }
+            if let ready = rewritten {
+                rewritten = nil
+                await install(ready)
+            } else if rewriteTail == nil && logBytes > rewriteThreshold && logBytes > 4 * storedBytes {
+                startRewrite()
+            }
         }
         flushing = false
     }
 
-    /// Rewrites the log as the live state alone. On failure the old log is still whole and still
-    /// appended to; the rewrite is tried again later.
+    /// Appends records to the log and fsyncs (the flush loop's only way to write them).
+    private func appendToLog(_ lines: [UInt8]) async throws {
+        guard !lines.isEmpty else { return }
+        try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(lines, to: descriptor, truncatingTo: logBytes) }
+        logBytes += lines.count
+        rewriteTail? += lines
+    }
+
+    /// Starts rewriting the log, grown well past what it holds, as the live state alone, without
+    /// holding up the appends: the snapshot is taken now and written to a new file off the actor
+    /// while records still go to the old log (and to ``rewriteTail``); ``install(_:)`` then adds
+    /// those records to the new file and puts it in place. (Rewritten in the flush loop, the log
+    /// held every send for the 15-25 ms of the write, every second or two under load: most of the
+    /// relay's p99.)
+    private func startRewrite() {
+        rewriteTail = []
+        rewriteGeneration += 1
+        let generation = rewriteGeneration, queues = queues, path = path
+        Task {
+            do {
+                let file = try await blockingIO { try LogRewrite(path: path, snapshot: Self.snapshot(of: queues)) }
+                rewriteWritten(file, generation: generation)
+            } catch {
+                rewriteWritten(nil, generation: generation)
+            }
+        }
+    }
+
+    private func rewriteWritten(_ file: LogRewrite?, generation: Int) {
+        guard generation == rewriteGeneration, rewriteTail != nil else { return }
+        guard let file else {
+            rewriteTail = nil  // tried again after the next write
+            return
+        }
+        rewritten = file
+        startFlushing()
+    }
+
+    /// Adds what was appended since the snapshot to the rewritten log and puts it in place of the
+    /// old one. Runs in the flush loop, so nothing is appended meanwhile. On failure the old log is
+    /// still whole and still appended to; the rewrite is tried again later.
+    private func install(_ rewrite: LogRewrite) async {
+        let tail = rewriteTail ?? []
+        rewriteTail = nil
+        do {
+            let new = try await blockingIO { try rewrite.commit(appending: tail) }
+            close(descriptor)
+            descriptor = new
+            logBytes = rewrite.snapshotBytes + tail.count
+            compactedBytes = logBytes
+            rewrites += 1
+        } catch {}
+    }
+
+    /// Rewrites the log as the live state alone, at once (asked for by ``maintain(now:)`` when
+    /// nothing is stored, so that delivered ciphertext leaves the disk). A rewrite under way beside
+    /// the appends is abandoned: its snapshot may hold what this one deletes. On failure the old
+    /// log is still whole and still appended to; the rewrite is tried again later.
     private func compact() async {
         compactionWanted = false
+        rewriteTail = nil
+        rewriteGeneration += 1
+        rewritten = nil
         let snapshot = Self.snapshot(of: queues)
         do {
             let old = descriptor
@@ -350,8 +423,8 @@ actor ChatLog {
     }
 
     /// Adds a durable entry to its queue, dropping the oldest waiting delivery of any recipient
-    /// now over the queue limit.
-    private func apply(_ entry: ChatEntry) {
+    /// now over the queue limit (the records saying so go to `drops`).
+    private func apply(_ entry: ChatEntry, droppingInto drops: inout [UInt8]) {
         var queue = queues[entry.session] ?? Queue()
         queues[entry.session] = nil
         queue.entries.append(entry)
@@ -364,8 +437,8 @@ actor ChatLog {
                 queue.cursors[user] = oldest.seq
                 queue.waiting[user]! -= 1
                 queue.dropped[user, default: 0] += 1
-                pendingLines += Self.line(Record(op: .ack, session: entry.session, user: user, seq: oldest.seq))
-                pendingLines += Self.line(Record(op: .dropped, session: entry.session, user: user, seq: queue.dropped[user]))
+                drops += Self.line(Record(op: .ack, session: entry.session, user: user, seq: oldest.seq))
+                drops += Self.line(Record(op: .dropped, session: entry.session, user: user, seq: queue.dropped[user]))
             }
         }
         storedBytes -= Self.collect(&queue)
@@ -426,12 +499,39 @@ actor ChatLog {
     /// Writes `bytes` as the new log (write, fsync, rename, fsync the directory) and opens it for
     /// appending.
     private static func replaceLog(at path: String, with bytes: [UInt8]) throws -> Int32 {
-        let writer = try AtomicFileWriter(destination: path, permissions: 0o600)
-        try writer.write(bytes)
-        try writer.commit()
-        let descriptor = open(path, O_WRONLY | O_APPEND | O_CLOEXEC)
-        guard descriptor >= 0 else { throw FileError(path: path, operation: "open", errno: errno) }
-        return descriptor
+        try LogRewrite(path: path, snapshot: bytes).commit(appending: [])
+    }
+
+    /// A new log written beside the old one: the snapshot first (off the actor, fsynced), then
+    /// what was appended to the old log meanwhile, then it takes the old log's name. Held by one
+    /// task at a time: the one writing the snapshot, then the flush loop. Its temporary file is
+    /// removed if it is dropped before `commit`.
+    private final class LogRewrite: @unchecked Sendable {
+        private let writer: AtomicFileWriter
+        let snapshotBytes: Int
+
+        init(path: String, snapshot: [UInt8]) throws {
+            writer = try AtomicFileWriter(destination: path, permissions: 0o600)
+            try writer.write(snapshot)
+            try writer.sync()
+            snapshotBytes = snapshot.count
+        }
+
+        /// Appends `tail`, makes the file durable, renames it over the log, and returns it opened
+        /// for appending (opened before the rename: once it is in place, the old log must not be
+        /// appended to any more).
+        func commit(appending tail: [UInt8]) throws -> Int32 {
+            if !tail.isEmpty { try writer.write(tail) }
+            let descriptor = open(writer.temporaryPath, O_WRONLY | O_APPEND | O_CLOEXEC)
+            guard descriptor >= 0 else { throw FileError(path: writer.temporaryPath, operation: "open", errno: errno) }
+            do {
+                try writer.commit()
+            } catch {
+                close(descriptor)
+                throw error
+            }
+            return descriptor
+        }
     }
 
     /// Appends `bytes` and fsyncs; on failure cuts the file back to `length`, so a torn record

@@ -78,6 +78,9 @@ public final class AtomicFileWriter {
 
     public func write(_ bytes: [UInt8]) throws { try sink.write(bytes) }
 
+    /// Makes what was written so far durable, so that `commit` has only the rest to flush.
+    public func sync() throws { try sink.sync() }
+
     /// Makes the file durable and moves it to its final name.
     public func commit() throws {
         precondition(!finished, "AtomicFileWriter committed or discarded twice")

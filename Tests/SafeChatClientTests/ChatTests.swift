@@ -283,6 +283,53 @@ import SealedStream
         #expect(stored > 0 && after.entries == before.entries && after.bytes == before.bytes)
     }
 
+    /// The log is rewritten beside the appends (its snapshot written off the actor, what was
+    /// appended meanwhile added after it): with sends and acks from many tasks at once and many
+    /// rewrites, a restart finds exactly what was stored and not yet acknowledged.
+    @Test func theLogRewrittenBesideConcurrentSendsLosesNothing() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatlog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = try ChatLog(directory: directory, queueLimit: 10_000, retention: 3_600, storageLimit: 64 << 20, bus: LocalChatBus(),
+                              rewriteThreshold: 16 << 10)
+        let sessions = (0..<8).map { _ in SessionID.random() }
+        let prompt = UserID.random(), lagging = UserID.random()
+        func wire(_ session: SessionID, _ n: Int) -> ChatMessageWire {
+            ChatMessageWire(sessionID: session.value, epoch: 0, sender: UserID.random().value, messageID: Secrets.randomHex(16), sentAt: UInt64(n),
+                            ciphertext: String(repeating: "ab", count: 100), signature: String(repeating: "cd", count: 64))
+        }
+        // Per session: 300 sends; one recipient acknowledges everything as it goes, the other
+        // lags 10 behind, so the log keeps outgrowing what it holds.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for session in sessions {
+                group.addTask {
+                    for n in 1...300 {
+                        let entry = try await log.append(session: session, message: wire(session, n), file: nil, recipients: [prompt, lagging], now: 5_000_000)
+                        try await log.acknowledge(session: session, user: prompt, upTo: entry.seq, waitForDisk: n % 2 == 0)
+                        if n % 5 == 0 && n > 10 { try await log.acknowledge(session: session, user: lagging, upTo: entry.seq - 10) }
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        // Every record written and no rewrite left half done before the log is read again.
+        try await log.maintain(now: 5_000_000)
+        var usage = await log.usage()
+        for _ in 0..<200 where usage.rewriting {
+            try await Task.sleep(for: .milliseconds(10))
+            usage = await log.usage()
+        }
+        #expect(!usage.rewriting)
+        #expect(usage.rewrites >= 3, "rewrites beside the appends: \(usage.rewrites)")
+        #expect(usage.entries == 8 * 10)
+        let reopened = try ChatLog(directory: directory, queueLimit: 10_000, retention: 3_600, storageLimit: 64 << 20, bus: LocalChatBus())
+        for session in sessions {
+            let waiting = await reopened.backlog(session: session, user: lagging).entries.map(\.seq)
+            #expect(waiting == Array(291...300), "\(waiting)")
+            #expect(await reopened.backlog(session: session, user: prompt).entries.isEmpty)
+        }
+        #expect(await reopened.usage().entries == 8 * 10)
+    }
+
     /// A gateway that lies: the recipient's checks turn tampered, replayed and impersonated messages
     /// into warnings and show none of them as a message.
     @Test func tamperedReplayedAndImpersonatedMessagesAreRejectedWithAWarning() async throws {

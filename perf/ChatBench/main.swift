@@ -205,6 +205,17 @@ func gatewayCPU() -> Double? {
     return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
+/// CPU seconds the hypervisor gave to others while this virtual machine had work (the `steal`
+/// column of /proc/stat's `cpu` line, all CPUs): on a shared host, a run with much of it measures
+/// the host, not the gateway.
+func hostSteal() -> Double? {
+    guard let stat = try? String(contentsOfFile: "/proc/stat", encoding: .utf8),
+          let line = stat.split(separator: "\n").first(where: { $0.hasPrefix("cpu ") }) else { return nil }
+    let fields = line.split(separator: " ")
+    guard fields.count > 8, let steal = Double(fields[8]) else { return nil }
+    return steal / Double(sysconf(Int32(_SC_CLK_TCK)))
+}
+
 /// Runs `command` under /bin/sh; returns its wall time in seconds.
 func runShell(_ command: String) throws -> Double {
     let process = Process()
@@ -229,6 +240,7 @@ struct RunFigures {
     var max: Double
     var peakRSS: Double?
     var gatewayCores: Double?
+    var stolenPercent: Double?
     var errors: Int
     var closed: [UInt16: Int]
     var besideSeconds: Double?
@@ -238,6 +250,7 @@ struct RunFigures {
                           sentPerSecond, deliveriesPerSecond, delivered, expected, p50, p99, max)
         if let peakRSS { text += String(format: ", gateway RSS %.0f MiB", peakRSS) }
         if let gatewayCores { text += String(format: ", gateway %.2f cores", gatewayCores) }
+        if let stolenPercent { text += String(format: ", host steal %.1f%%", stolenPercent) }
         if errors > 0 { text += ", \(errors) error frames" }
         if !closed.isEmpty { text += ", closed early: \(closed.sorted { $0.key < $1.key }.map { "\($0.value)×\($0.key)" }.joined(separator: " "))" }
         return text
@@ -277,6 +290,7 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
     let start = now() + 200_000_000
     let measureFrom = start + warmup
     var cpuBefore: Double?
+    var stealBefore: Double?
     var windowStart: UInt64 = 0
     var windowEnd: UInt64 = 0
     var peak = 0.0
@@ -295,6 +309,7 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
                 let clock = now()
                 if cpuBefore == nil && clock >= measureFrom {
                     cpuBefore = gatewayCPU() ?? 0
+                    stealBefore = hostSteal()
                     windowStart = clock
                     if let beside {
                         let started = Process()
@@ -309,6 +324,8 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
     windowEnd = now() - 2_000_000_000
     let window = Double(windowEnd - windowStart) / 1e9
     let cores = cpuBefore.flatMap { before in gatewayCPU().map { ($0 - before) / (window + 2) } }
+    // As a share of both CPUs' time over the same window.
+    let stolen = stealBefore.flatMap { before in hostSteal().map { 100 * ($0 - before) / ((window + 2) * Double(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) } }
     if let process {
         process.waitUntilExit()
         guard process.terminationStatus == 0 else { fail("`\(beside!)` exited with \(process.terminationStatus)") }
@@ -321,7 +338,7 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
         sentPerSecond: Double(connections.reduce(0) { $0 + $1.result.sentMeasured }) / window, deliveriesPerSecond: Double(latencies.count) / window,
         delivered: connections.reduce(0) { $0 + $1.result.delivered }, expected: sent * (members.count - 1),
         p50: percentile(latencies, 0.5), p99: percentile(latencies, 0.99), max: percentile(latencies, 1),
-        peakRSS: options.gatewayPID == nil ? nil : peak, gatewayCores: cores, errors: connections.reduce(0) { $0 + $1.result.errors },
+        peakRSS: options.gatewayPID == nil ? nil : peak, gatewayCores: cores, stolenPercent: stolen, errors: connections.reduce(0) { $0 + $1.result.errors },
         closed: closed, besideSeconds: besideSeconds)
 }
 
@@ -360,12 +377,16 @@ func summary(_ runs: [RunFigures]) -> String {
            median(runs.map(\.sentPerSecond)), median(runs.map(\.deliveriesPerSecond)), median(runs.map(\.p50)), median(runs.map(\.p99)))
         + (runs.first?.peakRSS != nil ? String(format: ", gateway RSS %.0f MiB (peak)", runs.map { $0.peakRSS ?? 0 }.max()!) : "")
         + (runs.first?.gatewayCores != nil ? String(format: ", gateway %.2f cores", median(runs.map { $0.gatewayCores ?? 0 })) : "")
+        + (runs.first?.stolenPercent != nil ? String(format: ", host steal %.1f%%", median(runs.map { $0.stolenPercent ?? 0 })) : "")
 }
 
 print("chat alone:         " + summary(alone))
 let p99Target = 20.0
 print(String(format: "  target: p99 under %.0f ms at %.0f msg/s sent: %@", p99Target, options.rate,
              median(alone.map(\.p99)) < p99Target && median(alone.map(\.sentPerSecond)) >= 0.98 * options.rate ? "met" : "NOT met"))
+// A diagnostic, not the verdict: the same figures from the runs the host did not slow down.
+let quiet = alone.filter { ($0.stolenPercent ?? 100) < 1 }
+if !quiet.isEmpty && quiet.count < alone.count { print("  runs with host steal under 1%: " + summary(quiet)) }
 if !besideRuns.isEmpty, let bytes = options.besideBytes {
     let together = median(besideRuns.map { Double(bytes) / 1e6 / $0.besideSeconds! })
     let ratio = together / median(uploadAlone)
