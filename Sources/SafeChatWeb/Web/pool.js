@@ -2,19 +2,23 @@
 // context (its AES key is a non-extractable CryptoKey, which workers can be handed). Callers keep
 // order themselves by awaiting the promises in the order they asked; the pool only spreads work.
 //
-// A worker is retired after RETIRE_AFTER records and a fresh one takes its place: its leftover
+// A worker is retired after `retireAfter` records and a fresh one takes its place: its leftover
 // buffers (WebCrypto's outputs) are freed with its heap, instead of piling up until V8 collects
 // them, which in one worker alone was 300 MiB (docs/BROWSER.md section 6). Callers that open
 // hand the plaintexts they are done with back with their next request, so those die here too.
 import { SealedStreamError } from './stream.js';
 
-const RETIRE_AFTER = 8;
-
 export class RecordPool {
-  /** `ctx` from sealingContext or openingContext; `size` workers (default: one per core, 2 to 4). */
-  constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2))) {
+  /**
+   * `ctx` from sealingContext or openingContext; `size` workers (default: one per core, 2 to 4),
+   * each replaced after `retireAfter` records: fewer keeps less garbage, more starts fewer workers
+   * (1 GiB through the page, docs/BROWSER.md section 6: 8 records, upload 59 MiB/s and its renderer
+   * at 226 MiB; 16, 67 MiB/s and 244; 32, 89 MiB/s and 273).
+   */
+  constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2)), { retireAfter = 8 } = {}) {
     this.ctx = ctx;
     this.size = size;
+    this.retireAfter = retireAfter;
     this.jobs = new Map();
     this.nextID = 0;
     this.retiring = new Set();
@@ -53,7 +57,7 @@ export class RecordPool {
     for (let i = 1; i < this.workers.length; i++) if (this.workers[i].busy < this.workers[slot].busy) slot = i;
     const worker = this.workers[slot];
     worker.busy++;
-    if (++worker.handed === RETIRE_AFTER) {
+    if (++worker.handed === this.retireAfter) {
       // It finishes what it was handed; new work goes to its successor, which starts now.
       this.retiring.add(worker);
       this.workers[slot] = this.spawn();
