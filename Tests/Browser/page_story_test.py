@@ -83,6 +83,65 @@ with sync_playwright() as p:
     }""", name)
     check(got == digest, "user2's download is byte-identical to user1's file")
 
+    # user2 on a second browser that has no origin-private file system: the identity exported from
+    # the first browser is imported, and downloads stream through the Service Worker into the
+    # browser's downloads, verified chunk by chunk; one that breaks off is resumed within the same
+    # download, and one with a tampered chunk fails and is never kept.
+    with two.expect_download(timeout=60000) as exporting:
+        two.get_by_role("button", name="Export identity").click()
+    two_export = os.path.join(os.path.dirname(path), "user2.export")
+    exporting.value.save_as(two_export)
+    plain = browser.new_context(accept_downloads=True)
+    plain.add_init_script("delete StorageManager.prototype.getDirectory")
+    three = plain.new_page()
+    three.on("pageerror", lambda e: sys.exit(f"FAILED: an error in the page without a private file system: {e}"))
+    three.goto(base + "/")
+    three.get_by_label("Username").fill("user2")
+    three.get_by_label("Password").fill("password-two")
+    three.get_by_role("button", name="Log in").click()
+    three.get_by_label("Identity export file").set_input_files(two_export)
+    three.get_by_label("Passphrase", exact=True).fill(EXPORT_PASSPHRASE)
+    three.get_by_role("button", name="Import identity").click()
+    three.get_by_role("button", name="Open Report").click()
+    check(three.evaluate("typeof navigator.storage.getDirectory") == "undefined", "the second browser has no private file system")
+
+    def streamed():
+        with three.expect_download(timeout=60000) as streaming:
+            three.get_by_role("button", name=f"Download {name}").click()
+        three.get_by_text(re.compile(f"^{re.escape(name)}(: .* downloaded and verified into your downloads| refused)")).wait_for(timeout=60000)
+        failure = streaming.value.failure()
+        data = None if failure else open(streaming.value.path(), "rb").read()
+        return failure, data, three.locator("#transfer").inner_text()
+
+    failure, data, status = streamed()
+    check(failure is None and hashlib.sha256(data).hexdigest() == digest, f"the streamed download is byte-identical: {failure} {status}")
+    requests = []
+
+    def cut_first(route):
+        requests.append(route.request.headers.get("range"))
+        if len(requests) > 1:
+            return route.continue_()
+        response = route.fetch()
+        body = response.body()
+        route.fulfill(response=response, body=body[: len(body) // 2])
+
+    three.route(f"**/download/{file_id}", cut_first)
+    failure, data, status = streamed()
+    check(failure is None and hashlib.sha256(data).hexdigest() == digest, f"a streamed download that broke off resumes byte-identical: {failure} {status}")
+    check(len(requests) == 2 and requests[0] is None and (requests[1] or "").startswith("bytes="), f"it resumed with Range: {requests}")
+    three.unroute(f"**/download/{file_id}")
+
+    def tamper(route):
+        response = route.fetch()
+        body = bytearray(response.body())
+        body[len(body) // 2] ^= 1
+        route.fulfill(response=response, body=bytes(body))
+
+    three.route(f"**/download/{file_id}", tamper)
+    failure, data, status = streamed()
+    check(failure is not None and "refused" in status and "chunk" in status, f"a tampered stream fails the browser's download: {failure} {status}")
+    plain.close()
+
     # A gateway that lies, as user2's page sees it: forged chat deliveries are shown as warnings,
     # and a session log listing user1 under a substituted key is refused by the pin.
     lies = two.evaluate("""async () => {

@@ -4,8 +4,8 @@
 // the gateway supplies is put in the page as text (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
-  Gateway, changeMembers, createIdentity, createSession, download, fileName, identityExport, importIdentity, isVerified, offerDownload, openSession, saveFile,
-  savedIdentity, upload, verifyMember,
+  Gateway, changeMembers, createIdentity, createSession, download, fileName, hasPrivateFileSystem, identityExport, importIdentity, isVerified, offerDownload,
+  openSession, saveFile, savedIdentity, streamDownload, upload, verifyMember,
 } from './client.js';
 
 const $ = (id) => document.getElementById(id);
@@ -124,6 +124,17 @@ async function showFiles(session) {
     button.addEventListener('click', async () => {
       button.disabled = true;
       $('transfer').textContent = `Downloading ${name}…`;
+      if (!hasPrivateFileSystem()) {
+        try {
+          const size = await streamDownload(state.gateway, entry.file_id, key, name, (bytes) => { $('transfer').textContent = `${name}: ${bytes} bytes verified`; });
+          $('transfer').textContent = `${name}: ${size} bytes downloaded and verified into your downloads`;
+        } catch (error) {
+          $('transfer').textContent = `${name} refused: ${error.message}`;
+        } finally {
+          button.disabled = false;
+        }
+        return;
+      }
       try {
         const file = await download(state.gateway, entry.file_id, key, name, (bytes) => { $('transfer').textContent = `${name}: ${bytes} bytes verified`; });
         const save = element('button', `Save ${name}`, { type: 'button' });

@@ -158,6 +158,51 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
   return (await root.getFileHandle(name)).getFile();
 }
 
+/** Whether this browser has the origin-private file system (else downloads go through `streamDownload`). */
+export const hasPrivateFileSystem = () => typeof navigator.storage?.getDirectory === 'function';
+
+/**
+ * Downloads and verifies a file straight into the browser's downloads, through a Service Worker
+ * stream (./sw.js), for browsers without the origin-private file system: memory stays flat, each
+ * chunk is verified before the browser gets it, a download that breaks off is resumed with Range
+ * inside the same browser download, and a chunk that fails verification fails the browser's
+ * download, so it is never kept as complete. `progress(bytes)` is told as it goes; resolves with
+ * the plaintext size once the last chunk is handed over.
+ */
+export async function streamDownload(gateway, fileID, key, name, progress = () => {}) {
+  if (!navigator.serviceWorker) throw new Error('this browser can neither keep files for the page nor stream them to its downloads');
+  // Its scope is the save/ URLs alone: no other request of the page or its workers goes through it.
+  const registration = await navigator.serviceWorker.register(new URL('./sw.js', import.meta.url), { scope: new URL('./save/', import.meta.url).pathname });
+  const sw = registration.active ?? registration.installing ?? registration.waiting;
+  if (sw.state !== 'activated') {
+    await new Promise((resolve) => sw.addEventListener('statechange', () => { if (sw.state === 'activated') resolve(); }));
+  }
+  const id = hex(crypto.getRandomValues(new Uint8Array(16)));
+  const channel = new MessageChannel(), reply = new MessageChannel();
+  const ready = new Promise((resolve) => { reply.port1.onmessage = resolve; });
+  registration.active.postMessage({ id, name }, [channel.port2, reply.port2]);
+  await ready;
+  reply.port1.close();
+  const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
+  const frame = Object.assign(document.createElement('iframe'), { hidden: true, src: new URL(`./save/${id}`, import.meta.url).href });
+  try {
+    return await new Promise((resolve, reject) => {
+      worker.onmessage = ({ data }) => {
+        if (data.progress !== undefined) progress(data.progress);
+        else if (data.error) reject(new Error(data.error));
+        else resolve(data.size);
+      };
+      worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
+      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, port: channel.port1 }, [channel.port1]);
+      document.body.append(frame);
+    });
+  } finally {
+    worker.terminate();
+    // The browser's download goes on without the frame; it is removed once the last chunk is handed over.
+    setTimeout(() => frame.remove(), 60_000);
+  }
+}
+
 /**
  * Saves a downloaded, verified file (a File from download()) where the user chooses: with the File
  * System Access API's save picker where the browser grants it, streamed from the origin-private

@@ -1,7 +1,8 @@
-// Downloads one sealed file and opens it chunk by chunk into the origin-private file system
-// (docs/BROWSER.md section 3), off the page's thread, writing through a synchronous access handle.
+// Downloads one sealed file and opens it chunk by chunk, off the page's thread, into the
+// origin-private file system through a synchronous access handle, or, where the browser has no such
+// file system, into a Service Worker's response that the browser saves (docs/BROWSER.md section 3).
 // Every chunk is verified (docs/FORMAT.md 6) before it is written; on any failure the partial file
-// is deleted and the message names the chunk.
+// is deleted (or the browser's download fails) and the message names the chunk.
 import { HEADER_SIZE, RECORD_OVERHEAD, openingContext, recordHeader } from './stream.js';
 import { RecordPool } from './pool.js';
 
@@ -36,28 +37,75 @@ class BodyReader {
  *  network failed); anything else (a chunk that fails verification) deletes the partial file. */
 class Interrupted extends Error {}
 
-self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
-  const root = await navigator.storage.getDirectory();
-  let access = null;
+/** Writes into the origin-private file system through a synchronous access handle. */
+class FileSink {
+  constructor(access) { this.access = access; }
+  truncate(length) { this.access.truncate(length); }
+  async write(plain, at) { this.access.write(plain, { at }); }
+  flush() { this.access.flush(); }
+  close() { this.access.close(); }
+}
+
+/**
+ * Streams into a Service Worker's response (./sw.js), which the browser saves as a download: a
+ * chunk is sent only when the response asks for one, so a slow disk slows the download instead of
+ * filling memory. The plaintext is copied out, since its buffer goes back to the pool.
+ */
+class PortSink {
+  constructor(port) {
+    this.port = port;
+    this.sent = 0;
+    this.asked = 0;
+    this.wake = null;
+    this.cancelled = false;
+    port.onmessage = ({ data }) => {
+      if (data === 'pull') this.asked++;
+      else if (data === 'cancel') this.cancelled = true;
+      this.wake?.();
+    };
+  }
+
+  truncate(length) {
+    // Resumed within one response: what was sent cannot be taken back, so it must be all there is.
+    if (length !== this.sent) throw new Error('the download cannot resume at this point; start it again');
+  }
+
+  async write(plain) {
+    while (!this.asked && !this.cancelled) await new Promise((resolve) => { this.wake = resolve; });
+    if (this.cancelled) throw new Error('the download was cancelled in the browser');
+    this.asked--;
+    const copy = plain.slice();
+    this.port.postMessage({ chunk: copy.buffer }, [copy.buffer]);
+    this.sent += plain.length;
+  }
+
+  flush() {}
+  close() { this.port.postMessage({ done: true }); }
+  /** The response fails, so the browser never offers the file as complete. */
+  fail(message) { this.port.postMessage({ error: message }); }
+}
+
+/**
+ * Fetches from `at` (null: the start) and writes every verified record to `sink`, in order.
+ * Returns the final position; throws Interrupted with `at` where it stopped (its bytes flushed),
+ * or another error (a chunk that does not verify).
+ */
+async function transfer(url, token, key, sink, at, report) {
   let reader = null;
   let pool = null;
-  // What is verified and written so far: the stream header, the next record's index and offset,
-  // and the plaintext bytes written. Sent to the page after every record, so a retry resumes there.
-  let at = resume ?? null;
   try {
     const headers = { Authorization: `Bearer ${token}` };
     if (at) { headers.Range = `bytes=${at.offset}-`; headers['If-Range'] = at.etag; }
     const response = await fetch(url, { headers }).catch((e) => { throw new Interrupted(`the download failed: ${e.message}`); });
     if (at && response.status !== 206) throw new Error(`the gateway did not resume the download (${response.status}); start it again`);
     if (!at && response.status !== 200) throw new Error(`the gateway answered ${response.status}`);
-    access = await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle();
     reader = new BodyReader(response.body);
     let ctx;
     if (at) {
       ctx = await openingContext(key, Uint8Array.from(at.header));
-      access.truncate(at.written);
+      sink.truncate(at.written);
     } else {
-      access.truncate(0);
+      sink.truncate(0);
       const { buffer, got } = await reader.read(new ArrayBuffer(HEADER_SIZE), 0, HEADER_SIZE);
       if (got < HEADER_SIZE) throw new Interrupted('the download ended inside the stream header');
       const header = new Uint8Array(buffer);
@@ -78,46 +126,67 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
     const written = [];
     const pending = [];
     let parsed = { index: at.index, final: false };
-    while (pending.length || !parsed.final) {
-      while (!parsed.final && pending.length < depth) {
-        const index = parsed.index;
-        let { buffer, got } = await reader.read(spare.pop() ?? new ArrayBuffer(ctx.chunkSize + RECORD_OVERHEAD), 0, 16);
-        if (got < 16) throw new Interrupted(got ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
-        const info = recordHeader(ctx, new Uint8Array(buffer, 0, 16), 0, index);
-        ({ buffer, got } = await reader.read(buffer, 16, info.size - 16));
-        if (got < info.size - 16) throw new Interrupted(`chunk ${index} is cut short`);
-        const opened = pool.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
-        opened.catch(() => {});  // awaited in order below; a later one failing first must not go unhandled
-        pending.push({ opened, info });
-        parsed = { index: index + 1, final: info.final };
-        if (info.final && (await reader.read(new ArrayBuffer(1), 0, 1)).got) throw new Error('bytes follow the final chunk');
+    try {
+      while (pending.length || !parsed.final) {
+        while (!parsed.final && pending.length < depth) {
+          const index = parsed.index;
+          let { buffer, got } = await reader.read(spare.pop() ?? new ArrayBuffer(ctx.chunkSize + RECORD_OVERHEAD), 0, 16);
+          if (got < 16) throw new Interrupted(got ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
+          const info = recordHeader(ctx, new Uint8Array(buffer, 0, 16), 0, index);
+          ({ buffer, got } = await reader.read(buffer, 16, info.size - 16));
+          if (got < info.size - 16) throw new Interrupted(`chunk ${index} is cut short`);
+          const opened = pool.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
+          opened.catch(() => {});  // awaited in order below; a later one failing first must not go unhandled
+          pending.push({ opened, info });
+          parsed = { index: index + 1, final: info.final };
+          if (info.final && (await reader.read(new ArrayBuffer(1), 0, 1)).got) throw new Error('bytes follow the final chunk');
+        }
+        const { opened, info } = pending.shift();
+        const { plain, record } = await opened;
+        spare.push(record.buffer);
+        await sink.write(plain, at.written);
+        written.push(plain.buffer);
+        at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + plain.length };
+        // A checkpoint is only ever a point whose bytes are flushed; a flush per 16 records, not per record.
+        if (at.index % 16 === 0 || !pending.length) {
+          sink.flush();
+          report(at);
+        }
       }
-      const { opened, info } = pending.shift();
-      const { plain, record } = await opened;
-      spare.push(record.buffer);
-      access.write(plain, { at: at.written });
-      written.push(plain.buffer);
-      at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + plain.length };
-      // A checkpoint is only ever a point whose bytes are flushed; a flush per 16 records, not per record.
-      if (at.index % 16 === 0 || !pending.length) {
-        access.flush();
-        postMessage({ progress: at.written, checkpoint: at });
+    } catch (error) {
+      if (error instanceof Interrupted) {
+        // What is written is kept: flushed, it becomes the point to resume from.
+        sink.flush();
+        report(at);
+        error.at = at;
       }
+      throw error;
     }
-    access.close();
-    access = null;
-    pool.close();
-    postMessage({ done: true, size: at.written });
+    return at;
   } catch (error) {
-    if (error instanceof Interrupted && access && at) {
-      // What is written is kept: flushed, it becomes the point to resume from.
-      access.flush();
-      postMessage({ progress: at.written, checkpoint: at });
-    }
-    access?.close();
+    if (error instanceof Interrupted && !error.at) error.at = at;
+    throw error;
+  } finally {
     pool?.close();
     reader?.cancel();
-    if (error instanceof Interrupted && at) {
+  }
+}
+
+const report = (at) => postMessage({ progress: at.written, checkpoint: at });
+
+self.onmessage = async ({ data: { url, token, key, partial, resume, port } }) => {
+  if (port) return streamToPort(url, token, key, new PortSink(port));
+  const root = await navigator.storage.getDirectory();
+  let sink = null;
+  try {
+    sink = new FileSink(await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle());
+    const at = await transfer(url, token, key, sink, resume ?? null, report);
+    sink.close();
+    sink = null;
+    postMessage({ done: true, size: at.written });
+  } catch (error) {
+    sink?.close();
+    if (error instanceof Interrupted && error.at) {
       postMessage({ error: `${error.message}; choose Download again to resume`, resumable: true });
     } else {
       await root.removeEntry(partial).catch(() => {});
@@ -125,3 +194,30 @@ self.onmessage = async ({ data: { url, token, key, partial, resume } }) => {
     }
   }
 };
+
+/**
+ * The Service Worker path: one browser download, which cannot be resumed by a later click, so a
+ * download that breaks off is resumed here with a Range request, up to five times (1, 2, 4, 8 and
+ * 16 s apart), while the browser's download waits. A chunk that fails to verify fails the
+ * download, so the browser never keeps it as complete.
+ */
+async function streamToPort(url, token, key, sink) {
+  let at = null;
+  for (let attempt = 0; ; attempt++) {
+    try {
+      at = await transfer(url, token, key, sink, at, report);
+      sink.close();
+      postMessage({ done: true, size: at.written });
+      return;
+    } catch (error) {
+      if (error instanceof Interrupted && error.at && attempt < 5) {
+        at = error.at;
+        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** attempt));
+        continue;
+      }
+      sink.fail(error.message);
+      postMessage({ error: error.message });
+      return;
+    }
+  }
+}
