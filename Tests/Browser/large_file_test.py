@@ -7,6 +7,8 @@ stay under LIMIT_MIB. Prints the throughputs and the peak. Exit status 0 if ever
   Tests/Browser/large_file_test.py BASE_URL SIZE_MIB LIMIT_MIB WORK_DIR [FILE]
   (with FILE, that file is sent instead of a generated one; PAGE_USERS="a:pw,b:pw" names the two
   accounts instead of user1 and user2; perf/browser-bench.sh uses both)
+  (PAGE_DOWNLOAD=stream: user2's browser has no origin-private file system, so the download is
+  streamed through the Service Worker into the browser's downloads and checked there)
   (a gateway with user1 / password123 and user2 / password-two, or PAGE_USERS. BrowserMemoryTests
   runs it at 128 MiB and 1 GiB; perf/browser-bench.sh runs it on its data sets.)
 """
@@ -63,6 +65,9 @@ with sync_playwright() as p:
     contexts = [p.chromium.launch_persistent_context(os.path.join(work, f"profile{n}"), args=["--no-sandbox"],
                                                      executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium")) for n in (1, 2)]
     cdp = [c.browser.new_browser_cdp_session() for c in contexts]
+    streamed = os.environ.get("PAGE_DOWNLOAD") == "stream"
+    if streamed:
+        contexts[1].add_init_script("delete StorageManager.prototype.getDirectory")
     (first, first_password), (second, second_password) = [u.split(":", 1) for u in
                                                           os.environ.get("PAGE_USERS", "user1:password123,user2:password-two").split(",")]
     one = person(contexts[0], first, first_password)
@@ -86,22 +91,34 @@ with sync_playwright() as p:
     two.reload()
     two.get_by_role("button", name="Open Large").click()
     started = time.monotonic()
-    two.get_by_role("button", name="Download large.bin").click()
+    if streamed:
+        with two.expect_download(timeout=60000) as streaming:
+            two.get_by_role("button", name="Download large.bin").click()
+    else:
+        two.get_by_role("button", name="Download large.bin").click()
     two.get_by_text(re.compile("^large.bin(: .* downloaded and verified| refused)")).wait_for(timeout=1800_000)
     check("downloaded and verified" in two.locator("#transfer").text_content(), two.locator("#transfer").text_content())
     down = size_mib / (time.monotonic() - started)
     peak = max(peak, renderer_peak_mib(cdp))
     print("renderers after the download:", renderer_peak_mib(cdp, every=True))
-    got = two.evaluate("""async () => {
-        const file = await (await (await navigator.storage.getDirectory()).getFileHandle('large.bin')).getFile();
-        const parts = [];
-        for (let at = 0; at < file.size; at += 1 << 20) {
-            parts.push(new Uint8Array(await crypto.subtle.digest('SHA-256', await file.slice(at, at + (1 << 20)).arrayBuffer())));
-        }
-        const all = new Uint8Array(parts.length * 32);
-        parts.forEach((p, i) => all.set(p, 32 * i));
-        return [...new Uint8Array(await crypto.subtle.digest('SHA-256', all))].map((b) => b.toString(16).padStart(2, '0')).join('');
-    }""")
+    if streamed:
+        check(streaming.value.failure() is None, f"the browser's download completed: {streaming.value.failure()}")
+        parts = hashlib.sha256()
+        with open(streaming.value.path(), "rb") as f:
+            while chunk := f.read(1 << 20):
+                parts.update(hashlib.sha256(chunk).digest())
+        got = parts.hexdigest()
+    else:
+        got = two.evaluate("""async () => {
+            const file = await (await (await navigator.storage.getDirectory()).getFileHandle('large.bin')).getFile();
+            const parts = [];
+            for (let at = 0; at < file.size; at += 1 << 20) {
+                parts.push(new Uint8Array(await crypto.subtle.digest('SHA-256', await file.slice(at, at + (1 << 20)).arrayBuffer())));
+            }
+            const all = new Uint8Array(parts.length * 32);
+            parts.forEach((p, i) => all.set(p, 32 * i));
+            return [...new Uint8Array(await crypto.subtle.digest('SHA-256', all))].map((b) => b.toString(16).padStart(2, '0')).join('');
+        }""")
     check(got == digest, "the page's download is byte-identical (per-MiB digests)")
     print(f"page upload {up:.0f} MiB/s, page download {down:.0f} MiB/s, renderer peak RSS {peak} MiB for {size_mib} MiB")
     check(peak < limit_mib, f"renderer memory stays under {limit_mib} MiB: {peak} MiB")
