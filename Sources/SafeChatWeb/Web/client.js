@@ -175,7 +175,10 @@ export async function streamDownload(gateway, fileID, key, name, progress = () =
   const registration = await navigator.serviceWorker.register(new URL('./sw.js', import.meta.url), { scope: new URL('./save/', import.meta.url).pathname });
   const sw = registration.active ?? registration.installing ?? registration.waiting;
   if (sw.state !== 'activated') {
-    await new Promise((resolve) => sw.addEventListener('statechange', () => { if (sw.state === 'activated') resolve(); }));
+    await new Promise((resolve, reject) => sw.addEventListener('statechange', () => {
+      if (sw.state === 'activated') resolve();
+      else if (sw.state === 'redundant') reject(new Error('the browser did not start the download service worker'));
+    }));
   }
   const id = hex(crypto.getRandomValues(new Uint8Array(16)));
   const channel = new MessageChannel(), reply = new MessageChannel();
@@ -185,6 +188,9 @@ export async function streamDownload(gateway, fileID, key, name, progress = () =
   reply.port1.close();
   const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
   const frame = Object.assign(document.createElement('iframe'), { hidden: true, src: new URL(`./save/${id}`, import.meta.url).href });
+  // A browser stops a service worker that has had no event for a while (30 s in Chromium), and the
+  // chunks reach it on a port, which is not an event: a message every 10 s keeps it serving.
+  const keepAlive = setInterval(() => registration.active?.postMessage({ keepAlive: true }), 10_000);
   try {
     return await new Promise((resolve, reject) => {
       worker.onmessage = ({ data }) => {
@@ -197,6 +203,7 @@ export async function streamDownload(gateway, fileID, key, name, progress = () =
       document.body.append(frame);
     });
   } finally {
+    clearInterval(keepAlive);
     worker.terminate();
     // The browser's download goes on without the frame; it is removed once the last chunk is handed over.
     setTimeout(() => frame.remove(), 60_000);

@@ -10,6 +10,7 @@ self.addEventListener('install', () => self.skipWaiting());
 self.addEventListener('activate', (event) => event.waitUntil(self.clients.claim()));
 
 self.addEventListener('message', (event) => {
+  // `{keepAlive: true}` needs no answer: the event alone keeps this worker running.
   const { id, name } = event.data ?? {};
   const [port, reply] = event.ports;
   if (typeof id !== 'string' || !/^[0-9a-f]{32}$/.test(id) || typeof name !== 'string' || !port || !reply) return;
