@@ -163,8 +163,9 @@ export const hasPrivateFileSystem = () => typeof navigator.storage?.getDirectory
 
 /**
  * Downloads and verifies a file straight into the browser's downloads, through a Service Worker
- * stream (./sw.js), for browsers without the origin-private file system: memory stays flat, each
- * chunk is verified before the browser gets it, a download that breaks off is resumed with Range
+ * stream (./sw.js), for browsers without the origin-private file system: each chunk is verified
+ * before the browser gets it (memory is not flat here: docs/BROWSER.md section 6), a download that
+ * breaks off is resumed with Range
  * inside the same browser download, and a chunk that fails verification fails the browser's
  * download, so it is never kept as complete. `progress(bytes)` is told as it goes; resolves with
  * the plaintext size once the last chunk is handed over.
@@ -361,7 +362,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
  * publishes an identity must import it instead (one identity per user).
  */
 export async function createIdentity(gateway, login, passphrase) {
-  if (new TextEncoder().encode(passphrase).length < 10) throw new Error('choose a passphrase of at least 10 characters for your identity\'s export');
+  if (utf8.encode(passphrase).length < 10) throw new Error('choose a passphrase of at least 10 characters for your identity\'s export');
   try {
     await gateway.request('GET', `/keys/${encodeURIComponent(login.user)}`);
     throw new Error('your account already has an identity: import it (safechat keys export FILE on a device that has it)');

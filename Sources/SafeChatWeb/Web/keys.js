@@ -28,14 +28,18 @@ export async function verifyBundle(text) {
   return { userID, signingKey, agreementKey };
 }
 
+/** An export's AES-256-GCM key: PBKDF2-HMAC-SHA256 of the passphrase (section 5). */
+async function exportKey(passphrase, salt, iterations, usage) {
+  const base = await crypto.subtle.importKey('raw', utf8.encode(passphrase), 'PBKDF2', false, ['deriveKey']);
+  return crypto.subtle.deriveKey({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations }, base, { name: 'AES-GCM', length: 256 }, false, [usage]);
+}
+
 /** Opens a `safechat keys export` file with its passphrase (section 5); returns the identity file's bytes. */
 export async function openExport(text, passphrase) {
   const e = JSON.parse(text);
   if (e.version !== 1 || e.kdf !== 'pbkdf2-hmac-sha256' || !Number.isInteger(e.iterations)
       || e.iterations < 600000 || e.iterations > 10000000) throw new Error('not a SafeChat identity export');
-  const base = await crypto.subtle.importKey('raw', utf8.encode(passphrase), 'PBKDF2', false, ['deriveKey']);
-  const key = await crypto.subtle.deriveKey({ name: 'PBKDF2', hash: 'SHA-256', salt: fromHex(e.salt, 16), iterations: e.iterations },
-    base, { name: 'AES-GCM', length: 256 }, false, ['decrypt']);
+  const key = await exportKey(passphrase, fromHex(e.salt, 16), e.iterations, 'decrypt');
   try {
     return new Uint8Array(await crypto.subtle.decrypt(
       { name: 'AES-GCM', iv: fromHex(e.nonce, 12), additionalData: utf8.encode('SafeChat identity export v1') }, key, fromHex(e.ciphertext)));
@@ -51,9 +55,7 @@ export async function openExport(text, passphrase) {
 export async function sealExport(bytes, passphrase) {
   const salt = crypto.getRandomValues(new Uint8Array(16)), nonce = crypto.getRandomValues(new Uint8Array(12));
   const iterations = 600000;
-  const base = await crypto.subtle.importKey('raw', utf8.encode(passphrase), 'PBKDF2', false, ['deriveKey']);
-  const key = await crypto.subtle.deriveKey({ name: 'PBKDF2', hash: 'SHA-256', salt, iterations },
-    base, { name: 'AES-GCM', length: 256 }, false, ['encrypt']);
+  const key = await exportKey(passphrase, salt, iterations, 'encrypt');
   const ciphertext = new Uint8Array(await crypto.subtle.encrypt(
     { name: 'AES-GCM', iv: nonce, additionalData: utf8.encode('SafeChat identity export v1') }, key, bytes));
   return `{"version":1,"kdf":"pbkdf2-hmac-sha256","iterations":${iterations},"salt":"${hex(salt)}","nonce":"${hex(nonce)}",`
