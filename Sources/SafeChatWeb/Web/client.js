@@ -127,28 +127,30 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
   const partial = `${fileID}.partial`;
   // Where an interrupted download of this file stopped (a verified prefix is kept; see the worker).
   const checkpointKey = `download:${fileID}`;
-  const resume = await store.get(checkpointKey);
-  const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
-  try {
-    await new Promise((resolve, reject) => {
-      let last = null;
-      worker.onmessage = ({ data }) => {
-        if (data.progress !== undefined) {
-          last = data.checkpoint;
-          progress(data.progress);
-          // Kept now and then too, so that closing the page mid-way also leaves a point to resume from.
-          if (last.index % 32 === 0) store.put(checkpointKey, last);
-        }
-        else if (data.error) {
-          const keep = data.resumable ? store.put(checkpointKey, last ?? resume) : store.remove(checkpointKey);
-          keep.finally(() => reject(new Error(data.error)));
-        } else resolve();
-      };
-      worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
-      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial, resume });
-    });
-  } finally {
-    worker.terminate();
+  let resume = await store.get(checkpointKey);
+  // One worker per segment of the file (download-worker.js says why); each resumes where the last stopped.
+  for (let complete = false; !complete;) {
+    const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
+    try {
+      ({ complete, resume } = await new Promise((resolve, reject) => {
+        let last = resume;
+        worker.onmessage = ({ data }) => {
+          if (data.progress !== undefined) {
+            last = data.checkpoint;
+            progress(data.progress);
+            // Kept now and then too, so that closing the page mid-way also leaves a point to resume from.
+            if (last.index % 32 === 0) store.put(checkpointKey, last);
+          } else if (data.error) {
+            const keep = data.resumable ? store.put(checkpointKey, last) : store.remove(checkpointKey);
+            keep.finally(() => reject(new Error(data.error)));
+          } else resolve({ complete: data.done, resume: data.checkpoint });
+        };
+        worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
+        worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial, resume });
+      }));
+    } finally {
+      worker.terminate();
+    }
   }
   await store.remove(checkpointKey);
   const root = await navigator.storage.getDirectory();
@@ -243,6 +245,34 @@ const toBase64 = (bytes) => {
   return btoa(s);
 };
 
+// Tags are kept in groups of TAG_GROUP records, one IndexedDB value each, so a batch rewrites one
+// or two small values: keeping them all in one value rewrote the whole list with every batch,
+// which grew with the square of the file's size (4 GiB: about 50 MB written and thrown away).
+const TAG_GROUP = 64;
+const tagKey = (stateKey, group) => `${stateKey}:tags:${group}`;
+
+async function loadTags(stateKey) {
+  const tags = [];
+  for (let group = 0; ; group++) {
+    const part = await store.get(tagKey(stateKey, group));
+    if (!part) return tags;
+    tags.push(...part);
+    if (part.length < TAG_GROUP) return tags;
+  }
+}
+
+/** Stores the groups that changed since the first `stored` tags were stored. */
+async function storeTags(stateKey, tags, stored) {
+  for (let group = Math.floor(stored / TAG_GROUP); group * TAG_GROUP < tags.length; group++) {
+    await store.put(tagKey(stateKey, group), tags.slice(group * TAG_GROUP, (group + 1) * TAG_GROUP));
+  }
+}
+
+async function forgetUpload(stateKey, tagCount) {
+  for (let group = 0; group * TAG_GROUP < tagCount; group++) await store.remove(tagKey(stateKey, group));
+  await store.remove(stateKey);
+}
+
 /**
  * Seals `file` (a File from a picker or a drop) in the page and uploads it into `session` with tus
  * (POST /uploads with a deferred length, then PATCHes of about 8 MiB). Chunks are read from the
@@ -264,12 +294,13 @@ export async function upload(gateway, session, file, progress = () => {}) {
   if (saved) {
     const head = await fetch(saved.location, { method: 'HEAD', headers: tus });
     if (head.ok) offset = Number(head.headers.get('Upload-Offset'));
-    else { await store.remove(stateKey); saved = null; }
+    else { await forgetUpload(stateKey, (await loadTags(stateKey)).length); saved = null; }
   }
   const ctx = await sealingContext(key, { chunkLog2: 20, compress: true, ...(saved ? { salt: fromHex(saved.header).subarray(12, 44) } : {}) });
   if (saved && hex(ctx.header) !== saved.header) throw new Error('the stored upload state does not match this session key');
   let location = saved?.location;
-  const tags = saved?.tags ?? [];
+  const tags = saved ? await loadTags(stateKey) : [];
+  let tagsStored = tags.length;
   if (!saved) {
     const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
     const metadata = [['epoch', utf8.encode(String(session.epoch))], ['name', sealedName], ['session', utf8.encode(session.id)]]
@@ -277,7 +308,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
     const created = await fetch('/uploads', { method: 'POST', headers: { ...tus, 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata } });
     if (created.status !== 201) throw new Error(`the gateway refused the upload (${created.status}): ${(await created.text()).slice(0, 200)}`);
     location = created.headers.get('Location');
-    await store.put(stateKey, { location, header: hex(ctx.header), tags });
+    await store.put(stateKey, { location, header: hex(ctx.header) });
   }
   const resumedAt = offset;
   const send = (parts, start) => new Promise((resolve, reject) => {
@@ -300,9 +331,10 @@ export async function upload(gateway, session, file, progress = () => {}) {
   // Chunks are sealed in parallel by a pool of workers (each reads its own slice of the file),
   // taken back in order, and sent in batches, one PATCH in flight while the next batch is sealed:
   // a few chunks and two batches in memory whatever the file's size.
-  // Workers replaced every 16 records, not 8: the upload's renderer then peaks below the
-  // download's (244 against 252 MiB for 1 GiB), and the upload runs faster (67 against 59 MiB/s).
-  const pool = new RecordPool(ctx, undefined, { retireAfter: 16 });
+  // Sealing workers make little garbage of their own (they read into reused buffers), but never
+  // replacing them let the renderer grow to 339 MiB over 4 GiB; replaced every 32 records it
+  // peaked at 224-230 MiB (docs/BROWSER.md section 6).
+  const pool = new RecordPool(ctx, undefined, { retireAfter: 32 });
   const sealed = [];
   let next = 0;
   const sealAhead = () => {
@@ -326,7 +358,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
         // Same salt, different plaintext: sending it would reuse nonces. Start afresh under a new salt.
         await sending.catch(() => {});
         await fetch(location, { method: 'DELETE', headers: tus }).catch(() => {});
-        await store.remove(stateKey);
+        await forgetUpload(stateKey, tags.length);
         return upload(gateway, session, file, progress);
       }
       if (i >= tags.length) tags.push(tag);
@@ -338,7 +370,8 @@ export async function upload(gateway, session, file, progress = () => {}) {
         await sending;
         if (position > offset) {
           // Every tag of a batch is recorded before any of it is sent (the nonce-safety rule).
-          await store.put(stateKey, { location, header: hex(ctx.header), tags });
+          await storeTags(stateKey, tags, tagsStored);
+          tagsStored = tags.length;
           sending = send(parts, start).then(() => progress(offset, read, resumedAt));
           sending.catch(() => {});  // awaited before the next batch, or at the end
         } else progress(offset, read, resumedAt);
@@ -350,7 +383,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
   } finally {
     pool.close();
   }
-  await store.remove(stateKey);
+  await forgetUpload(stateKey, tags.length);
   return location.split('/').pop();
 }
 

@@ -3,13 +3,30 @@
 // file system, into a Service Worker's response that the browser saves (docs/BROWSER.md section 3).
 // Every chunk is verified (docs/FORMAT.md 6) before it is written; on any failure the partial file
 // is deleted (or the browser's download fails) and the message names the chunk.
-import { HEADER_SIZE, RECORD_OVERHEAD, openingContext, recordHeader } from './stream.js';
+import { HEADER_SIZE, RECORD_OVERHEAD, openRecord, openingContext, recordHeader } from './stream.js';
 import { RecordPool } from './pool.js';
 
 /**
+ * How much of the sealed file one worker downloads into the private file system before it hands
+ * over to a fresh one (the page resumes with Range from its checkpoint): each worker here costs
+ * about 35 MiB of the renderer, and WebCrypto's outputs pile up in its heap until V8 collects them,
+ * so this worker opens the records itself and is short-lived instead of feeding a pool.
+ */
+const SEGMENT_BYTES = 32 << 20;
+
+/** Opens records on this worker's own thread (WebCrypto still decrypts off it), for a segment. */
+class InlineOpener {
+  constructor(ctx) { this.ctx = ctx; }
+  async open(index, info, record, spare) {
+    return { plain: await openRecord(this.ctx, info, record, index, spare), record };
+  }
+  close() {}
+}
+
+/**
  * The body read straight into buffers of our own (a BYOB reader): no buffer is allocated per
- * network read, and the record buffers go round between this worker and the pool, so a long
- * download makes little garbage.
+ * network read, and the record buffers come back to be read into again, so a long download makes
+ * little garbage.
  */
 class BodyReader {
   constructor(body) { this.reader = body.getReader({ mode: 'byob' }); }
@@ -86,13 +103,15 @@ class PortSink {
 }
 
 /**
- * Fetches from `at` (null: the start) and writes every verified record to `sink`, in order.
- * Returns the final position; throws Interrupted with `at` where it stopped (its bytes flushed),
- * or another error (a chunk that does not verify).
+ * Fetches from `at` (null: the start) and writes every verified record to `sink`, in order, until
+ * the final record or, with `segment`, the first record boundary `segment` sealed bytes on.
+ * `makeOpener(ctx)` makes what opens the records (`open` as RecordPool's, and `close`). Returns `{ at, complete }`, where `at` is the position
+ * reached (its bytes flushed); throws Interrupted with `at` where it stopped, or another error (a
+ * chunk that does not verify).
  */
-async function transfer(url, token, key, sink, at, report) {
+async function transfer(url, token, key, sink, at, report, makeOpener, segment = Infinity) {
   let reader = null;
-  let pool = null;
+  let opener = null;
   try {
     const headers = { Authorization: `Bearer ${token}` };
     if (at) { headers.Range = `bytes=${at.offset}-`; headers['If-Range'] = at.etag; }
@@ -112,33 +131,31 @@ async function transfer(url, token, key, sink, at, report) {
       ctx = await openingContext(key, header);
       at = { header: [...header], etag: response.headers.get('ETag'), index: 0, offset: HEADER_SIZE, written: 0 };
     }
-    // Records are read here in order, opened in parallel by a pool, and written in order; a few are
-    // in flight at once, each in a buffer of the largest record's size that comes back to be reused,
-    // so memory stays a handful of chunks whatever the file's size.
-    // One opening worker: WebCrypto and the LZ4 decoder open records faster than the body and the
-    // file system move them here (the download ran as fast with two), and each worker's heap is
-    // part of the renderer's peak (for 1 GiB, 262-267 MiB with two, 252-253 with one: docs/BROWSER.md).
-    pool = new RecordPool(ctx, 1);
-    const depth = 2 * pool.size;
+    // Records are read here in order, opened by `opener`, and written in order; two are in flight
+    // at once, each in a buffer of the largest record's size that comes back to be reused, so
+    // memory stays a handful of chunks whatever the file's size.
+    opener = makeOpener(ctx);
+    const depth = 2;
+    const stopAt = at.offset + segment;
     const spare = [];
-    // Written plaintexts go back to the pool (to be opened into, or dropped there), so the garbage
-    // of a long download is left in the pool's short-lived workers, not here.
+    // Written plaintexts go back to the opener (a compressed record is opened into one), so with a
+    // pool the garbage of a long download is left in its short-lived workers.
     const written = [];
     const pending = [];
-    let parsed = { index: at.index, final: false };
+    let parsed = { index: at.index, offset: at.offset, final: false };
     try {
-      while (pending.length || !parsed.final) {
-        while (!parsed.final && pending.length < depth) {
+      while (pending.length || (!parsed.final && parsed.offset < stopAt)) {
+        while (!parsed.final && parsed.offset < stopAt && pending.length < depth) {
           const index = parsed.index;
           let { buffer, got } = await reader.read(spare.pop() ?? new ArrayBuffer(ctx.chunkSize + RECORD_OVERHEAD), 0, 16);
           if (got < 16) throw new Interrupted(got ? `chunk ${index} is cut short` : 'the download ended before the final chunk');
           const info = recordHeader(ctx, new Uint8Array(buffer, 0, 16), 0, index);
           ({ buffer, got } = await reader.read(buffer, 16, info.size - 16));
           if (got < info.size - 16) throw new Interrupted(`chunk ${index} is cut short`);
-          const opened = pool.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
+          const opened = opener.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
           opened.catch(() => {});  // awaited in order below; a later one failing first must not go unhandled
           pending.push({ opened, info });
-          parsed = { index: index + 1, final: info.final };
+          parsed = { index: index + 1, offset: parsed.offset + info.size, final: info.final };
           if (info.final && (await reader.read(new ArrayBuffer(1), 0, 1)).got) throw new Error('bytes follow the final chunk');
         }
         const { opened, info } = pending.shift();
@@ -162,12 +179,12 @@ async function transfer(url, token, key, sink, at, report) {
       }
       throw error;
     }
-    return at;
+    return { at, complete: parsed.final };
   } catch (error) {
     if (error instanceof Interrupted && !error.at) error.at = at;
     throw error;
   } finally {
-    pool?.close();
+    opener?.close();
     reader?.cancel();
   }
 }
@@ -180,10 +197,10 @@ self.onmessage = async ({ data: { url, token, key, partial, resume, port } }) =>
   let sink = null;
   try {
     sink = new FileSink(await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle());
-    const at = await transfer(url, token, key, sink, resume ?? null, report);
+    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, (ctx) => new InlineOpener(ctx), SEGMENT_BYTES);
     sink.close();
     sink = null;
-    postMessage({ done: true, size: at.written });
+    postMessage({ done: complete, checkpoint: at, size: at.written });
   } catch (error) {
     sink?.close();
     if (error instanceof Interrupted && error.at) {
@@ -205,7 +222,9 @@ async function streamToPort(url, token, key, sink) {
   let at = null;
   for (let attempt = 0; ; attempt++) {
     try {
-      at = await transfer(url, token, key, sink, at, report);
+      // One long-lived worker here (the port cannot follow a segment to a fresh one), so records
+      // are opened by a pool of one short-lived worker.
+      ({ at } = await transfer(url, token, key, sink, at, report, (ctx) => new RecordPool(ctx, 1)));
       sink.close();
       postMessage({ done: true, size: at.written });
       return;

@@ -72,6 +72,8 @@ const MAX_OFFSET = 65535;
 /** The most bytes compressBlock can produce for `n` input bytes. */
 export const compressBound = (n) => n + Math.ceil(n / 255) + 16;
 
+let hashTable = null;  // compressBlock's, reused (it runs to the end before anyone else can use it)
+
 /**
  * Compresses `src` (Uint8Array) as one LZ4 block; the result may be longer than `src`. It is
  * written into `into` when that holds compressBound(src.length) bytes (a buffer reused from call
@@ -109,7 +111,8 @@ export function compressBlock(src, into) {
   };
 
   if (n > MF_LIMIT) {
-    const table = new Int32Array(1 << HASH_LOG).fill(-1);
+    // One table per thread, reused: a new one per block was garbage V8 collects late.
+    const table = (hashTable ??= new Int32Array(1 << HASH_LOG)).fill(-1);
     const read32 = (i) => src[i] | (src[i + 1] << 8) | (src[i + 2] << 16) | (src[i + 3] << 24);
     const hash = (v) => Math.imul(v, 2654435761) >>> (32 - HASH_LOG);
     const matchStartLimit = n - MF_LIMIT;

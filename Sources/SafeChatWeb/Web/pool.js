@@ -12,8 +12,7 @@ export class RecordPool {
   /**
    * `ctx` from sealingContext or openingContext; `size` workers (default: one per core, 2 to 4),
    * each replaced after `retireAfter` records: fewer keeps less garbage, more starts fewer workers
-   * (1 GiB through the page, docs/BROWSER.md section 6: 8 records, upload 59 MiB/s and its renderer
-   * at 226 MiB; 16, 67 MiB/s and 244; 32, 89 MiB/s and 273).
+   * (docs/BROWSER.md section 6 has the figures).
    */
   constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2)), { retireAfter = 8 } = {}) {
     this.ctx = ctx;

@@ -1,20 +1,52 @@
 // One worker of a RecordPool (./pool.js): seals or opens the records it is handed under the one
 // stream context it was given (docs/FORMAT.md 5.2, 6.2). WebCrypto hands back every result in a
-// new buffer, and V8 lets a few hundred MiB of such garbage build up before it collects: so opened
-// plaintexts come back here once written (to be opened into, or dropped), and the pool replaces
-// a worker after a few records, which frees its heap at once.
+// new buffer, and V8 lets a few hundred MiB of such garbage build up before it collects: so chunks
+// are read into reused buffers, opened plaintexts come back here once written (to be opened into,
+// or dropped), and the pool replaces a worker after some records, which frees its heap at once.
 import { compressBound } from './lz4.js';
 import { openRecord, sealRecordParts } from './stream.js';
 
 let ctx = null;
 let scratch = null;
+const inputs = [];  // chunk buffers to read into, reused: a worker may hold a few jobs at once
+
+/**
+ * Reads `blob` (at most a chunk) with a BYOB reader into a buffer that is reused, where
+ * `blob.arrayBuffer()` would make a new one per chunk: garbage V8 collects late. Give the buffer
+ * back to `inputs` once done with it.
+ */
+async function readChunk(blob) {
+  const reader = blob.stream().getReader({ mode: 'byob' });
+  let buffer = inputs.pop() ?? new ArrayBuffer(ctx.chunkSize);
+  let got = 0;
+  try {
+    while (got < blob.size) {
+      const { value, done } = await reader.read(new Uint8Array(buffer, got, blob.size - got));
+      if (value) buffer = value.buffer;  // a read hands the buffer over and back
+      if (done) break;
+      got += value.byteLength;
+    }
+  } catch (error) {
+    inputs.push(buffer);
+    throw error;
+  }
+  if (got !== blob.size) {
+    inputs.push(buffer);
+    throw new Error('the file changed while it was read; choose it again');
+  }
+  return new Uint8Array(buffer, 0, got);
+}
 
 async function seal({ index, final, blob }) {
   // The worker reads its own chunk of the file: the plaintext never crosses threads.
-  const plain = new Uint8Array(await blob.arrayBuffer());
+  const plain = await readChunk(blob);
   scratch ??= new Uint8Array(compressBound(ctx.chunkSize));
-  const [header, sealed] = await sealRecordParts(ctx, index, plain, final, scratch);
-  return { reply: { header, sealed }, transfer: [header.buffer, sealed.buffer] };
+  try {
+    const [header, sealed] = await sealRecordParts(ctx, index, plain, final, scratch);
+    return { reply: { header, sealed }, transfer: [header.buffer, sealed.buffer] };
+  } finally {
+    inputs.push(plain.buffer);
+  }
 }
 
 async function open({ index, info, record, spare }) {
