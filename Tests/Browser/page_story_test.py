@@ -83,69 +83,6 @@ with sync_playwright() as p:
     }""", name)
     check(got == digest, "user2's download is byte-identical to user1's file")
 
-    # user2 on a second browser that has no origin-private file system: the identity exported from
-    # the first browser is imported, and downloads stream through the Service Worker into the
-    # browser's downloads, verified chunk by chunk; one that breaks off is resumed within the same
-    # download, and one with a tampered chunk fails and is never kept.
-    with two.expect_download(timeout=60000) as exporting:
-        two.get_by_role("button", name="Export identity").click()
-    two_export = os.path.join(os.path.dirname(path), "user2.export")
-    exporting.value.save_as(two_export)
-    plain = browser.new_context(accept_downloads=True)
-    plain.add_init_script("delete StorageManager.prototype.getDirectory")
-    three = plain.new_page()
-
-    # One route for the gateway's lies, set before any worker exists and never removed (route() and
-    # unroute() now and then wait forever once the page's workers have come and gone): first every
-    # request goes through; then the first request of the cut download gets half its body and its
-    # retry goes through; then every request of the tampered one gets a flipped byte.
-    requests, mode = [], {"lie": "none"}
-
-    def lie(route):
-        if mode["lie"] == "cut":
-            requests.append(route.request.headers.get("range"))
-        if mode["lie"] == "cut" and len(requests) == 1:
-            response = route.fetch()
-            body = response.body()
-            return route.fulfill(response=response, body=body[: len(body) // 2])
-        if mode["lie"] == "tamper":
-            response = route.fetch()
-            body = bytearray(response.body())
-            body[len(body) // 2] ^= 1
-            return route.fulfill(response=response, body=bytes(body))
-        route.continue_()
-
-    three.route(f"**/download/{file_id}", lie)
-
-    three.on("pageerror", lambda e: sys.exit(f"FAILED: an error in the page without a private file system: {e}"))
-    three.goto(base + "/")
-    three.get_by_label("Username").fill("user2")
-    three.get_by_label("Password").fill("password-two")
-    three.get_by_role("button", name="Log in").click()
-    three.get_by_label("Identity export file").set_input_files(two_export)
-    three.get_by_label("Passphrase", exact=True).fill(EXPORT_PASSPHRASE)
-    three.get_by_role("button", name="Import identity").click()
-    three.get_by_role("button", name="Open Report").click()
-    check(three.evaluate("typeof navigator.storage.getDirectory") == "undefined", "the second browser has no private file system")
-
-    def streamed():
-        with three.expect_download(timeout=60000) as streaming:
-            three.get_by_role("button", name=f"Download {name}").click()
-        three.get_by_text(re.compile(f"^{re.escape(name)}(: .* downloaded and verified into your downloads| refused)")).wait_for(timeout=60000)
-        failure = streaming.value.failure()
-        data = None if failure else open(streaming.value.path(), "rb").read()
-        return failure, data, three.locator("#transfer").inner_text()
-
-    failure, data, status = streamed()
-    check(failure is None and hashlib.sha256(data).hexdigest() == digest, f"the streamed download is byte-identical: {failure} {status}")
-    mode["lie"] = "cut"
-    failure, data, status = streamed()
-    check(failure is None and hashlib.sha256(data).hexdigest() == digest, f"a streamed download that broke off resumes byte-identical: {failure} {status}")
-    check(len(requests) == 2 and requests[0] is None and (requests[1] or "").startswith("bytes="), f"it resumed with Range: {requests}")
-    mode["lie"] = "tamper"
-    failure, data, status = streamed()
-    check(failure is not None and "refused" in status and "chunk" in status, f"a tampered stream fails the browser's download: {failure} {status}")
-    plain.close()
 
     # A gateway that lies, as user2's page sees it: forged chat deliveries are shown as warnings,
     # and a session log listing user1 under a substituted key is refused by the pin.
@@ -206,7 +143,8 @@ with sync_playwright() as p:
     # the same salt, and downloads byte-identical.
     big = os.path.join(os.path.dirname(path), "big.bin")
     with open(big, "wb") as f:
-        f.write(os.urandom(24 << 20) + b"compressible text " * (700 << 10))  # 37 chunks: each worker is replaced at least once
+        # 69 chunks, 57 MiB sealed: each sealing worker is replaced at least once, and a download is two segments.
+        f.write(os.urandom(56 << 20) + b"compressible text " * (700 << 10))
     big_digest = hashlib.sha256(open(big, "rb").read()).hexdigest()
     patches = []
 
@@ -247,6 +185,73 @@ with sync_playwright() as p:
     saving.value.save_as(saved_path)
     check(saving.value.suggested_filename == "big.bin", f"the download keeps the file's name: {saving.value.suggested_filename}")
     check(hashlib.sha256(open(saved_path, "rb").read()).hexdigest() == big_digest, "the browser download of the file is byte-identical")
+
+    # user2 on a second browser that has no origin-private file system: the identity exported from
+    # the first browser is imported, and downloads stream through the Service Worker into the
+    # browser's downloads, verified chunk by chunk; one that breaks off is resumed within the same
+    # download, and one with a tampered chunk fails and is never kept. big.bin is two segments of the
+    # download (a worker each, the stream's port handed from one to the next).
+    with two.expect_download(timeout=60000) as exporting:
+        two.get_by_role("button", name="Export identity").click()
+    two_export = os.path.join(os.path.dirname(path), "user2.export")
+    exporting.value.save_as(two_export)
+    plain = browser.new_context(accept_downloads=True)
+    plain.add_init_script("delete StorageManager.prototype.getDirectory")
+    three = plain.new_page()
+
+    # One route for the gateway's lies, set before any worker exists and never removed (route() and
+    # unroute() now and then wait forever once the page's workers have come and gone): first every
+    # request goes through; then the first request of the cut download gets a quarter of its body
+    # (within the first segment) and the retry and the next segment go through; then every request
+    # of the tampered one gets a flipped byte in the middle of its body (in the second segment).
+    requests, mode = [], {"lie": "none"}
+
+    def lie(route):
+        if mode["lie"] == "cut":
+            requests.append(route.request.headers.get("range"))
+        if mode["lie"] == "cut" and len(requests) == 1:
+            response = route.fetch()
+            body = response.body()
+            return route.fulfill(response=response, body=body[: len(body) // 4])
+        if mode["lie"] == "tamper":
+            response = route.fetch()
+            body = bytearray(response.body())
+            body[len(body) // 2] ^= 1
+            return route.fulfill(response=response, body=bytes(body))
+        route.continue_()
+
+    three.route("**/download/*", lie)
+
+    three.on("pageerror", lambda e: sys.exit(f"FAILED: an error in the page without a private file system: {e}"))
+    three.goto(base + "/")
+    three.get_by_label("Username").fill("user2")
+    three.get_by_label("Password").fill("password-two")
+    three.get_by_role("button", name="Log in").click()
+    three.get_by_label("Identity export file").set_input_files(two_export)
+    three.get_by_label("Passphrase", exact=True).fill(EXPORT_PASSPHRASE)
+    three.get_by_role("button", name="Import identity").click()
+    three.get_by_role("button", name="Open Report").click()
+    check(three.evaluate("typeof navigator.storage.getDirectory") == "undefined", "the second browser has no private file system")
+
+    def streamed():
+        with three.expect_download(timeout=60000) as streaming:
+            three.get_by_role("button", name="Download big.bin").click()
+        three.get_by_text(re.compile("^big.bin(: .* downloaded and verified into your downloads| refused)")).wait_for(timeout=120000)
+        failure = streaming.value.failure()
+        data = None if failure else open(streaming.value.path(), "rb").read()
+        return failure, data, three.locator("#transfer").inner_text()
+
+    failure, data, status = streamed()
+    check(failure is None and hashlib.sha256(data).hexdigest() == big_digest, f"the streamed download is byte-identical: {failure} {status}")
+    mode["lie"] = "cut"
+    failure, data, status = streamed()
+    check(failure is None and hashlib.sha256(data).hexdigest() == big_digest, f"a streamed download that broke off resumes byte-identical: {failure} {status}")
+    check(len(requests) == 3 and requests[0] is None and all((r or "").startswith("bytes=") for r in requests[1:]),
+          f"it resumed with Range, then went on to its second segment with Range: {requests}")
+    mode["lie"] = "tamper"
+    failure, data, status = streamed()
+    check(failure is not None and "refused" in status and "chunk" in status, f"a tampered stream fails the browser's download: {failure} {status}")
+    plain.close()
 
     # Members change in the page: user1 removes user2 (a new epoch and key; user2 no longer sees the
     # session), then adds them back (user2 verifies the whole log again and chats on the new key).

@@ -189,25 +189,41 @@ export async function streamDownload(gateway, fileID, key, name, progress = () =
   registration.active.postMessage({ id, name }, [channel.port2, reply.port2]);
   await ready;
   reply.port1.close();
-  const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
   const frame = Object.assign(document.createElement('iframe'), { hidden: true, src: new URL(`./save/${id}`, import.meta.url).href });
   // A browser stops a service worker that has had no event for a while (30 s in Chromium), and the
   // chunks reach it on a port, which is not an event: a message every 10 s keeps it serving.
   const keepAlive = setInterval(() => registration.active?.postMessage({ keepAlive: true }), 10_000);
+  // One worker per segment, as for download(); the stream's port goes from each to the next. One
+  // browser download cannot be resumed by a later click, so a download that breaks off is resumed
+  // here with Range, up to five times (1, 2, 4, 8 and 16 s apart), while the browser's download waits.
+  let segment = { port: channel.port1, state: undefined, resume: null };
+  let retries = 0;
   try {
-    return await new Promise((resolve, reject) => {
-      worker.onmessage = ({ data }) => {
-        if (data.progress !== undefined) progress(data.progress);
-        else if (data.error) reject(new Error(data.error));
-        else resolve(data.size);
-      };
-      worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
-      worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, port: channel.port1 }, [channel.port1]);
-      document.body.append(frame);
-    });
+    for (;;) {
+      const outcome = await new Promise((resolve) => {
+        const worker = new Worker(new URL('./download-worker.js', import.meta.url), { type: 'module' });
+        const end = (value) => { worker.terminate(); resolve(value); };
+        worker.onmessage = ({ data }) => {
+          if (data.progress !== undefined) progress(data.progress);
+          else end(data);
+        };
+        worker.onerror = (event) => end({ error: event.message || 'the download worker failed' });
+        worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, ...segment }, [segment.port]);
+        if (!frame.isConnected) document.body.append(frame);
+      });
+      if (outcome.done) return outcome.size;
+      if (!outcome.port) throw new Error(outcome.error);  // the worker failed the stream, or died with its port
+      segment = { port: outcome.port, state: outcome.state, resume: outcome.checkpoint };
+      if (outcome.error) {
+        if (retries === 5) {
+          outcome.port.postMessage({ error: outcome.error });
+          throw new Error(outcome.error);
+        }
+        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** retries++));
+      }
+    }
   } finally {
     clearInterval(keepAlive);
-    worker.terminate();
     // The browser's download goes on without the frame; it is removed once the last chunk is handed over.
     setTimeout(() => frame.remove(), 60_000);
   }
@@ -331,10 +347,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
   // Chunks are sealed in parallel by a pool of workers (each reads its own slice of the file),
   // taken back in order, and sent in batches, one PATCH in flight while the next batch is sealed:
   // a few chunks and two batches in memory whatever the file's size.
-  // Sealing workers make little garbage of their own (they read into reused buffers), but never
-  // replacing them let the renderer grow to 339 MiB over 4 GiB; replaced every 32 records it
-  // peaked at 224-230 MiB (docs/BROWSER.md section 6).
-  const pool = new RecordPool(ctx, undefined, { retireAfter: 32 });
+  const pool = new RecordPool(ctx);
   const sealed = [];
   let next = 0;
   const sealAhead = () => {

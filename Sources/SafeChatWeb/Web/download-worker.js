@@ -4,24 +4,16 @@
 // Every chunk is verified (docs/FORMAT.md 6) before it is written; on any failure the partial file
 // is deleted (or the browser's download fails) and the message names the chunk.
 import { HEADER_SIZE, RECORD_OVERHEAD, openRecord, openingContext, recordHeader } from './stream.js';
-import { RecordPool } from './pool.js';
 
 /**
  * How much of the sealed file one worker downloads into the private file system before it hands
  * over to a fresh one (the page resumes with Range from its checkpoint): each worker here costs
  * about 35 MiB of the renderer, and WebCrypto's outputs pile up in its heap until V8 collects them,
- * so this worker opens the records itself and is short-lived instead of feeding a pool.
+ * so this worker opens the records itself (WebCrypto decrypts off its thread) and is short-lived:
+ * one such worker kept the renderer lower than a long-lived one feeding a pool of opening workers
+ * (docs/BROWSER.md section 6).
  */
 const SEGMENT_BYTES = 32 << 20;
-
-/** Opens records on this worker's own thread (WebCrypto still decrypts off it), for a segment. */
-class InlineOpener {
-  constructor(ctx) { this.ctx = ctx; }
-  async open(index, info, record, spare) {
-    return { plain: await openRecord(this.ctx, info, record, index, spare), record };
-  }
-  close() {}
-}
 
 /**
  * The body read straight into buffers of our own (a BYOB reader): no buffer is allocated per
@@ -58,7 +50,7 @@ class Interrupted extends Error {}
 class FileSink {
   constructor(access) { this.access = access; }
   truncate(length) { this.access.truncate(length); }
-  async write(plain, at) { this.access.write(plain, { at }); }
+  async write(plain, at) { this.access.write(plain, { at }); return plain.buffer; }
   flush() { this.access.flush(); }
   close() { this.access.close(); }
 }
@@ -66,18 +58,22 @@ class FileSink {
 /**
  * Streams into a Service Worker's response (./sw.js), which the browser saves as a download: a
  * chunk is sent only when the response asks for one, so a slow disk slows the download instead of
- * filling memory. The plaintext is copied out, since its buffer goes back to the pool.
+ * filling memory. Each plaintext's buffer is handed over, not copied, and the Service Worker hands
+ * it back once the browser is done with it, so neither side makes a buffer per chunk. `state`
+ * carries what the sink knows from one segment's worker to the next.
  */
 class PortSink {
-  constructor(port) {
+  constructor(port, { sent = 0, asked = 0 } = {}) {
     this.port = port;
-    this.sent = 0;
-    this.asked = 0;
+    this.sent = sent;
+    this.asked = asked;
+    this.spares = [];
     this.wake = null;
     this.cancelled = false;
     port.onmessage = ({ data }) => {
       if (data === 'pull') this.asked++;
       else if (data === 'cancel') this.cancelled = true;
+      else if (data?.back instanceof ArrayBuffer && this.spares.length < 2) this.spares.push(data.back);
       this.wake?.();
     };
   }
@@ -91,27 +87,30 @@ class PortSink {
     while (!this.asked && !this.cancelled) await new Promise((resolve) => { this.wake = resolve; });
     if (this.cancelled) throw new Error('the download was cancelled in the browser');
     this.asked--;
-    const copy = plain.slice();
-    this.port.postMessage({ chunk: copy.buffer }, [copy.buffer]);
     this.sent += plain.length;
+    this.port.postMessage({ chunk: plain.buffer, length: plain.length }, [plain.buffer]);
+    return this.spares.pop() ?? null;
   }
 
   flush() {}
   close() { this.port.postMessage({ done: true }); }
   /** The response fails, so the browser never offers the file as complete. */
   fail(message) { this.port.postMessage({ error: message }); }
+  /** Stops listening and says what the next segment's sink must know. */
+  handBack() {
+    this.port.onmessage = null;
+    return { sent: this.sent, asked: this.asked };
+  }
 }
 
 /**
  * Fetches from `at` (null: the start) and writes every verified record to `sink`, in order, until
- * the final record or, with `segment`, the first record boundary `segment` sealed bytes on.
- * `makeOpener(ctx)` makes what opens the records (`open` as RecordPool's, and `close`). Returns `{ at, complete }`, where `at` is the position
- * reached (its bytes flushed); throws Interrupted with `at` where it stopped, or another error (a
- * chunk that does not verify).
+ * the final record or the first record boundary `segment` sealed bytes on. Returns
+ * `{ at, complete }`, where `at` is the position reached (its bytes flushed); throws Interrupted
+ * with `at` where it stopped, or another error (a chunk that does not verify).
  */
-async function transfer(url, token, key, sink, at, report, makeOpener, segment = Infinity) {
+async function transfer(url, token, key, sink, at, report, segment) {
   let reader = null;
-  let opener = null;
   try {
     const headers = { Authorization: `Bearer ${token}` };
     if (at) { headers.Range = `bytes=${at.offset}-`; headers['If-Range'] = at.etag; }
@@ -131,15 +130,13 @@ async function transfer(url, token, key, sink, at, report, makeOpener, segment =
       ctx = await openingContext(key, header);
       at = { header: [...header], etag: response.headers.get('ETag'), index: 0, offset: HEADER_SIZE, written: 0 };
     }
-    // Records are read here in order, opened by `opener`, and written in order; two are in flight
-    // at once, each in a buffer of the largest record's size that comes back to be reused, so
+    // Records are read in order and opened two at a time (a record is read while the one before is
+    // decrypted), each in a buffer of the largest record's size that comes back to be reused, so
     // memory stays a handful of chunks whatever the file's size.
-    opener = makeOpener(ctx);
     const depth = 2;
     const stopAt = at.offset + segment;
     const spare = [];
-    // Written plaintexts go back to the opener (a compressed record is opened into one), so with a
-    // pool the garbage of a long download is left in its short-lived workers.
+    // Written plaintexts' buffers are reused: a compressed record is opened into one.
     const written = [];
     const pending = [];
     let parsed = { index: at.index, offset: at.offset, final: false };
@@ -152,7 +149,8 @@ async function transfer(url, token, key, sink, at, report, makeOpener, segment =
           const info = recordHeader(ctx, new Uint8Array(buffer, 0, 16), 0, index);
           ({ buffer, got } = await reader.read(buffer, 16, info.size - 16));
           if (got < info.size - 16) throw new Interrupted(`chunk ${index} is cut short`);
-          const opened = opener.open(index, info, new Uint8Array(buffer, 0, info.size), written.pop());
+          const record = new Uint8Array(buffer, 0, info.size);
+          const opened = openRecord(ctx, info, record, index, written.pop()).then((plain) => ({ plain, record }));
           opened.catch(() => {});  // awaited in order below; a later one failing first must not go unhandled
           pending.push({ opened, info });
           parsed = { index: index + 1, offset: parsed.offset + info.size, final: info.final };
@@ -161,9 +159,11 @@ async function transfer(url, token, key, sink, at, report, makeOpener, segment =
         const { opened, info } = pending.shift();
         const { plain, record } = await opened;
         spare.push(record.buffer);
-        await sink.write(plain, at.written);
-        written.push(plain.buffer);
-        at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + plain.length };
+        // A sink that keeps the plaintext's buffer (so `plain` is empty after) may give another back.
+        const length = plain.length;
+        const reusable = await sink.write(plain, at.written);
+        if (reusable) written.push(reusable);
+        at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + length };
         // A checkpoint is only ever a point whose bytes are flushed; a flush per 16 records, not per record.
         if (at.index % 16 === 0 || !pending.length) {
           sink.flush();
@@ -184,20 +184,21 @@ async function transfer(url, token, key, sink, at, report, makeOpener, segment =
     if (error instanceof Interrupted && !error.at) error.at = at;
     throw error;
   } finally {
-    opener?.close();
     reader?.cancel();
   }
 }
 
 const report = (at) => postMessage({ progress: at.written, checkpoint: at });
 
-self.onmessage = async ({ data: { url, token, key, partial, resume, port } }) => {
-  if (port) return streamToPort(url, token, key, new PortSink(port));
+self.onmessage = ({ data }) => (data.port ? segmentToPort(data) : segmentToFile(data));
+
+/** One segment into the origin-private file system: the page starts the next worker from `checkpoint`. */
+async function segmentToFile({ url, token, key, partial, resume }) {
   const root = await navigator.storage.getDirectory();
   let sink = null;
   try {
     sink = new FileSink(await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle());
-    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, (ctx) => new InlineOpener(ctx), SEGMENT_BYTES);
+    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
     sink.close();
     sink = null;
     postMessage({ done: complete, checkpoint: at, size: at.written });
@@ -210,33 +211,26 @@ self.onmessage = async ({ data: { url, token, key, partial, resume, port } }) =>
       postMessage({ error: error.message });
     }
   }
-};
+}
 
 /**
- * The Service Worker path: one browser download, which cannot be resumed by a later click, so a
- * download that breaks off is resumed here with a Range request, up to five times (1, 2, 4, 8 and
- * 16 s apart), while the browser's download waits. A chunk that fails to verify fails the
- * download, so the browser never keeps it as complete.
+ * One segment into a Service Worker's stream (the browser's own download). The port goes back to
+ * the page with the sink's state, for the next segment's worker or, after an interruption, for a
+ * retry. A chunk that fails to verify fails the stream here, so the browser never keeps the file
+ * as complete.
  */
-async function streamToPort(url, token, key, sink) {
-  let at = null;
-  for (let attempt = 0; ; attempt++) {
-    try {
-      // One long-lived worker here (the port cannot follow a segment to a fresh one), so records
-      // are opened by a pool of one short-lived worker.
-      ({ at } = await transfer(url, token, key, sink, at, report, (ctx) => new RecordPool(ctx, 1)));
-      sink.close();
-      postMessage({ done: true, size: at.written });
-      return;
-    } catch (error) {
-      if (error instanceof Interrupted && error.at && attempt < 5) {
-        at = error.at;
-        await new Promise((resolve) => setTimeout(resolve, 1000 * 2 ** attempt));
-        continue;
-      }
+async function segmentToPort({ url, token, key, resume, port, state }) {
+  const sink = new PortSink(port, state);
+  try {
+    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
+    if (complete) sink.close();
+    postMessage({ done: complete, checkpoint: at, size: at.written, port, state: sink.handBack() }, [port]);
+  } catch (error) {
+    if (error instanceof Interrupted && error.at) {
+      postMessage({ error: error.message, resumable: true, checkpoint: error.at, port, state: sink.handBack() }, [port]);
+    } else {
       sink.fail(error.message);
       postMessage({ error: error.message });
-      return;
     }
   }
 }

@@ -1,20 +1,21 @@
-// Sealing and opening in parallel: a few Web Workers (./record-worker.js), each with the stream's
-// context (its AES key is a non-extractable CryptoKey, which workers can be handed). Callers keep
-// order themselves by awaiting the promises in the order they asked; the pool only spreads work.
+// Sealing in parallel: a few Web Workers (./record-worker.js), each with the stream's context (its
+// AES key is a non-extractable CryptoKey, which workers can be handed). Callers keep order
+// themselves by awaiting the promises in the order they asked; the pool only spreads work.
 //
 // A worker is retired after `retireAfter` records and a fresh one takes its place: its leftover
-// buffers (WebCrypto's outputs) are freed with its heap, instead of piling up until V8 collects
-// them, which in one worker alone was 300 MiB (docs/BROWSER.md section 6). Callers that open
-// hand the plaintexts they are done with back with their next request, so those die here too.
+// garbage is freed with its heap, instead of piling up until V8 collects it, which in one worker
+// alone was 300 MiB (docs/BROWSER.md section 6). (Downloads open records in their own short-lived
+// workers: download-worker.js.)
 import { SealedStreamError } from './stream.js';
 
 export class RecordPool {
   /**
-   * `ctx` from sealingContext or openingContext; `size` workers (default: one per core, 2 to 4),
-   * each replaced after `retireAfter` records: fewer keeps less garbage, more starts fewer workers
-   * (docs/BROWSER.md section 6 has the figures).
+   * `ctx` from sealingContext; `size` workers (default: one per core, 2 to 4), each replaced after
+   * `retireAfter` records: fewer keeps less garbage, more starts fewer workers. Never replaced, a
+   * 4 GiB upload's renderer grew to 339 MiB; every 32 records, it peaked at 224–230 MiB
+   * (docs/BROWSER.md section 6).
    */
-  constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2)), { retireAfter = 8 } = {}) {
+  constructor(ctx, size = Math.min(4, Math.max(2, navigator.hardwareConcurrency || 2)), { retireAfter = 32 } = {}) {
     this.ctx = ctx;
     this.size = size;
     this.retireAfter = retireAfter;
@@ -51,7 +52,7 @@ export class RecordPool {
     }
   }
 
-  run(message, transfer = []) {
+  run(message) {
     let slot = 0;
     for (let i = 1; i < this.workers.length; i++) if (this.workers[i].busy < this.workers[slot].busy) slot = i;
     const worker = this.workers[slot];
@@ -64,7 +65,7 @@ export class RecordPool {
     const id = this.nextID++;
     return new Promise((resolve, reject) => {
       this.jobs.set(id, { resolve, reject });
-      worker.postMessage({ ...message, id }, transfer);
+      worker.postMessage({ ...message, id });
     });
   }
 
@@ -74,17 +75,7 @@ export class RecordPool {
    * handed on once the Blob was made, or the Blob was made in the worker, Chromium now and then
    * failed the PATCH with ERR_BLOB_REFERENCED_BLOB_BROKEN. The page hands them to a send worker.
    */
-  seal(index, blob, final) { return this.run({ op: 'seal', index, blob, final }); }
-
-  /**
-   * Record `index`'s plaintext, verified: `{ plain, record }`, where `record` is the bytes handed
-   * in, given back to be reused. `record` must be a view whose buffer the caller gives away; `info`
-   * comes from recordHeader. `spare`, if given, is an ArrayBuffer of chunkSize bytes the caller is
-   * done with (a plaintext returned earlier): a compressed record is opened into it.
-   */
-  open(index, info, record, spare) {
-    return this.run({ op: 'open', index, info, record, spare }, spare ? [record.buffer, spare] : [record.buffer]);
-  }
+  seal(index, blob, final) { return this.run({ index, blob, final }); }
 
   close() {
     for (const worker of [...this.workers, ...this.retiring]) worker.terminate();

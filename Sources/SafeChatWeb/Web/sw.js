@@ -31,17 +31,27 @@ self.addEventListener('fetch', (event) => {
     return;
   }
   let wake = null;
+  // Chunks handed to the browser, oldest first. The browser asks for the next chunk (pull) only
+  // once it has taken in the one before, so a chunk two pulls old is surely done with: its buffer
+  // goes back to the download worker to be reused, and no buffer per chunk is left here as garbage.
+  const given = [];
   const body = new ReadableStream({
     start(controller) {
       entry.port.onmessage = ({ data }) => {
-        if (data.chunk) controller.enqueue(new Uint8Array(data.chunk));
-        else if (data.done) controller.close();
+        if (data.chunk) {
+          given.push(data.chunk);
+          controller.enqueue(new Uint8Array(data.chunk, 0, data.length));
+        } else if (data.done) controller.close();
         else controller.error(new Error(data.error));
         wake?.();
         wake = null;
       };
     },
     pull() {
+      if (given.length > 2) {
+        const back = given.shift();
+        entry.port.postMessage({ back }, [back]);
+      }
       return new Promise((resolve) => { wake = resolve; entry.port.postMessage('pull'); });
     },
     cancel() { entry.port.postMessage('cancel'); },
