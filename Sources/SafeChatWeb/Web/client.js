@@ -166,11 +166,10 @@ export const hasPrivateFileSystem = () => typeof navigator.storage?.getDirectory
 /**
  * Downloads and verifies a file straight into the browser's downloads, through a Service Worker
  * stream (./sw.js), for browsers without the origin-private file system: each chunk is verified
- * before the browser gets it (memory is not flat here: docs/BROWSER.md section 6), a download that
- * breaks off is resumed with Range
- * inside the same browser download, and a chunk that fails verification fails the browser's
- * download, so it is never kept as complete. `progress(bytes)` is told as it goes; resolves with
- * the plaintext size once the last chunk is handed over.
+ * before the browser gets it, a download that breaks off is resumed with Range inside the same
+ * browser download, and a chunk that fails verification fails the browser's download, so it is
+ * never kept as complete. `progress(bytes)` is told as it goes; resolves with the plaintext size
+ * once the last chunk is handed over.
  */
 export async function streamDownload(gateway, fileID, key, name, progress = () => {}) {
   if (!navigator.serviceWorker) throw new Error('this browser can neither keep files for the page nor stream them to its downloads');
