@@ -314,7 +314,13 @@ export async function upload(gateway, session, file, progress = () => {}) {
   const ctx = await sealingContext(key, { chunkLog2: 20, compress: true, ...(saved ? { salt: fromHex(saved.header).subarray(12, 44) } : {}) });
   if (saved && hex(ctx.header) !== saved.header) throw new Error('the stored upload state does not match this session key');
   let location = saved?.location;
-  const tags = saved ? await loadTags(stateKey) : [];
+  let tags = saved ? await loadTags(stateKey) : [];
+  if (saved?.tags) {
+    // Kept by an earlier version of the page, all in the one value: moved into groups.
+    tags = saved.tags;
+    await storeTags(stateKey, tags, 0);
+    await store.put(stateKey, { location: saved.location, header: saved.header });
+  }
   let tagsStored = tags.length;
   if (!saved) {
     const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
