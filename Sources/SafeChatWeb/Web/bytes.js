@@ -43,3 +43,19 @@ export function equalConstantTime(a, b) {
 export async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
 }
+
+/**
+ * Reads up to `length` bytes from a BYOB `reader` into `buffer` at `offset`, so that no buffer is
+ * allocated per read. Returns the buffer (each read hands it over and back, so it is a new
+ * ArrayBuffer object) and how many bytes came: fewer only if the stream ended.
+ */
+export async function readInto(reader, buffer, offset, length) {
+  let got = 0;
+  while (got < length) {
+    const { value, done } = await reader.read(new Uint8Array(buffer, offset + got, length - got));
+    if (value) buffer = value.buffer;
+    if (done) break;
+    got += value.byteLength;
+  }
+  return { buffer, got };
+}

@@ -3,6 +3,7 @@
 // file system, into a Service Worker's response that the browser saves (docs/BROWSER.md section 3).
 // Every chunk is verified (docs/FORMAT.md 6) before it is written; on any failure the partial file
 // is deleted (or the browser's download fails) and the message names the chunk.
+import { readInto } from './bytes.js';
 import { HEADER_SIZE, RECORD_OVERHEAD, openRecord, openingContext, recordHeader } from './stream.js';
 
 /**
@@ -27,16 +28,9 @@ class BodyReader {
    * Reads `length` bytes into `buffer` at `offset`. Returns the buffer (a read hands it over and
    * back, so it is a new ArrayBuffer object) and how many bytes came: fewer only at the end.
    */
-  async read(buffer, offset, length) {
-    let got = 0;
-    while (got < length) {
-      const { value, done } = await this.reader.read(new Uint8Array(buffer, offset + got, length - got))
-        .catch((e) => { throw new Interrupted(`the download broke off: ${e.message}`); });
-      if (value) buffer = value.buffer;
-      if (done) break;
-      got += value.byteLength;
-    }
-    return { buffer, got };
+  read(buffer, offset, length) {
+    return readInto(this.reader, buffer, offset, length)
+      .catch((e) => { throw new Interrupted(`the download broke off: ${e.message}`); });
   }
 
   cancel() { return this.reader.cancel().catch(() => {}); }

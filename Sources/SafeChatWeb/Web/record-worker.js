@@ -3,6 +3,7 @@
 // it collects, so chunks are read into reused buffers, WebCrypto's outputs are handed on (to the
 // page, then a send worker), and the pool replaces a worker after some records, which frees its
 // heap at once.
+import { readInto } from './bytes.js';
 import { compressBound } from './lz4.js';
 import { sealRecordParts } from './stream.js';
 
@@ -16,20 +17,8 @@ const inputs = [];  // chunk buffers to read into, reused: a worker may hold a f
  * back to `inputs` once done with it.
  */
 async function readChunk(blob) {
-  const reader = blob.stream().getReader({ mode: 'byob' });
-  let buffer = inputs.pop() ?? new ArrayBuffer(ctx.chunkSize);
-  let got = 0;
-  try {
-    while (got < blob.size) {
-      const { value, done } = await reader.read(new Uint8Array(buffer, got, blob.size - got));
-      if (value) buffer = value.buffer;  // a read hands the buffer over and back
-      if (done) break;
-      got += value.byteLength;
-    }
-  } catch (error) {
-    inputs.push(buffer);
-    throw error;
-  }
+  // On a failed read the buffer is lost with the stream; the next read makes a new one.
+  const { buffer, got } = await readInto(blob.stream().getReader({ mode: 'byob' }), inputs.pop() ?? new ArrayBuffer(ctx.chunkSize), 0, blob.size);
   if (got !== blob.size) {
     inputs.push(buffer);
     throw new Error('the file changed while it was read; choose it again');
