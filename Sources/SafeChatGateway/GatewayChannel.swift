@@ -99,6 +99,7 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                 channel.eventLoop.makeCompletedFuture {
                     let codec = HTTP1ToHTTPServerCodec(secure: false)
                     try channel.pipeline.syncOperations.addHandler(codec)
+                    try channel.pipeline.syncOperations.addHandler(RequestBodyCoalescer())
                     if sendfile { try channel.pipeline.syncOperations.addHandler(FileRegionSender(), position: .before(codec)) }
                     try channel.pipeline.syncOperations.addHandlers(http1.additionalChannelHandlers())
                     try channel.pipeline.syncOperations.addHandler(

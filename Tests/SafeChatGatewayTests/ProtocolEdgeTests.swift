@@ -130,6 +130,51 @@ import SealedStream
         }
     }
 
+    /// The gateway joins small body parts before an upload sees them (RequestBodyCoalescer): a body
+    /// trickled in small pieces still arrives whole, and one cut off keeps every byte that came,
+    /// including those not yet joined into a full part.
+    @Test func aBodyTrickledInSmallPiecesArrivesWholeAndACutOneKeepsEveryByte() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 700_000)
+            let path = try await client.createUpload(length: sealed.count)
+            let head = "PATCH \(path) HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer \(client.token!)\r\nTus-Resumable: 1.0.0\r\nUpload-Offset: 0\r\nContent-Type: application/offset+octet-stream\r\nContent-Length: \(sealed.count)\r\n\r\n"
+            // 150 000 bytes in 1 000-byte writes, some paused, then the connection closes.
+            let cut = 150_000
+            let socket = try RawConnection(port: server.port)
+            try socket.send(Array(head.utf8))
+            for start in stride(from: 0, to: cut, by: 1_000) {
+                try socket.send(Array(sealed[start..<start + 1_000]))
+                if start % 50_000 == 0 { try await Task.sleep(for: .milliseconds(30)) }
+            }
+            socket.close()
+            var offset = -1
+            for _ in 0..<100 {
+                let reply = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
+                offset = Int(reply.header("Upload-Offset") ?? "") ?? -1
+                if offset == cut { break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(offset == cut, "the gateway kept \(offset) of the \(cut) bytes that arrived")
+            // The rest, trickled too, completes the file.
+            let rest = try RawConnection(port: server.port)
+            defer { rest.close() }
+            try rest.send(Array(head.replacingOccurrences(of: "Upload-Offset: 0", with: "Upload-Offset: \(cut)")
+                .replacingOccurrences(of: "Content-Length: \(sealed.count)", with: "Content-Length: \(sealed.count - cut)").utf8))
+            for start in stride(from: cut, to: sealed.count, by: 1_000) {
+                try rest.send(Array(sealed[start..<min(start + 1_000, sealed.count)]))
+            }
+            let id = String(path.split(separator: "/").last!)
+            var body: [UInt8] = []
+            for _ in 0..<100 {
+                let reply = try await client.send(.GET, "/download/\(id)")
+                if reply.status == 200 { body = reply.body; break }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+            #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+        }
+    }
+
     @Test func aConnectionThatNeverFinishesItsHeadIsClosed() async throws {
         try await TestGateway.with(configure: { $0.idleTimeout = .seconds(1) }) { server in
             let socket = try RawConnection(port: server.port)
