@@ -71,6 +71,8 @@ const MIN_MATCH = 4;
 const LAST_LITERALS = 5;
 const MF_LIMIT = 12;
 const MAX_OFFSET = 65535;
+/** Knuth's multiplicative hash constant 2654435761, as the signed 32-bit value Math.imul works with. */
+const HASH_PRIME = -1640531535;
 
 /** The most bytes compressBlock can produce for `n` input bytes. */
 export const compressBound = (n) => n + Math.ceil(n / 255) + 16;
@@ -97,7 +99,7 @@ export function compressBlock(src, into) {
     let ip = 0;
     while (ip < matchStartLimit) {
       const sequence = src[ip] | (src[ip + 1] << 8) | (src[ip + 2] << 16) | (src[ip + 3] << 24);
-      const h = Math.imul(sequence, -1640531535) >>> (32 - HASH_LOG);
+      const h = Math.imul(sequence, HASH_PRIME) >>> (32 - HASH_LOG);
       const ref = table[h];
       table[h] = ip;
       if (ref < 0 || ip - ref > MAX_OFFSET
@@ -117,7 +119,7 @@ export function compressBlock(src, into) {
       anchor = ip;
       if (ip - 2 < matchStartLimit) {
         const p = ip - 2;
-        table[Math.imul(src[p] | (src[p + 1] << 8) | (src[p + 2] << 16) | (src[p + 3] << 24), -1640531535) >>> (32 - HASH_LOG)] = p;
+        table[Math.imul(src[p] | (src[p + 1] << 8) | (src[p + 2] << 16) | (src[p + 3] << 24), HASH_PRIME) >>> (32 - HASH_LOG)] = p;
       }
     }
   }
