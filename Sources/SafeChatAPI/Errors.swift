@@ -14,6 +14,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case offsetMismatch = "offset_mismatch"
     case epochConflict = "epoch_conflict"
     case sessionExists = "session_exists"
+    case fileExists = "file_exists"
     case uploadBusy = "upload_busy"
     case tooLarge = "too_large"
     case exceedsLength = "exceeds_length"

@@ -39,6 +39,14 @@ public struct Identifier<Kind: IdentifierKind>: Hashable, Sendable, Codable, Cus
 
 /// A file (or upload) id.
 public typealias FileID = Identifier<FileKind>
+
+extension Identifier where Kind == FileKind {
+    /// The id bound to the stream that starts with `header` (docs/FORMAT.md section 11).
+    public init(boundTo header: StreamHeader) { self.init(StreamIdentity.fileID(for: header))! }
+
+    /// Whether this id is the one bound to `header`: the file it names is that stream and no other.
+    public func isBound(to header: StreamHeader) -> Bool { value == StreamIdentity.fileID(for: header) }
+}
 /// A user account's stable id: what owns files, uploads and memberships.
 public typealias UserID = Identifier<UserKind>
 /// A session's id: 128 random bits made by its creator's client.

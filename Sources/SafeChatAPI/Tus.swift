@@ -11,6 +11,18 @@ public enum Tus {
     /// Where uploads live; an upload URL is `uploadsPath + "/" + id`.
     public static let uploadsPath = "/uploads"
 
+    /// Upload-Metadata keys SafeChat's clients send (docs/API.md, "POST /uploads").
+    public enum MetadataKey {
+        /// The 92-byte stream header the upload will start with: the gateway makes the upload's
+        /// id the one bound to it (docs/FORMAT.md section 11) and refuses a stream that starts otherwise.
+        public static let header = "header"
+        /// The file's name, sealed under the file's key and bound to its salt.
+        public static let name = "name"
+        /// The session the file goes to (its id as text) and the epoch whose key sealed it (decimal).
+        public static let session = "session"
+        public static let epoch = "epoch"
+    }
+
     /// Header names, as tus spells them.
     public enum Header {
         public static let resumable = "Tus-Resumable"

@@ -13,23 +13,30 @@ public struct ChatClient: Sendable {
     }
 
     /// Seals and sends `text`; returns once the gateway has stored it (the line is then in history).
+    /// If the session moved to a new epoch meanwhile (`stale_epoch`), the log is fetched and verified
+    /// again and the text sealed anew under the new key, up to three times.
     public func send(_ text: String) async throws -> ChatLine {
-        let (wire, line) = try await room.seal(text)
-        let (answer, closed) = try await ChatSocket.connect(login, session: room.sessionID) { socket -> ChatFrame? in
-            try await socket.send(ChatFrame(type: .send, message: wire))
-            for try await frame in socket.frames {
-                if frame.type == .sent && frame.messageID == wire.messageID { return frame }
-                if frame.type == .error && frame.messageID == wire.messageID { return frame }
+        for attempt in 1...3 {
+            let (wire, line) = try await room.seal(text)
+            let (answer, closed) = try await ChatSocket.connect(login, session: room.sessionID) { socket -> ChatFrame? in
+                try await socket.send(ChatFrame(type: .send, message: wire))
+                for try await frame in socket.frames {
+                    if frame.type == .sent && frame.messageID == wire.messageID { return frame }
+                    if frame.type == .error && frame.messageID == wire.messageID { return frame }
+                }
+                return nil
             }
-            return nil
+            guard let answer = answer ?? nil else { throw ChatClientError.closed(closed) }
+            if answer.type == .sent {
+                try room.history.append([line])
+                return line
+            }
+            guard answer.error == .staleEpoch, attempt < 3 else {
+                throw ChatClientError.refused(code: answer.error?.rawValue ?? "error", text: answer.text ?? "the message was refused")
+            }
+            try await room.refresh()
         }
-        guard let answer = answer ?? nil else { throw ChatClientError.closed(closed) }
-        guard answer.type == .sent else {
-            if answer.error == .staleEpoch { try await room.refresh() }
-            throw ClientError.server(status: 0, code: answer.error?.rawValue ?? "error", message: answer.text ?? "the message was refused")
-        }
-        try room.history.append([line])
-        return line
+        preconditionFailure("the loop returns or throws")
     }
 
     /// Fetches what is queued (waiting up to `wait` seconds for at least one delivery when none is),
@@ -85,11 +92,20 @@ public struct ChatClient: Sendable {
 /// Why a chat operation ended without its answer.
 public enum ChatClientError: Error, CustomStringConvertible {
     case closed(ChatSocket.Closed)
+    /// The gateway answered a send with an `error` frame (docs/PROTOCOL.md section 2).
+    case refused(code: String, text: String)
 
     public var description: String {
         switch self {
         case .closed(let closed):
             "the gateway closed the chat connection" + (closed.code.map { " (\($0)\(closed.reason.map { ": " + $0 } ?? ""))" } ?? "")
+                + "; nothing was sent: run the same command again"
+        case .refused(let code, let text):
+            switch code {
+            case ErrorCode.staleEpoch.rawValue: "the session kept moving to new epochs while sending (\(text)); run the same command again"
+            case ErrorCode.chatStorageFull.rawValue: "the gateway has no room for more chat right now (\(text)); try again later"
+            default: "the gateway refused the message: \(text) (\(code))"
+            }
         }
     }
 }

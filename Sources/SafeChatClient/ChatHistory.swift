@@ -89,11 +89,14 @@ public struct ChatHistory: Sendable {
     public let path: String
     let historyKey: [UInt8]
     let sessionID: [UInt8]
+    /// Ids, senders and times of the messages stored here, which clearing the history keeps.
+    public let replayGuard: ReplayGuard
 
     public init(identities: IdentityStore = IdentityStore(), identity: Identity, sessionID: [UInt8]) {
         path = identities.directory + "/history/\(Secrets.hex(sessionID)).log"
         historyKey = identity.historyKey
         self.sessionID = sessionID
+        replayGuard = ReplayGuard(identities: identities, sessionID: sessionID)
     }
 
     /// Every line, oldest first ([] if there is no history).
@@ -117,9 +120,13 @@ public struct ChatHistory: Sendable {
         return lines
     }
 
-    /// Appends `lines` durably (one write and one fsync).
+    /// Appends `lines` durably (one write and one fsync), and each message's id, sender and time to
+    /// the replay guard.
     public func append(_ lines: [ChatLine]) throws {
         guard !lines.isEmpty else { return }
+        try replayGuard.append(lines.filter { $0.kind == .message }.compactMap { line in
+            line.messageID.map { ReplayGuard.Entry(messageID: $0, senderID: line.senderID, sentAt: line.sentAt) }
+        })
         try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let descriptor = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
@@ -156,7 +163,8 @@ public struct ChatHistory: Sendable {
     }
 
     /// The prototype's Clear history: deletes the file. What the gateway delivered was deleted
-    /// there on acknowledgement, so nothing of these messages remains anywhere.
+    /// there on acknowledgement, so no message text remains anywhere; the replay guard (ids, senders
+    /// and times only) stays, so a gateway cannot deliver the same messages again unseen.
     public func clear() throws {
         guard unlink(path) == 0 || errno == ENOENT else { throw FileError(path: path, operation: "delete", errno: errno) }
     }

@@ -29,10 +29,16 @@ public actor ChatRoom {
         sessionBytes = bytes
         self.sessions = sessions
         history = ChatHistory(identities: identities, identity: sessions.identity, sessionID: bytes)
-        for line in try history.read() {
-            if let id = line.messageID { seen.insert(id) }
-            if line.kind == .message { latest[line.senderID] = max(latest[line.senderID] ?? 0, line.sentAt) }
-            if line.outgoing { lastOwnSentAt = max(lastOwnSentAt, line.sentAt) }
+        // The replay guard outlives a cleared history; a history from before it existed counts too.
+        let me = Secrets.hex(sessions.identity.userID)
+        var known = try history.replayGuard.read()
+        for line in try history.read() where line.kind == .message {
+            if let id = line.messageID { known.append(.init(messageID: id, senderID: line.senderID, sentAt: line.sentAt)) }
+        }
+        for entry in known {
+            seen.insert(entry.messageID)
+            latest[entry.senderID] = max(latest[entry.senderID] ?? 0, entry.sentAt)
+            if entry.senderID == me { lastOwnSentAt = max(lastOwnSentAt, entry.sentAt) }
         }
         chain = try await sessions.verifiedChain(sessionID)
     }
@@ -73,8 +79,19 @@ public actor ChatRoom {
         do { document = try await epochDocument(wire.epoch) } catch {
             return warning("a message in epoch \(wire.epoch) was rejected: the session's log could not be verified (\(error))", id: wire.sender)
         }
-        guard let member = document?.members.first(where: { Secrets.hex($0.userID) == wire.sender }) else {
+        guard let document else {
+            return warning("a message was rejected: it claims epoch \(wire.epoch), but the session's verified log ends at epoch "
+                           + "\(chain.last!.epoch) (forged, or the gateway withholds newer epochs)", id: wire.sender)
+        }
+        guard let member = document.members.first(where: { Secrets.hex($0.userID) == wire.sender }) else {
             return warning("a message from someone who is not a member of epoch \(wire.epoch) was rejected", id: wire.sender)
+        }
+        // A message under an older epoch counts only from someone still a member now: a member
+        // removed since still holds the old key, and must not keep speaking with it (docs/PROTOCOL.md 3).
+        if let removal = removal(of: member, after: wire.epoch) {
+            return warning("a message from \(member.name) under epoch \(wire.epoch) was refused: \(member.name) was removed from this "
+                           + "session in epoch \(removal.epoch)\(removal.by.map { " by \($0)" } ?? "") and may no longer speak in it",
+                           from: member.name, id: wire.sender)
         }
         guard let message = Self.decode(wire), let senderKey = try? Ed25519PublicKey(rawRepresentation: member.signingKey) else {
             return warning("a malformed message claiming to be from \(member.name) was rejected", from: member.name, id: wire.sender)
@@ -103,13 +120,30 @@ public actor ChatRoom {
         return lines
     }
 
+    /// The epoch after `epoch` that first left `member` out, and who signed it (nil: they left), if
+    /// they are not a member of the newest epoch this device verified.
+    private func removal(of member: EpochDocument.Member, after epoch: UInt32) -> (epoch: UInt32, by: String?)? {
+        guard let newest = chain.last, newest.member(member.userID) == nil else { return nil }
+        guard let removing = chain.first(where: { $0.epoch > epoch && $0.member(member.userID) == nil }) else { return nil }
+        let signer = chain[Int(removing.epoch) - 1].member(removing.signer)?.name
+        return (removing.epoch, signer == member.name ? nil : signer)
+    }
+
     private func fileLine(_ file: ChatFileEvent, time: UInt64) async -> [ChatLine] {
         let sender = chain.last(where: { $0.epoch <= file.epoch })?.members.first { Secrets.hex($0.userID) == file.sender.value }?.name
             ?? file.sender.value
+        guard let headerBytes = Secrets.bytes(fromHex: file.header, count: StreamHeader.encodedLength),
+              let header = try? StreamHeader.parse(headerBytes) else {
+            return [ChatLine(kind: .warning, sender: "gateway", senderID: "", sentAt: time,
+                             text: "an announcement of file \(file.fileID.value) without a valid stream header was ignored")]
+        }
+        if let problem = FileBinding.problem(id: file.fileID.value, header: header) {
+            return [ChatLine(kind: .warning, sender: "gateway", senderID: "", sentAt: time,
+                             text: "an announcement of file \(file.fileID.value) was ignored: \(problem) (the gateway lies about the file)")]
+        }
         var name: String?
-        if let headerBytes = Secrets.bytes(fromHex: file.header, count: StreamHeader.encodedLength),
-           let header = try? StreamHeader.parse(headerBytes), let key = try? await sessionKey(file.epoch) {
-            name = await SealedName.open([SealedName.metadataKey: file.sealedName], key: key, boundTo: header)
+        if let key = try? await sessionKey(file.epoch) {
+            name = await SealedName.open([SealedName.metadataKey: file.sealedName], key: key, boundTo: header).name
         }
         return [ChatLine(kind: .file, messageID: "file:" + file.fileID.value, sender: sender, senderID: file.sender.value, sentAt: time,
                          fileID: file.fileID.value, fileName: name, fileSize: file.size)]

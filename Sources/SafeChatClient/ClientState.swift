@@ -76,7 +76,10 @@ public enum ClientError: Error, CustomStringConvertible {
     case noIdentity
     case identityExists(String)
     case identityMismatch(String)
-    case keyChanged(user: String, pinned: String, offered: String)
+    case keyChanged(user: String, pinned: String, offered: String, context: String? = nil)
+    /// What the gateway served does not pass a check that binds it to what was asked for (another
+    /// file under an id, another stream on a resume, conflicting keys): nothing of it was kept.
+    case refused(String)
 
     public var description: String {
         switch self {
@@ -90,10 +93,11 @@ public enum ClientError: Error, CustomStringConvertible {
         case .noIdentity: "no identity on this device: run `safechat keys init`, or `safechat keys import FILE` to bring yours from another device"
         case .identityExists(let path): "an identity already exists at \(path); it is never overwritten (move it away first if you mean to replace it)"
         case .identityMismatch(let why): why
-        case .keyChanged(let user, let pinned, let offered):
-            "REFUSED: \(user)'s key has changed. Pinned fingerprint: \(pinned). Offered now: \(offered). "
-                + "Someone (the gateway included) may be impersonating \(user). Compare fingerprints with \(user) out of band; "
-                + "only if they confirm the new one, run `safechat keys trust \(user)`"
+        case .refused(let why): "REFUSED: \(why)"
+        case .keyChanged(let user, let pinned, let offered, let context):
+            "REFUSED: \(user)'s key has changed\(context.map { " (\($0) lists another key for them)" } ?? ""). Pinned fingerprint: \(pinned). "
+                + "Offered now: \(offered). Someone (the gateway included) may be impersonating \(user). Compare fingerprints with \(user) "
+                + "out of band; only if they confirm the new one, run `safechat keys trust \(user) <the fingerprint they read to you>`"
         }
     }
 }

@@ -41,7 +41,9 @@ public struct Downloader: Sendable {
     public func download(_ fileID: String, to output: String, replacing: Bool = true,
                          progress: @escaping @Sendable (Int) -> Void = { _ in }) async throws {
         let manifest = try await client.manifest(fileID)
-        // Checks the key commitment before a byte is fetched.
+        // The id must name the stream served (its header), and the key must open it (the key
+        // commitment), before a byte is fetched.
+        try FileBinding.check(manifest, requested: fileID)
         _ = try ChunkOpener(key: key, header: manifest.header)
         guard !manifest.records.isEmpty else { throw ClientError.protocolViolation("the manifest lists no records") }
         var existing = stat()
@@ -54,31 +56,46 @@ public struct Downloader: Sendable {
         }
         let partial = Self.partialPath(for: output, fileID: fileID)
         let progressPath = Self.progressPath(forPartial: partial)
+        let digestsPath = partial + ".records"
+        func discard() {
+            for path in [partial, progressPath, digestsPath] { unlink(path) }
+        }
+        var stripes: [DownloadProgress.Stripe]?
+        do { stripes = try DownloadProgress.load(progressPath, manifest: manifest) } catch {
+            discard()
+            throw error
+        }
         let fd = open(partial, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileError(path: partial, operation: "create", errno: errno) }
         defer { close(fd) }
-        var stripes = DownloadProgress.load(progressPath, digest: manifest.digest, recordCount: manifest.records.count)
-        // The partial file must hold at least what the progress says was written (it may have been
-        // removed or cut short since).
+        let digests = try RecordDigests(path: digestsPath)
+        defer { digests.close() }
+        // The partial file must hold at least what the progress says was written, and the digest
+        // entries every record it says verified (either may have been removed or cut short since).
         var info = stat()
         let chunkSize = Int64(manifest.header.chunkSize)
         let claimed = stripes?.filter { $0.next > $0.first }.map { min(Int64($0.next) * chunkSize, manifest.plaintextSize) }.max() ?? 0
-        if fstat(fd, &info) != 0 || Int64(info.st_size) < claimed { stripes = nil }
+        if fstat(fd, &info) != 0 || Int64(info.st_size) < claimed || !(stripes.map(digests.covers) ?? false) { stripes = nil }
         if stripes == nil {
             // Nothing trustworthy to resume from: start over.
             guard ftruncate(fd, 0) == 0 else { throw FileError(path: partial, operation: "truncate", errno: errno) }
+            try digests.reset()
             stripes = DownloadProgress.fresh(recordCount: manifest.records.count, stripes: stripeCount)
         }
-        let record = try DownloadProgress(creating: progressPath, digest: manifest.digest, stripes: stripes!)
+        let record = try DownloadProgress(creating: progressPath, manifest: manifest, stripes: stripes!)
         defer { record.close() }
         let alreadyDone = record.stripes.reduce(0) { $0 + Int64($1.next - $1.first) } * chunkSize
         if alreadyDone > 0 { progress(Int(min(alreadyDone, manifest.plaintextSize))) }
         let sink = FileSink(descriptor: fd, path: partial)
         do {
-            try await fetch(manifest, stripes: record.stripes, into: sink, positioned: true, record: record, progress: progress)
+            try await fetch(manifest, stripes: record.stripes, into: sink, positioned: true, record: record, digests: digests,
+                            progress: progress)
+            try Self.checkDigest(digests, manifest)
         } catch let error as SealedStreamError {
-            unlink(partial)
-            unlink(progressPath)
+            discard()
+            throw error
+        } catch let error as ClientError {
+            if case .refused = error { discard() }
             throw error
         }
         try sink.sync()
@@ -92,7 +109,16 @@ public struct Downloader: Sendable {
             unlink(partial)
         }
         unlink(progressPath)
+        unlink(digestsPath)
         syncDirectory(of: output)
+    }
+
+    /// Every record is in: the digest of what was opened must be the one the download began with.
+    private static func checkDigest(_ digests: RecordDigests, _ manifest: FileManifest) throws {
+        guard try digests.digest(header: manifest.header, count: manifest.records.count) == manifest.digest else {
+            throw ClientError.refused("the chunks of file \(manifest.fileID) verified, but their stream digest is not the one its "
+                                      + "download began with (the gateway mixed streams, or lied about the digest); nothing was kept")
+        }
     }
 
     /// Into a device or pipe (/dev/null, a FIFO): nothing to rename or resume. A device that can
@@ -104,8 +130,11 @@ public struct Downloader: Sendable {
         defer { close(fd) }
         let seekable = lseek(fd, 0, SEEK_CUR) >= 0
         let stripes = DownloadProgress.fresh(recordCount: manifest.records.count, stripes: seekable ? stripeCount : 1)
+        let digests = try RecordDigests(path: NSTemporaryDirectory() + "/.safechat-digests-\(Secrets.randomHex(8))", unlinked: true)
+        defer { digests.close() }
         try await fetch(manifest, stripes: stripes, into: FileSink(descriptor: fd, path: output), positioned: seekable,
-                        record: nil, progress: progress)
+                        record: nil, digests: digests, progress: progress)
+        try Self.checkDigest(digests, manifest)
     }
 
     private var stripeCount: Int {
@@ -114,8 +143,8 @@ public struct Downloader: Sendable {
 
     /// Fetches and opens every stripe concurrently, writing each verified chunk at its offset
     /// (`positioned`) or in order (one stripe only), and noting each stripe's progress in `record`.
-    private func fetch(_ manifest: FileManifest, stripes: [DownloadProgress.Stripe], into sink: FileSink,
-                       positioned: Bool, record: DownloadProgress?, progress: @escaping @Sendable (Int) -> Void) async throws {
+    private func fetch(_ manifest: FileManifest, stripes: [DownloadProgress.Stripe], into sink: FileSink, positioned: Bool,
+                       record: DownloadProgress?, digests: RecordDigests, progress: @escaping @Sendable (Int) -> Void) async throws {
         precondition(positioned || stripes.count == 1)
         let loops = Array(client.http.eventLoopGroup.makeIterator())
         let chunkSize = Int64(manifest.header.chunkSize)
@@ -134,6 +163,7 @@ public struct Downloader: Sendable {
                         } else {
                             try sink.write(chunk.plaintext)
                         }
+                        try digests.record(chunk.index, chunk.digestInput)
                         next = Int(chunk.index) + 1
                         try record?.record(stripe: i, next: next)
                         progress(chunk.plaintext.count)

@@ -2,6 +2,7 @@ import AsyncHTTPClient
 import Foundation
 import NIOCore
 import NIOHTTP1
+import NIOPosix
 import NIOSSL
 import SafeChatAPI
 import SealedStream
@@ -33,7 +34,7 @@ public struct GatewayClient: Sendable {
 
     /// Sends a request and turns any non-2xx answer into ``ClientError/server(status:code:message:)``.
     func send(_ request: HTTPClientRequest, timeout: TimeAmount = .minutes(5)) async throws -> HTTPClientResponse {
-        let response = try await http.execute(request, timeout: timeout)
+        let response = try await execute(request, timeout: timeout)
         guard (200..<300).contains(Int(response.status.code)) else {
             // The status is the error; the JSON body only adds words, so a missing or odd one is fine.
             let body = try? await response.body.collect(upTo: 64 * 1024)
@@ -42,6 +43,29 @@ public struct GatewayClient: Sendable {
                                      message: error?.message ?? response.status.reasonPhrase)
         }
         return response
+    }
+
+    /// The request's answer, whatever its status; a transport failure (refused, dropped, timed out)
+    /// is ``ClientError/connectionLost(_:)``, which tells the user that the same command resumes.
+    func execute(_ request: HTTPClientRequest, timeout: TimeAmount) async throws -> HTTPClientResponse {
+        do {
+            return try await http.execute(request, timeout: timeout)
+        } catch let error as HTTPClientError {
+            let why = switch error {
+            case .remoteConnectionClosed: "the connection dropped"
+            case .readTimeout, .deadlineExceeded: "no answer within \(timeout.nanoseconds / 1_000_000_000) s"
+            case .connectTimeout: "cannot connect to \(server) in time"
+            default: "\(error)"
+            }
+            throw ClientError.connectionLost(why)
+        } catch let error as NIOConnectionError {
+            let cause: any Error = error.connectionErrors.first?.error ?? error
+            throw ClientError.connectionLost("cannot connect to \(server): \(cause)")
+        } catch let error as ChannelError {
+            throw ClientError.connectionLost("the connection failed (\(error))")
+        } catch let error as IOError {
+            throw ClientError.connectionLost("the connection failed (\(error.description))")
+        }
     }
 
     func json<T: Decodable>(_ type: T.Type, _ response: HTTPClientResponse) async throws -> T {
@@ -147,7 +171,7 @@ public struct GatewayClient: Sendable {
     /// The gateway's offset for an upload, or nil if it no longer knows it. A finished upload
     /// reports its full length.
     func uploadOffset(_ location: String) async throws -> Int64? {
-        let response = try await http.execute(request(.HEAD, location, headers: [(Tus.Header.resumable, Tus.version)]), timeout: .seconds(60))
+        let response = try await execute(request(.HEAD, location, headers: [(Tus.Header.resumable, Tus.version)]), timeout: .seconds(60))
         switch response.status.code {
         case 200: return response.headers.first(name: Tus.Header.uploadOffset).flatMap { Int64($0) }
         case 404, 410: return nil

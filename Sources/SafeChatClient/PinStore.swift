@@ -59,11 +59,12 @@ public struct PinStore: Sendable {
         try write(file)
     }
 
-    /// Accepts `bundle` as `user`'s key from now on (a deliberate decision after a key change).
-    public func trust(_ user: String, _ bundle: PublicIdentity) throws {
+    /// Accepts `bundle` as `user`'s key from now on (a deliberate decision after a key change);
+    /// `verified` when its fingerprint was confirmed out of band.
+    public func trust(_ user: String, _ bundle: PublicIdentity, verified: Bool) throws {
         var file = try read()
         file.pins[user] = Pin(userID: Secrets.hex(bundle.userID), signingKey: Secrets.hex(bundle.signingKey.rawRepresentation),
-                              fingerprint: bundle.fingerprint.description, verified: false, pinnedAt: Date())
+                              fingerprint: bundle.fingerprint.description, verified: verified, pinnedAt: Date())
         try write(file)
     }
 

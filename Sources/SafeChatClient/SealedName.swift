@@ -1,4 +1,5 @@
 import Foundation
+import SafeChatAPI
 import SealedStream
 
 /// A file's name as the gateway stores it: a one-chunk sealed stream under the session key, base64
@@ -6,7 +7,7 @@ import SealedStream
 /// plaintext is the file's stream salt (32 bytes) followed by the name, so a name opens only beside
 /// the file it was sealed for: a gateway that swaps two files' names is caught.
 public enum SealedName {
-    public static let metadataKey = "name"
+    public static let metadataKey = Tus.MetadataKey.name
     /// Names longer than this (in UTF-8 bytes) are cut before sealing.
     static let maxLength = 1024
 
@@ -17,17 +18,46 @@ public enum SealedName {
         return sealed
     }
 
-    /// The name in `metadata`, if there is one, `key` opens it, and it was sealed for the file whose
-    /// stream header is `file`; nil otherwise (no name, another key, another file's name, or bytes
-    /// that are not a sealed name).
-    public static func open(_ metadata: [String: String], key: SessionKey, boundTo file: StreamHeader) async -> String? {
-        guard let text = metadata[metadataKey], text.utf8.count <= 4096, let sealed = Data(base64Encoded: text) else { return nil }
+    /// What a file's `name` metadata gives with a key: the name, or why there is none to show.
+    public enum Outcome: Sendable, Equatable {
+        case name(String)
+        /// The uploader sent no name.
+        case none
+        /// There is a name, but it does not open as one; `why` says what a person can act on.
+        case unopened(why: String)
+
+        public var name: String? { if case .name(let name) = self { name } else { nil } }
+
+        /// How a listing shows it: the name, or "(sealed: why)".
+        public var shown: String {
+            switch self {
+            case .name(let name): name
+            case .none: "(no name)"
+            case .unopened(let why): "(sealed: \(why))"
+            }
+        }
+    }
+
+    /// The name in `metadata` if `key` opens it and it was sealed for the file whose stream header
+    /// is `file`, else why not.
+    public static func open(_ metadata: [String: String], key: SessionKey, boundTo file: StreamHeader) async -> Outcome {
+        guard let text = metadata[metadataKey] else { return .none }
+        guard text.utf8.count <= 4096, let sealed = Data(base64Encoded: text) else { return .unopened(why: "its name is not base64 of a sealed name") }
         var plaintext = [UInt8]()
         do {
             for try await piece in Opener(key: key).open(ArrayByteSource(Array(sealed))) { plaintext += piece }
-        } catch { return nil }
-        guard plaintext.count <= file.salt.count + maxLength, plaintext.starts(with: file.salt) else { return nil }
-        return String(validating: plaintext.dropFirst(file.salt.count), as: UTF8.self)
+        } catch SealedStreamError.wrongKey {
+            return .unopened(why: "its name is sealed under another key than this file's")
+        } catch {
+            return .unopened(why: "its name was altered or is not a sealed name (\(error))")
+        }
+        guard plaintext.count <= file.salt.count + maxLength, plaintext.starts(with: file.salt) else {
+            return .unopened(why: "its name was sealed for another file")
+        }
+        guard let name = String(validating: plaintext.dropFirst(file.salt.count), as: UTF8.self) else {
+            return .unopened(why: "its name is not UTF-8")
+        }
+        return .name(name)
     }
 
     /// `name` reduced to something safe to create in the current directory: its last path

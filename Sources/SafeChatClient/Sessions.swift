@@ -83,33 +83,67 @@ public struct SessionClient: Sendable {
     }
 
     /// The session's whole log, verified (docs/KEYS.md 7.4) and remembered.
+    ///
+    /// Every member listed must be pinned with exactly that key. A member this device has not met
+    /// yet is checked against the identity the gateway publishes for them: the two must agree, and
+    /// they are pinned only once the whole log has verified. Conflicting evidence (the log lists one
+    /// key, the gateway's bundle is another) pins nothing and refuses the log with both fingerprints.
     public func verifiedChain(_ id: String) async throws -> [EpochDocument] {
         guard let sessionID = Secrets.bytes(fromHex: id, count: 16) else { throw ClientError.protocolViolation("'\(id)' is not a session id") }
-        let chain = try await client.json(SessionChain.self, try await client.send(client.request(.GET, "/sessions/\(id)")))
+        let chain: SessionChain
+        do {
+            chain = try await client.json(SessionChain.self, try await client.send(client.request(.GET, "/sessions/\(id)")))
+        } catch ClientError.server(status: 404, let code, let message) {
+            guard let seen = try state.seen(id) else { throw ClientError.server(status: 404, code: code, message: message) }
+            throw ClientError.identityMismatch("the gateway no longer shows you session \(id) (you last verified it at epoch \(seen.epoch)): "
+                                               + "you were removed from it, or the gateway is withholding it")
+        }
         let documents = try chain.epochs.map(EpochDocument.init)
-        // Pins are checked (and new members pinned) before the chain is judged.
-        var trusted: [String: Bool] = [:]
+        var newcomers: [String: PublicIdentity] = [:]
         for document in documents {
-            for member in document.members where trusted[member.name + Secrets.hex(member.signingKey)] == nil {
-                trusted[member.name + Secrets.hex(member.signingKey)] = try await isPinned(member)
+            for member in document.members where newcomers[member.name] == nil {
+                if let bundle = try await firstContact(member, in: document, session: id) { newcomers[member.name] = bundle }
             }
         }
         let seen = try state.seen(id).flatMap { seen in Secrets.bytes(fromHex: seen.hash, count: 32).map { (seen.epoch, $0) } }
-        let verified = try EpochChain.verify(documents, sessionID: sessionID, seen: seen) { trusted[$0.name + Secrets.hex($0.signingKey)] ?? false }
+        // Every member passed the checks above (pinned, or met now with the key the gateway also serves).
+        let verified = try EpochChain.verify(documents, sessionID: sessionID, seen: seen) { _ in true }
+        for (name, bundle) in newcomers.sorted(by: { $0.key < $1.key }) { _ = try pins.check(name, bundle) }
         try state.record(id, epoch: verified.last!.epoch, hash: verified.last!.hash)
         return verified
     }
 
-    /// Whether `member` is listed with the key this device pinned for them. A member never seen
-    /// before is looked up and pinned first; one whose bundle cannot be had (none published, or
-    /// one that does not verify) is not trusted, and the log is refused naming them.
-    private func isPinned(_ member: EpochDocument.Member) async throws -> Bool {
-        if member.userID == identity.userID { return member.signingKey == identity.signingKey.publicKey.rawRepresentation }
-        if try pins.pin(for: member.name) == nil {
-            do { _ = try await Identities.trusted(member.name, from: client, pins: pins) } catch { return false }
+    /// Checks `member` as `document` lists them against this device's pin. Returns the identity to
+    /// pin if this is the first time this device meets them (the gateway's bundle, which must carry
+    /// the key listed); throws if the listed key is not the pinned one, or conflicts with the bundle.
+    private func firstContact(_ member: EpochDocument.Member, in document: EpochDocument, session: String) async throws -> PublicIdentity? {
+        let listed = Fingerprint(signingKey: try Ed25519PublicKey(rawRepresentation: member.signingKey)).description
+        let place = "epoch \(document.epoch) of session \(session)"
+        if member.userID == identity.userID {
+            guard member.signingKey == identity.signingKey.publicKey.rawRepresentation else {
+                throw ClientError.refused("\(place) lists you (\(member.name)) with a key that is not yours (fingerprint \(listed); yours is "
+                                          + "\(identity.publicBundle.fingerprint)): the log is forged")
+            }
+            return nil
         }
-        guard let pinned = try pins.pin(for: member.name) else { return false }
-        return pinned.signingKey == Secrets.hex(member.signingKey) && pinned.userID == Secrets.hex(member.userID)
+        if let pinned = try pins.pin(for: member.name) {
+            guard pinned.signingKey == Secrets.hex(member.signingKey), pinned.userID == Secrets.hex(member.userID) else {
+                throw ClientError.keyChanged(user: member.name, pinned: pinned.fingerprint, offered: listed, context: place)
+            }
+            return nil
+        }
+        let bundle: PublicIdentity
+        do { bundle = try await Identities.fetch(member.name, from: client) } catch {
+            throw ClientError.refused("\(place) lists \(member.name) (fingerprint \(listed)), whom this device has not met, and the gateway "
+                                      + "serves no identity for them that verifies (\(error)); nothing was pinned")
+        }
+        guard bundle.signingKey.rawRepresentation == member.signingKey, bundle.userID == member.userID else {
+            throw ClientError.refused("\(place) lists \(member.name) with fingerprint \(listed), but the gateway serves \(member.name)'s "
+                                      + "identity with fingerprint \(bundle.fingerprint): one of them is not \(member.name)'s key. Nothing was "
+                                      + "pinned. Compare fingerprints with \(member.name) out of band; once the gateway serves the one they "
+                                      + "confirm, run `safechat keys trust \(member.name) FINGERPRINT`")
+        }
+        return bundle
     }
 
     /// The key of `epoch` (the current one by default): the wrap get_chat_key serves must be the
@@ -117,6 +151,11 @@ public struct SessionClient: Sendable {
     public func key(_ id: String, epoch: UInt32? = nil) async throws -> (epoch: UInt32, key: SessionKey) {
         let chain = try await verifiedChain(id)
         let wanted = epoch ?? chain.last!.epoch
+        if chain.last!.member(identity.userID) == nil, let removal = chain.first(where: { $0.epoch > 0 && $0.member(identity.userID) == nil }) {
+            let by = chain[Int(removal.epoch) - 1].member(removal.signer)?.name
+            throw ClientError.identityMismatch("you were removed from session \(id) in epoch \(removal.epoch)"
+                                               + (by.map { $0 == user ? " (you left)" : " by \($0)" } ?? ""))
+        }
         let reply = try await client.json(WrappedKeyReply.self, try await client.send(
             client.request(.GET, "/get_chat_key?session=\(id)&epoch=\(wanted)")))
         guard let document = chain.last(where: { doc in doc.wraps.contains { $0.userID == identity.userID && $0.keyEpoch == wanted } }),

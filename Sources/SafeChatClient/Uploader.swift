@@ -69,13 +69,19 @@ public struct Uploader: Sendable {
         }
 
         let sealer = try Sealer(key: key, options: options)
-        var metadata = [SealedName.metadataKey: try await SealedName.seal(URL(fileURLWithPath: path).lastPathComponent, key: key,
-                                                                          boundTo: sealer.header)]
+        // The header binds the file's id (docs/FORMAT.md section 11): the gateway must answer with
+        // the upload URL of that id, so recipients can check which stream the id names.
+        var metadata = [Tus.MetadataKey.header: sealer.header.encoded(),
+                        Tus.MetadataKey.name: try await SealedName.seal(URL(fileURLWithPath: path).lastPathComponent, key: key,
+                                                                        boundTo: sealer.header)]
         if let session {
-            metadata["session"] = Array(session.sessionID.value.utf8)
-            metadata["epoch"] = Array(String(session.epoch).utf8)
+            metadata[Tus.MetadataKey.session] = Array(session.sessionID.value.utf8)
+            metadata[Tus.MetadataKey.epoch] = Array(String(session.epoch).utf8)
         }
         let location = try await client.createUpload(metadata: metadata)
+        guard location == "\(Tus.uploadsPath)/\(FileID(boundTo: sealer.header))" else {
+            throw ClientError.protocolViolation("the gateway gave the upload an id that is not the one bound to its stream header (\(location))")
+        }
         try directory.write(ResumeState(path: absolute, size: Int64(info.st_size), modified: modified, server: client.server,
                                         location: location, header: sealer.header), to: stateFile)
         guard FileManager.default.createFile(atPath: tagsFile, contents: nil, attributes: [.posixPermissions: 0o600]) else {

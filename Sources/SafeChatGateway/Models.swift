@@ -20,6 +20,10 @@ public struct UploadState: Codable, Sendable {
     public var records: [FileManifest.Record]
     /// The session the upload goes to, checked when it was created.
     public var session: FileSession?
+    /// The stream header declared when the upload was created, whose bound id (docs/FORMAT.md
+    /// section 11) is the upload's: the stream must start with exactly these bytes. Nil for an
+    /// upload created without one, whose id is random.
+    public var declaredHeader: [UInt8]?
 
     public func isExpired(at now: Date) -> Bool { expiresAt <= now }
 }

@@ -24,6 +24,8 @@ public actor UploadManager {
     /// Told of every file completed (the chat announces those sent to a session).
     let fileStored: @Sendable (FileManifest) async throws -> Void
     private var busy: Set<FileID> = []
+    /// Ids being created now: a second create of the same bound id waits for no one and is refused.
+    private var creating: Set<FileID> = []
 
     init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger,
          fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
@@ -37,17 +39,27 @@ public actor UploadManager {
     }
 
     /// Registers a new upload. `length` is the declared sealed size (nil when not known yet); it is
-    /// reserved against the quota at once.
-    func create(owner: UserID, length: Int64?, metadata: [String: String], session: FileSession? = nil) async throws -> UploadState {
+    /// reserved against the quota at once. With `header` (the stream's first 92 bytes, declared or
+    /// already received) the upload's id is the one bound to it, and the stream must start with it;
+    /// without, the id is random.
+    func create(owner: UserID, length: Int64?, metadata: [String: String], session: FileSession? = nil,
+                header: StreamHeader? = nil) async throws -> UploadState {
+        let id = header.map { FileID(boundTo: $0) } ?? FileID.random()
+        guard !creating.contains(id) else { throw Self.exists }
+        creating.insert(id)
+        defer { creating.remove(id) }
+        if header != nil {
+            guard try await registry.file(id) == nil, try await registry.upload(id) == nil else { throw Self.exists }
+        }
         if let length {
             guard length <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
             guard quota.reserve(length, for: owner) else { throw GatewayError.overQuota }
         }
         let now = configuration.clock()
         let state = UploadState(
-            uploadID: FileID.random(), owner: owner, length: length, offset: 0, createdAt: now,
+            uploadID: id, owner: owner, length: length, offset: 0, createdAt: now,
             expiresAt: now.addingTimeInterval(configuration.uploadExpiry), metadata: metadata,
-            validator: FramingValidator(), records: [], session: session)
+            validator: FramingValidator(), records: [], session: session, declaredHeader: header?.encoded())
         do {
             try blobs.openPartial(state.uploadID, truncatingTo: 0).close()
             try await registry.putUpload(state)
@@ -58,6 +70,9 @@ public actor UploadManager {
         }
         return state
     }
+
+    static let exists = GatewayError(.conflict, .fileExists,
+                                     "a file or upload of this stream exists already: seal the file again (a new salt) to send it again")
 
     /// The upload `id` if `principal` may append to it (anyone else learns nothing: 404). An upload
     /// past its expiry is gone at once (410), whether or not the sweeper has removed it yet.
@@ -249,6 +264,8 @@ final class AppendSession: @unchecked Sendable {
     private let quota: QuotaLedger
     /// Quota taken by this request: a length declared with it, or (length deferred) its bytes.
     private var reserved: Int64
+    /// The header the upload was created with, until the stream's own header has been compared with it.
+    private var declaredHeader: [UInt8]?
 
     init(state: UploadState, partial: any PartialBlob, length: Int64?, reservedUpFront: Int64,
          checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger) {
@@ -261,6 +278,7 @@ final class AppendSession: @unchecked Sendable {
         self.checksum = checksum.map { StreamingDigest($0.0) }
         self.maxFileSize = maxFileSize
         self.quota = quota
+        declaredHeader = state.validator.header == nil ? state.declaredHeader : nil
     }
 
     func append(_ buffer: ByteBuffer) async throws {
@@ -277,6 +295,13 @@ final class AppendSession: @unchecked Sendable {
             } catch {
                 throw GatewayError(.unprocessableContent, .malformedStream,
                                    "not a valid sealed stream at byte \(validator.consumedOffset): \(error)")
+            }
+            if let declared = declaredHeader, let header = validator.header {
+                guard header.encoded() == declared else {
+                    throw GatewayError(.unprocessableContent, .malformedStream,
+                                       "the stream does not start with the header declared when the upload was created")
+                }
+                declaredHeader = nil
             }
             if length == nil {
                 guard quota.reserve(Int64(bytes.count), for: state.owner) else { throw GatewayError.overQuota }

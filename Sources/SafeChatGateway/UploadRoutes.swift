@@ -32,12 +32,16 @@ struct UploadRoutes: Sendable {
     func upload(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
         let length = request.headers[.contentLength].flatMap { Int64($0) }
-        let metadata = try parseMetadata(request.headers[.uploadMetadata])
+        var metadata = try parseMetadata(request.headers[.uploadMetadata])
+        let declared = try declaredHeader(&metadata)
         let session = try await checkedSession(request.uri.queryParameters.get("session").map { String($0) },
                                                epoch: request.uri.queryParameters.get("epoch").map { String($0) }, for: principal)
-        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session)
+        // The answer comes after the whole body, so the id can be the one bound to the stream's header.
+        let body = try await PeekedBody.reading(request.body, upTo: StreamHeader.encodedLength)
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session,
+                                             header: declared ?? body.streamHeader)
         do {
-            let (_, manifest) = try await append(request, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: nil)
+            let (_, manifest) = try await append(body, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: nil)
             guard let manifest else {
                 var validator = (try await manager.upload(state.uploadID, for: principal)).validator
                 var reason = "incomplete"
@@ -82,19 +86,24 @@ struct UploadRoutes: Sendable {
         case (_?, _?):
             throw GatewayError.badRequest("send Upload-Length or Upload-Defer-Length, not both")
         }
-        let metadata = try parseMetadata(request.headers[.uploadMetadata])
+        var metadata = try parseMetadata(request.headers[.uploadMetadata])
+        let declared = try declaredHeader(&metadata)
         let checksum = try parseChecksum(request)
         let withBody = request.headers[.contentType] == Tus.offsetContentType
         func text(_ key: String) -> String? { metadata[key].flatMap { Data(base64Encoded: $0) }.map { String(decoding: $0, as: UTF8.self) } }
-        let session = try await checkedSession(text("session"), epoch: text("epoch"), for: principal)
-        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session)
+        let session = try await checkedSession(text(Tus.MetadataKey.session), epoch: text(Tus.MetadataKey.epoch), for: principal)
+        // creation-with-upload: a body that starts with the stream header binds the id to it, as a
+        // declared header does.
+        let body = withBody ? try await PeekedBody.reading(request.body, upTo: StreamHeader.encodedLength) : nil
+        let state = try await manager.create(owner: principal.id, length: length, metadata: metadata, session: session,
+                                             header: declared ?? body?.streamHeader)
         var headers = tusHeaders(state)
         headers[.location] = "\(Tus.uploadsPath)/\(state.uploadID)"
-        // creation-with-upload: the body, if any, is the first PATCH. If it is refused, the upload
-        // it would have started is not left behind; if the connection breaks, it is kept to resume.
-        if withBody {
+        // The body, if any, is the first PATCH. If it is refused, the upload it would have started
+        // is not left behind; if the connection breaks, it is kept to resume.
+        if let body {
             do {
-                let (newState, _) = try await append(request, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: checksum)
+                let (newState, _) = try await append(body, context, to: state.uploadID, offset: 0, declaredLength: nil, checksum: checksum)
                 headers[.uploadOffset] = "\(newState.offset)"
             } catch let error as GatewayError {
                 try? await manager.terminate(state.uploadID, principal: principal)  // best effort; the refusal is what the client needs
@@ -145,7 +154,7 @@ struct UploadRoutes: Sendable {
             declaredLength = length
         }
         let checksum = try parseChecksum(request)
-        let (state, _) = try await append(request, context, to: id, offset: offset, declaredLength: declaredLength, checksum: checksum)
+        let (state, _) = try await append(request.body, context, to: id, offset: offset, declaredLength: declaredLength, checksum: checksum)
         var headers = tusHeaders(state)
         headers[.uploadOffset] = "\(state.offset)"
         return Response(status: .noContent, headers: headers)
@@ -182,14 +191,15 @@ struct UploadRoutes: Sendable {
     /// Streams the request body into the upload. A broken or stalled connection keeps every
     /// validated byte that arrived (the client resumes from HEAD's offset); a refused body changes
     /// nothing.
-    private func append(_ request: Request, _ context: GatewayContext, to id: FileID, offset: Int64, declaredLength: Int64?,
-                        checksum: (DigestKind, [UInt8])?) async throws -> (UploadState, FileManifest?) {
+    private func append<Body: AsyncSequence>(_ body: Body, _ context: GatewayContext, to id: FileID, offset: Int64, declaredLength: Int64?,
+                                             checksum: (DigestKind, [UInt8])?) async throws -> (UploadState, FileManifest?)
+    where Body.Element == ByteBuffer {
         let principal = try context.requirePrincipal()
         let session = try await manager.beginAppend(id, principal: principal, offset: offset, declaredLength: declaredLength, checksum: checksum)
         let watchdog = StallWatchdog(timeout: configuration.bodyStallTimeout, channel: context.channel)
         defer { watchdog.stop() }
         do {
-            for try await buffer in request.body {
+            for try await buffer in body {
                 watchdog.progress()
                 do {
                     try await session.append(buffer)
@@ -235,6 +245,17 @@ struct UploadRoutes: Sendable {
             throw GatewayError(.preconditionFailed, .unsupportedTusVersion, "Tus-Resumable: \(Tus.version) is required",
                                headers: [.tusVersion: Tus.version])
         }
+    }
+
+    /// The stream header an upload declares in its metadata (`header`: base64 of the 92 bytes), taken
+    /// out of the metadata: the manifest carries the stream's header anyway.
+    private func declaredHeader(_ metadata: inout [String: String]) throws -> StreamHeader? {
+        guard let text = metadata.removeValue(forKey: Tus.MetadataKey.header) else { return nil }
+        guard let bytes = Data(base64Encoded: text), bytes.count == StreamHeader.encodedLength,
+              let header = try? StreamHeader.parse(Array(bytes)) else {
+            throw GatewayError.badRequest("Upload-Metadata 'header' must be the base64 of a 92-byte sealed-stream header")
+        }
+        return header
     }
 
     /// tus Upload-Metadata: "key base64,key2 base64", at most 4 KiB, keys ASCII without spaces or commas.
@@ -330,4 +351,43 @@ final class StallWatchdog: Sendable {
 
     func progress() { lastProgress.withLock { $0 = .now } }
     func stop() { task.withLock { $0?.cancel() } }
+}
+
+/// A request body whose first bytes were read ahead, to learn the stream header before the upload
+/// is created (so its id can be the one bound to it), followed by the rest as it arrives.
+struct PeekedBody<Rest: AsyncIteratorProtocol>: AsyncSequence where Rest.Element == ByteBuffer {
+    typealias Element = ByteBuffer
+    let head: ByteBuffer?
+    let rest: Rest
+
+    /// The stream header, if the body starts with a well-formed one.
+    var streamHeader: StreamHeader? {
+        guard let head, head.readableBytes >= StreamHeader.encodedLength else { return nil }
+        return try? StreamHeader.parse(head.readableBytesView.prefix(StreamHeader.encodedLength))
+    }
+
+    /// Reads `body` until `count` bytes have arrived (or it ends).
+    static func reading<Body: AsyncSequence>(_ body: Body, upTo count: Int) async throws -> PeekedBody<Body.AsyncIterator>
+    where Body.AsyncIterator == Rest {
+        var iterator = body.makeAsyncIterator()
+        var head: ByteBuffer?
+        while (head?.readableBytes ?? 0) < count, var next = try await iterator.next() {
+            if head == nil { head = next } else { head!.writeBuffer(&next) }
+        }
+        return PeekedBody(head: head, rest: iterator)
+    }
+
+    func makeAsyncIterator() -> Iterator { Iterator(head: head, rest: rest) }
+
+    struct Iterator: AsyncIteratorProtocol {
+        var head: ByteBuffer?
+        var rest: Rest
+        mutating func next() async throws -> ByteBuffer? {
+            if let first = head {
+                head = nil
+                return first
+            }
+            return try await rest.next()
+        }
+    }
 }

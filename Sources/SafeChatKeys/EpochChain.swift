@@ -21,7 +21,9 @@ public enum EpochError: Error, Equatable, CustomStringConvertible {
         case .wrongSession(let epoch): "epoch \(epoch) belongs to another session"
         case .notConsecutive(let expected, let found): "expected epoch \(expected), got \(found)"
         case .brokenLink(let epoch): "epoch \(epoch) does not link to the epoch before it (hash mismatch)"
-        case .signerNotMember(let epoch): "epoch \(epoch) is signed by someone who was not a member of the epoch before"
+        case .signerNotMember(let epoch):
+            epoch == 0 ? "epoch 0 is signed by someone who is not among its members (a session's creator signs it)"
+                : "epoch \(epoch) is signed by someone who was not a member of epoch \(epoch - 1)"
         case .badSignature(let epoch): "epoch \(epoch)'s signature does not verify"
         case .untrustedMember(let epoch, let name): "epoch \(epoch) lists \(name) with a key that is not the one pinned for \(name)"
         case .rolledBack(let seen, let offered): "the gateway offered a log ending at epoch \(offered), but epoch \(seen) was seen before (rolled back)"

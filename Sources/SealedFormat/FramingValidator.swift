@@ -119,7 +119,7 @@ public struct FramingValidator: Sendable, Codable {
                 }
                 if pending.count == StreamHeader.encodedLength {
                     header = try StreamHeader.parse(pending)
-                    digest = SHA256Hasher.hash(pending)
+                    digest = StreamIdentity.digestStart(header: pending)
                     pending.removeAll(keepingCapacity: true)
                     completeOffset = consumedOffset
                     phase = .recordHeader
@@ -148,7 +148,7 @@ public struct FramingValidator: Sendable, Codable {
                     phase = .body(recordHeader, headerBytes: headerBytes, remaining: remaining - take)
                     break
                 }
-                digest = SHA256Hasher.hash(digest + headerBytes + tag)
+                digest = StreamIdentity.digestStep(digest, recordHeader: headerBytes, tag: tag)
                 tag.removeAll(keepingCapacity: true)
                 records.append(Record(
                     index: recordHeader.index, offset: completeOffset, length: recordHeader.recordLength,

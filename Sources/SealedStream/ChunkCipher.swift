@@ -49,6 +49,9 @@ public struct OpenedChunk: Sendable {
     public let index: UInt32
     public let isFinal: Bool
     public let plaintext: [UInt8]
+    /// The record's header and tag (16 + 16 bytes): what it adds to the stream digest
+    /// (docs/FORMAT.md section 10), so a reader can check the digest of what it opened.
+    public let digestInput: [UInt8]
 }
 
 /// Opens single records of one stream: the random-access API.
@@ -85,7 +88,8 @@ public struct ChunkOpener: Sendable {
                 aad: UnsafeRawBufferPointer(rebasing: raw[0..<RecordHeader.encodedLength]),
                 sealed: UnsafeRawBufferPointer(rebasing: raw[RecordHeader.encodedLength...]))
         }
-        return OpenedChunk(index: index, isFinal: recordHeader.isFinal, plaintext: plaintext)
+        return OpenedChunk(index: index, isFinal: recordHeader.isFinal, plaintext: plaintext,
+                           digestInput: Array(record.prefix(RecordHeader.encodedLength) + record.suffix(RecordHeader.tagLength)))
     }
 
     /// Starts decrypting the body of `recordHeader` (whose encoded bytes are `aad`) with `decryption`.

@@ -132,6 +132,7 @@ public final class IncrementalOpener {
             }
             guard ok else { throw .decompressionFailed(index: record.index) }
         }
+        let digestInput = headerBytes + tagBytes
         headerBytes.removeAll(keepingCapacity: true)
         tagBytes.removeAll(keepingCapacity: true)
         phase = .recordHeader
@@ -144,6 +145,6 @@ public final class IncrementalOpener {
         } else if nextIndex == endIndex {
             isComplete = true
         }
-        return OpenedChunk(index: record.index, isFinal: record.isFinal, plaintext: plaintext)
+        return OpenedChunk(index: record.index, isFinal: record.isFinal, plaintext: plaintext, digestInput: digestInput)
     }
 }

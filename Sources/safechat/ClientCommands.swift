@@ -108,6 +108,7 @@ struct DownloadCommand: AsyncParsableCommand {
             let session = try ClientSession.load(from: ClientDirectory())
             let client = GatewayClient(session: session)
             let manifest = try await client.manifest(fileID)
+            try FileBinding.check(manifest, requested: fileID)
             let key: SessionKey
             if let path = self.key {
                 key = try await readKeyFile(path)
@@ -121,8 +122,14 @@ struct DownloadCommand: AsyncParsableCommand {
             // current directory; -o names the output explicitly.
             var target = output
             if target == nil {
-                target = await SealedName.open(manifest.metadata, key: key, boundTo: manifest.header).flatMap(SealedName.safeBaseName)
-                    ?? manifest.fileID.value
+                switch await SealedName.open(manifest.metadata, key: key, boundTo: manifest.header) {
+                case .name(let name):
+                    target = SealedName.safeBaseName(name)
+                    if target == nil { printError("its name is not usable as a file name here") }
+                case .none: break
+                case .unopened(let why): printError("\(fileID): \(why)")
+                }
+                target = target ?? manifest.fileID.value
                 printError("saving as \(target!)")
             }
             let progress = ProgressBar(label: "downloading", total: manifest.plaintextSize, enabled: !quiet && Terminal.standardError.isInteractive)
@@ -150,20 +157,30 @@ struct FilesCommand: AsyncParsableCommand {
             let files = try await GatewayClient(session: login).files(session: session)
             let key = try await self.key.asyncMap { try await readKeyFile($0) }
             let sessions = try session.map { _ in SessionClient(session: login, identity: try IdentityStore().load()) }
-            var sessionKeys: [UInt32: SessionKey] = [:]
+            var sessionKeys: [UInt32: Result<SessionKey, any Error>] = [:]
             let formatter = ISO8601DateFormatter()
             for file in files {
-                var fileKey = key
-                if let sessions, let fileSession = file.session {
+                var shown: String
+                if let problem = FileBinding.problem(id: file.fileID.value, header: file.header) {
+                    shown = "(refused: \(problem))"
+                } else if let sessions, let fileSession = file.session {
                     if sessionKeys[fileSession.epoch] == nil {
-                        sessionKeys[fileSession.epoch] = try? await sessions.key(fileSession.sessionID.value, epoch: fileSession.epoch).key
+                        do {
+                            sessionKeys[fileSession.epoch] = .success(try await sessions.key(fileSession.sessionID.value, epoch: fileSession.epoch).key)
+                        } catch { sessionKeys[fileSession.epoch] = .failure(error) }
                     }
-                    fileKey = sessionKeys[fileSession.epoch]
+                    switch sessionKeys[fileSession.epoch]! {
+                    case .success(let key): shown = await SealedName.open(file.metadata, key: key, boundTo: file.header).shown
+                    case .failure(let error): shown = "(sealed: no key for epoch \(fileSession.epoch): \(error))"
+                    }
+                } else if let key {
+                    shown = await SealedName.open(file.metadata, key: key, boundTo: file.header).shown
+                } else {
+                    shown = file.session == nil ? "(sealed: give --key to open names of personal files)" : "(sealed: a session's file; list it with --session)"
                 }
-                let name = await fileKey.asyncMap { await SealedName.open(file.metadata, key: $0, boundTo: file.header) } ?? nil
                 // Control characters in a name must not reach the terminal.
-                let shown = name.map { String(String.UnicodeScalarView($0.unicodeScalars.map { CharacterSet.controlCharacters.contains($0) ? "?" : $0 })) }
-                print("\(file.fileID)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.createdAt))  \(shown ?? "(sealed)")")
+                shown = String(String.UnicodeScalarView(shown.unicodeScalars.map { CharacterSet.controlCharacters.contains($0) ? "?" : $0 }))
+                print("\(file.fileID)  \(formatBytes(file.size).padding(toLength: 10, withPad: " ", startingAt: 0))  \(formatter.string(from: file.createdAt))  \(shown)")
             }
         }
     }

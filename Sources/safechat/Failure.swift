@@ -1,4 +1,5 @@
 import ArgumentParser
+import SafeChatClient
 import SealedStream
 #if canImport(Glibc)
 import Glibc
@@ -24,6 +25,10 @@ func reportingFailures(_ action: String, _ body: () async throws -> Void) async 
         throw error
     } catch let error as SealedStreamError {
         let status = if case .invalidKey = error { ExitStatus.operationalError } else { ExitStatus.rejectedInput }
+        printError("\(action) failed: \(error)")
+        throw ExitCode(status)
+    } catch let error as ClientError {
+        let status = if case .refused = error { ExitStatus.rejectedInput } else { ExitStatus.operationalError }
         printError("\(action) failed: \(error)")
         throw ExitCode(status)
     } catch let error as CLIError {

@@ -75,15 +75,28 @@ struct KeysCommand: AsyncParsableCommand {
 
     struct Trust: AsyncParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "trust", abstract: "Accept USER's changed key (only after they confirmed the new fingerprint).")
+            commandName: "trust", abstract: "Accept USER's changed key, giving the FINGERPRINT they confirmed to you out of band.",
+            discussion: "Only a key with exactly that fingerprint is pinned (and marked verified); if the gateway serves another, nothing changes.")
         @Argument(help: "The user.") var user: String
+        @Argument(help: "The 30 digits they read to you (spaces optional).") var fingerprint: [String]
+
+        func validate() throws {
+            guard Fingerprint(typed: fingerprint.joined()) != nil else {
+                throw ValidationError("give the 30-digit fingerprint \(user) confirmed to you: `safechat keys trust \(user) FINGERPRINT`")
+            }
+        }
 
         func run() async throws {
             try await reportingFailures("keys trust") {
+                let typed = Fingerprint(typed: fingerprint.joined())!
                 let bundle = try await Identities.fetch(user, from: GatewayClient(session: try ClientSession.load(from: ClientDirectory())))
-                try PinStore().trust(user, bundle)
+                guard bundle.fingerprint == typed else {
+                    throw ClientError.refused("the gateway serves \(user)'s key with fingerprint \(bundle.fingerprint), not the \(typed) you "
+                                              + "checked with them; nothing was pinned")
+                }
+                try PinStore().trust(user, bundle, verified: true)
                 print(bundle.fingerprint)
-                printError("\(user)'s key is now pinned (not verified)")
+                printError("\(user)'s key with that fingerprint is now pinned and verified")
             }
         }
     }

@@ -13,11 +13,18 @@ struct SafeChatCommand: AsyncParsableCommand {
 
     static let configuration = CommandConfiguration(
         commandName: "safechat",
-        abstract: "End-to-end encrypted file transfer: seal, open and inspect sealed streams.",
+        abstract: "SafeChat: very large files and chat between people, end-to-end encrypted, through a gateway that never sees them.",
         discussion: """
+            People log in to a gateway (`login`), share sessions whose keys only members hold (`session`, \
+            `keys`), send sealed files (`upload`, `download`, `files`) and chat (`chat`, `send`, `recv`) \
+            beside them; every file and message is sealed on the sender's device and checked on the \
+            recipient's, so a gateway that lies is caught. `serve` runs the gateway, `user` manages its \
+            accounts; `seal`, `open` and `inspect` work on sealed files offline.
+
             Exit codes: 0 success; 1 an operational error (a file that cannot be read or written, \
-            a bad key file); 2 the sealed input was rejected (wrong key, tampered, truncated or \
-            malformed); 64 bad command-line usage.
+            a bad key file, a lost connection, an error answer from the gateway); 2 what was received \
+            was rejected (wrong key, tampered, truncated or malformed, or the gateway served another \
+            file or stream than the one asked for); 64 bad command-line usage.
             """,
         subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self, ServeCommand.self, UserCommand.self, LoginCommand.self, KeysCommand.self, SessionCommand.self, SessionsCommand.self, UploadCommand.self, DownloadCommand.self, FilesCommand.self, RemoveCommand.self, ChatCommand.self, SendCommand.self, ReceiveCommand.self, HistoryCommand.self, ClearHistoryCommand.self]
     )
