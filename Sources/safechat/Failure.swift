@@ -1,5 +1,6 @@
 import ArgumentParser
 import SafeChatClient
+import SafeChatKeys
 import SealedStream
 #if canImport(Glibc)
 import Glibc
@@ -8,6 +9,8 @@ import Glibc
 /// Exit codes, documented in README.md and in `safechat --help`.
 enum ExitStatus {
     static let operationalError: Int32 = 1
+    /// What was received failed a check: a sealed stream, a file or stream the gateway passed off as
+    /// another, a session log or key that does not verify against what this device trusts.
     static let rejectedInput: Int32 = 2
 }
 
@@ -28,9 +31,16 @@ func reportingFailures(_ action: String, _ body: () async throws -> Void) async 
         printError("\(action) failed: \(error)")
         throw ExitCode(status)
     } catch let error as ClientError {
-        let status = if case .refused = error { ExitStatus.rejectedInput } else { ExitStatus.operationalError }
+        // What the gateway served failed a check of authenticity: the same exit as a tampered stream.
+        let status = switch error {
+        case .refused, .keyChanged: ExitStatus.rejectedInput
+        default: ExitStatus.operationalError
+        }
         printError("\(action) failed: \(error)")
         throw ExitCode(status)
+    } catch let error as EpochError {
+        printError("\(action) failed: the session's log is refused: \(error)")
+        throw ExitCode(ExitStatus.rejectedInput)
     } catch let error as CLIError {
         printError("\(action) failed: \(error.description)")
         throw ExitCode(error.exitStatus)

@@ -155,7 +155,8 @@ import SealedStream
         #expect(reply.status == 201 && reply.header("Upload-Offset") == "\(sealed.count)")
         // 200 KB stored, quota 300 KB: another 200 KB does not fit, declared or not.
         #expect(try await client.send(.POST, "/uploads", headers: [("Tus-Resumable", "1.0.0"), ("Upload-Length", "\(sealed.count)")]).status == 413)
-        let post = try await client.send(.POST, "/upload", body: sealed)
+        let (_, _, another) = try await sealedStream(plaintextSize: 200_000)
+        let post = try await client.send(.POST, "/upload", body: another)
         #expect(post.status == 413, "\(post.text)")
         await server.stop()
     }
