@@ -8,7 +8,11 @@ HTML shows as text. Exit status 0 if every check holds.
 Finally user2 uploads UPLOAD_FILE from the page into the session (sealed in the page, sent with
 tus); the caller downloads it with the CLI and compares.
 
-  story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME UPLOAD_FILE
+A gateway that lies about which stream a file id names is caught too: another file's bytes served
+under the id, another file's bytes served to a resumed download, and a stream digest (ETag) that is
+not the stream's; each is refused and no partial file is kept (OTHER_ID is another file of the session).
+
+  story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME UPLOAD_FILE OTHER_ID
 """
 import faulthandler, os, sys
 
@@ -16,7 +20,7 @@ import faulthandler, os, sys
 faulthandler.dump_traceback_later(240, exit=True)
 from playwright.sync_api import sync_playwright
 
-base, export, passphrase, digest, name, session_name, blob, hostile, to_upload = sys.argv[1:10]
+base, export, passphrase, digest, name, session_name, blob, hostile, to_upload, other_id = sys.argv[1:11]
 
 
 shots = os.environ.get("SAFECHAT_SCREENSHOTS")
@@ -92,21 +96,44 @@ with sync_playwright() as p:
     # The first download breaks off half-way (the response is cut); choosing Download again resumes
     # with a Range request from the next unverified chunk.
     requests = []
+    lie = {"mode": "cut-first"}
 
-    # One handler for the rest of the story, never removed: unroute() now and then waited forever
-    # once the page's download workers had come and gone. It cuts the first download and lets the
-    # others through, noting their Range header.
-    def cut_the_first(route):
-        if requests:
-            requests.append(route.request.headers.get("range"))
-            return route.continue_()
-        requests.append("cut")
+    def cut(route, keep):
         response = route.fetch()
         body = response.body()
         headers = {k: v for k, v in response.headers.items() if k.lower() != "content-length"}
-        route.fulfill(status=response.status, headers=headers, body=body[: len(body) // 2])
+        route.fulfill(status=response.status, headers=headers, body=body[:keep(len(body))])
 
-    page.context.route("**/download/*", cut_the_first)
+    def other_file(route):
+        """The other file's bytes, for the same range, as if they were this file's."""
+        headers = {k: v for k, v in route.request.headers.items() if k.lower() != "if-range"}
+        response = route.fetch(url=f"{base}/download/{other_id}", headers=headers)
+        route.fulfill(response=response)
+
+    # One handler for the rest of the story, never removed: unroute() now and then waited forever
+    # once the page's download workers had come and gone. First it cuts the first download and
+    # lets the others through, noting their Range header; then it lies as `lie` says.
+    def downloads(route):
+        mode = lie["mode"]
+        if mode == "cut-first":
+            if requests:
+                requests.append(route.request.headers.get("range"))
+                return route.continue_()
+            requests.append("cut")
+            return cut(route, lambda n: n // 2)
+        if mode == "swap":
+            return other_file(route)
+        if mode == "cut-then-swap":
+            lie["mode"] = "swap"
+            return cut(route, lambda n: 1 << 20)
+        if mode == "etag":
+            response = route.fetch()
+            headers = dict(response.headers)
+            headers["etag"] = '"' + "ab" * 32 + '"'
+            return route.fulfill(response=response, headers=headers)
+        route.continue_()
+
+    page.context.route("**/download/*", downloads)
     page.get_by_role("button", name=f"Download {name}").click()
     page.get_by_text("choose Download again to resume").wait_for(timeout=60000)
     page.get_by_role("button", name=f"Download {name}").click()
@@ -120,6 +147,29 @@ with sync_playwright() as p:
     }""", name)
     check(got == digest, "the page's download is byte-identical to what the CLI uploaded")
     check(page.get_by_role("button", name=f"Save {name}").count() == 1, "a verified file is offered")
+
+    partials = """async () => { const out = []; for await (const k of (await navigator.storage.getDirectory()).keys()) out.push(k);
+        return out.filter((n) => n.endsWith('.partial')); }"""
+
+    def refused(mode, because):
+        lie["mode"] = mode
+        page.get_by_role("button", name=f"Download {name}").click()
+        if mode == "cut-then-swap":
+            page.get_by_text("choose Download again to resume").wait_for(timeout=60000)
+            page.get_by_role("button", name=f"Download {name}").click()
+        page.get_by_text(f"{name} refused:").wait_for(timeout=60000)
+        refusal = page.locator("#transfer").inner_text()
+        check(because in refusal, f"{mode}: the refusal says why ({because}): {refusal}")
+        check(page.evaluate(partials) == [], f"{mode}: no partial file is kept")
+        lie["mode"] = "pass"
+
+    # Another file's bytes under this file's id: the header is not the one the id is bound to.
+    refused("swap", "is not the stream the gateway serves under that id")
+    # A download cut after 1 MiB, resumed against another file's bytes: they do not open as the rest
+    # of the stream the download began with.
+    refused("cut-then-swap", "chunk")
+    # Every chunk verifies, but the stream digest the download began with (the ETag) is not the stream's.
+    refused("etag", "stream digest is not the one its download began with")
 
     # A flipped byte on the gateway's disk: the page refuses, keeps no partial file, offers nothing new.
     with open(blob, "r+b") as f:

@@ -28,12 +28,17 @@ import SealedStream
             let exported = try await two.run(["keys", "export", two.path("identity.export")], stdin: passphrase)
             #expect(exported.status == 0, "\(exported.output)")
             let digest = Secrets.hex(SHA256Hasher.hash(secret))
+            // Another file of the session, whose bytes a lying gateway serves under report.iso's id.
+            try Data(Secrets.randomBytes(6_000_000)).write(to: URL(fileURLWithPath: one.path("other.bin")))
+            let other = try await one.run(["upload", "-q", "--session", session, "other.bin"])
+            #expect(other.status == 0, "\(other.output)")
             // What user2 will send from the page: text-like and random, over several chunks.
             let fromPage = Array(String(repeating: "a page upload, compressible. ", count: 60_000).utf8) + Secrets.randomBytes(1_500_000)
             try Data(fromPage).write(to: URL(fileURLWithPath: two.path("from-the-page.bin")))
             let result = try await runProcess(["python3", Self.root.appendingPathComponent("Tests/Browser/story_test.py").path, server.base,
                                                two.path("identity.export"), passphrase, digest, "report.iso", "Chat",
-                                               server.dataDirectory + "/data/blobs/\(file)", hostile, two.path("from-the-page.bin")],
+                                               server.dataDirectory + "/data/blobs/\(file)", hostile, two.path("from-the-page.bin"),
+                                               other.output.trimmingCharacters(in: .whitespacesAndNewlines)],
                                               in: Self.root)
             #expect(result.status == 0, "\(result.output)")
             #expect(result.output.contains("browser story passed"), "\(result.output)")

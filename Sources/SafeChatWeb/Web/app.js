@@ -4,7 +4,7 @@
 // the gateway supplies is put in the page as text (textContent), never as HTML.
 import { ChatRoom } from './chat.js';
 import {
-  Gateway, changeMembers, createIdentity, createSession, download, fileName, hasPrivateFileSystem, identityExport, importIdentity, isVerified, offerDownload,
+  Gateway, changeMembers, createIdentity, createSession, download, fileName, hasPrivateFileSystem, identityExport, importIdentity, isBound, isVerified, offerDownload,
   openSession, saveFile, savedIdentity, streamDownload, upload, verifyMember,
 } from './client.js';
 
@@ -111,6 +111,10 @@ async function showFiles(session) {
   files.replaceChildren();
   const { files: entries = [] } = await state.gateway.request('GET', `/files?session=${session.id}`);
   for (const entry of entries) {
+    if (!await isBound(entry.file_id, entry.header)) {
+      files.append(element('li', `file ${entry.file_id}: refused: its id is not bound to the stream header listed with it (the gateway lies about it)`));
+      continue;
+    }
     const epoch = entry.session?.epoch ?? session.epoch;
     let key = null;
     try { key = await session.key(epoch); } catch { /* an epoch before this member joined */ }

@@ -7,6 +7,7 @@
 import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
 import { expand } from './hpke.js';
 import * as store from './store.js';
+import { boundFileID } from './stream.js';
 
 const u64be = (n) => { const b = new Uint8Array(8); new DataView(b.buffer).setBigUint64(0, BigInt(n)); return b; };
 const MESSAGE_LABEL = concat(utf8.encode('SafeChat message v1'), new Uint8Array([0]));
@@ -101,7 +102,11 @@ export class ChatRoom {
 
   async start() {
     const seen = await this.history.lines();
-    this.seen = new Set(seen.map((l) => l.id).filter(Boolean));
+    // What recognises a replay outlives Clear history: ids, senders and times, no text (PROTOCOL.md 4).
+    this.replayKey = `replay:${hex(this.identity.userID)}:${this.room.id}`;
+    this.replay = (await store.get(this.replayKey)) || [];
+    this.seen = new Set([...seen.map((l) => l.id).filter(Boolean), ...this.replay.map(([id]) => id)]);
+    for (const [, sender, time] of this.replay) this.latest.set(sender, Math.max(this.latest.get(sender) ?? 0, time));
     for (const line of seen) this.onLine(line);
     const { ticket } = await this.gateway.request('POST', '/chat/ticket');
     const url = `${location.protocol === 'https:' ? 'wss' : 'ws'}://${location.host}/chat?session=${this.room.id}`;
@@ -112,6 +117,13 @@ export class ChatRoom {
   }
 
   warn(text) { this.onLine({ kind: 'warning', text }); }
+
+  /** Keeps a message's id, sender and time for the replay check, before its line is stored. */
+  async remember(id, sender, time) {
+    this.seen.add(id);
+    this.replay.push([id, sender, time]);
+    await store.put(this.replayKey, this.replay);
+  }
 
   async send(text) {
     const epoch = this.room.epoch;
@@ -125,12 +137,18 @@ export class ChatRoom {
   async receive(frame) {
     if (frame.type === 'sent') {
       const line = this.pending.get(frame.message_id);
-      if (line) { this.pending.delete(frame.message_id); this.seen.add(line.id); await this.history.append(line); this.onLine(line); }
+      if (line) {
+        this.pending.delete(frame.message_id);
+        await this.remember(line.id, hex(this.identity.userID), line.time);
+        await this.history.append(line);
+        this.onLine(line);
+      }
     } else if (frame.type === 'error') {
       this.warn(`the gateway refused a message: ${frame.text}`);
     } else if (frame.type === 'delivery') {
       const line = await this.check(frame);
-      if (line.kind !== 'warning') { if (line.id) this.seen.add(line.id); await this.history.append(line); }
+      if (line.kind === 'message') await this.remember(line.id, frame.message.sender, line.time);
+      if (line.kind !== 'warning') await this.history.append(line);
       this.onLine(line);
       this.socket.send(`{"seq":${Number(frame.seq)},"type":"ack","v":1}`);
     }
@@ -140,14 +158,27 @@ export class ChatRoom {
   async check(frame) {
     const warning = (text) => ({ kind: 'warning', text });
     if (frame.file) {
+      let header = new Uint8Array(0);
+      try { header = fromHex(frame.file.header); } catch { /* refused below */ }
+      if (header.length !== 92 || await boundFileID(header) !== frame.file.file_id) {
+        return warning(`an announcement of file ${frame.file.file_id} was ignored: its id is not bound to the stream header announced with it (the gateway lies about the file)`);
+      }
       const sender = this.room.memberName(frame.file.sender) || frame.file.sender;
       return { kind: 'file', id: `file:${frame.file.file_id}`, sender, time: frame.time, fileID: frame.file.file_id, size: frame.file.size,
         name: await this.room.fileName(frame.file) };
     }
     const m = frame.message;
     if (!m || m.session_id !== this.room.id) return warning('a message for another session was rejected');
+    if (m.epoch > this.room.epoch) {
+      return warning(`a message was rejected: it claims epoch ${m.epoch}, but the session's verified log ends at epoch ${this.room.epoch} (forged, or the gateway withholds newer epochs)`);
+    }
     const member = await this.room.member(m.epoch, m.sender);
     if (!member) return warning(`a message from someone who is not a member of epoch ${m.epoch} was rejected`);
+    const removed = this.room.removal?.(m.sender, m.epoch);
+    if (removed) {
+      return warning(`a message from ${member.name} under epoch ${m.epoch} was refused: ${member.name} was removed from this session in epoch ${removed.epoch}`
+        + `${removed.by && removed.by !== member.name ? ` by ${removed.by}` : ''} and may no longer speak in it`);
+    }
     if (this.seen.has(m.message_id)) return warning(`a replayed message (claiming to be from ${member.name}) was ignored`);
     let text;
     try {

@@ -7,7 +7,7 @@ import { fingerprint, loadIdentity, newIdentityFile, openExport, sealExport, ver
 import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
 import { seal as hpkeSeal } from './hpke.js';
 import { RecordPool } from './pool.js';
-import { openStream, sealStream, sealingContext } from './stream.js';
+import { boundFileID, openStream, sealStream, sealingContext } from './stream.js';
 import * as store from './store.js';
 
 export class Gateway {
@@ -50,31 +50,49 @@ export async function importIdentity(gateway, login, exportText, passphrase) {
   return identity;
 }
 
-/** Pins by name on first use; a changed key is refused with both fingerprints. */
+/**
+ * Checks members against the pins (KEYS.md 7.4, 8): a pinned member must carry the pinned key (a
+ * changed key is refused with both fingerprints); one met for the first time must carry the key the
+ * gateway's bundle for them has (conflicting evidence is refused with both, and pins nothing).
+ * Newcomers are pinned only by `commit()`, once whatever they came in (a log) has verified.
+ */
 async function pinnedCheck(gateway, me) {
   const pins = (await store.get(`pins:${me}`)) || {};
-  return async (member) => {
-    let pin = pins[member.name];
+  const met = {};
+  const check = async (member) => {
+    let pin = pins[member.name] ?? met[member.name];
+    const listed = await fingerprint(fromHex(member.signing_key, 32));
     if (!pin) {
       const entry = await gateway.request('GET', `/keys/${encodeURIComponent(member.name)}`);
       const bundle = await verifyBundle(JSON.stringify(entry.bundle));
       pin = { user_id: hex(bundle.userID), signing_key: hex(bundle.signingKey), fingerprint: await fingerprint(bundle.signingKey), verified: false };
-      pins[member.name] = pin;
-      await store.put(`pins:${me}`, pins);
+      if (pin.user_id !== member.user_id || pin.signing_key !== member.signing_key) {
+        throw new Error(`REFUSED: the session's log lists ${member.name} with safety number ${listed}, but the gateway serves ${member.name}'s identity `
+          + `with ${pin.fingerprint}: one of them is not ${member.name}'s key, and nothing was pinned. Compare safety numbers out of band.`);
+      }
+      met[member.name] = pin;
     }
     if (pin.user_id !== member.user_id || pin.signing_key !== member.signing_key) {
-      throw new Error(`WARNING: ${member.name}'s key changed: pinned ${pin.fingerprint}, now ${await fingerprint(fromHex(member.signing_key, 32))}. `
+      throw new Error(`WARNING: ${member.name}'s key changed: pinned ${pin.fingerprint}, now ${listed}. `
         + 'Compare safety numbers out of band before trusting it.');
     }
     return true;
   };
+  check.commit = async () => {
+    if (!Object.keys(met).length) return;
+    Object.assign(pins, met);
+    await store.put(`pins:${me}`, pins);
+  };
+  return check;
 }
 
 /** A session's verified log, its name, members with fingerprints, and a way to its keys. */
 export async function openSession(gateway, login, identity, sessionID) {
   const { epochs } = await gateway.request('GET', `/sessions/${sessionID}`);
   const seenKey = `seen:${login.userID}:${sessionID}`;
-  const { docs, head } = await verifyChain(sessionID, epochs, { pinned: await pinnedCheck(gateway, login.userID), seen: await store.get(seenKey) });
+  const pinned = await pinnedCheck(gateway, login.userID);
+  const { docs, head } = await verifyChain(sessionID, epochs, { pinned, seen: await store.get(seenKey) });
+  await pinned.commit();
   await store.put(seenKey, head);
   const current = docs[docs.length - 1];
   const key = async (epoch) => {
@@ -90,12 +108,25 @@ export async function openSession(gateway, login, identity, sessionID) {
   }
   const members = await Promise.all(current.members.map(async (m) => ({ name: m.name, fingerprint: await fingerprint(fromHex(m.signing_key, 32)) })));
   const member = (epoch, userID) => docs[epoch]?.members.find((m) => m.user_id === userID) ?? null;
+  // The epoch after `epoch` that first left `userID` out, and who signed it, if they are not a
+  // member of the newest verified epoch: a removed member's message under an older key is refused.
+  const removal = (userID, epoch) => {
+    if (current.members.some((m) => m.user_id === userID)) return null;
+    const doc = docs.find((d) => d.epoch > epoch && !d.members.some((m) => m.user_id === userID));
+    return doc ? { epoch: doc.epoch, by: docs[doc.epoch - 1].members.find((m) => m.user_id === doc.signer)?.name ?? null } : null;
+  };
   const memberName = (userID) => [...docs].reverse().flatMap((d) => d.members).find((m) => m.user_id === userID)?.name ?? null;
   return {
-    id: sessionID, name, epoch: current.epoch, members, key, member, memberName, me: login.user, hash: hex(await epochHash(current)),
+    id: sessionID, name, epoch: current.epoch, members, key, member, memberName, removal, me: login.user, hash: hex(await epochHash(current)),
     current,
     fileName: async (event) => fileName({ metadata: { name: event.sealed_name }, header: event.header }, await key(event.epoch)),
   };
+}
+
+/** Whether a listed or announced file's id is the one bound to its header (FORMAT.md section 11). */
+export async function isBound(fileID, header) {
+  const bytes = typeof header === 'string' ? fromHex(header) : Uint8Array.from(header ?? []);
+  return bytes.length === 92 && await boundFileID(bytes) === fileID;
 }
 
 /** A file's name: its sealed `name` metadata, opened with the epoch key and bound to the file's salt. */
@@ -146,7 +177,7 @@ export async function download(gateway, fileID, key, name, progress = () => {}) 
           } else resolve({ complete: data.done, resume: data.checkpoint });
         };
         worker.onerror = (event) => reject(new Error(event.message || 'the download worker failed'));
-        worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, partial, resume });
+        worker.postMessage({ url: `/download/${fileID}`, fileID, token: gateway.token, key, partial, resume });
       }));
     } finally {
       worker.terminate();
@@ -207,7 +238,7 @@ export async function streamDownload(gateway, fileID, key, name, progress = () =
           else end(data);
         };
         worker.onerror = (event) => end({ error: event.message || 'the download worker failed' });
-        worker.postMessage({ url: `/download/${fileID}`, token: gateway.token, key, ...segment }, [segment.port]);
+        worker.postMessage({ url: `/download/${fileID}`, fileID, token: gateway.token, key, ...segment }, [segment.port]);
         if (!frame.isConnected) document.body.append(frame);
       });
       if (outcome.done) return outcome.size;
@@ -324,11 +355,13 @@ export async function upload(gateway, session, file, progress = () => {}) {
   let tagsStored = tags.length;
   if (!saved) {
     const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
-    const metadata = [['epoch', utf8.encode(String(session.epoch))], ['name', sealedName], ['session', utf8.encode(session.id)]]
+    // The header binds the file's id (FORMAT.md section 11): the gateway must give the upload that id.
+    const metadata = [['epoch', utf8.encode(String(session.epoch))], ['header', ctx.header], ['name', sealedName], ['session', utf8.encode(session.id)]]
       .map(([k, v]) => `${k} ${toBase64(v)}`).join(',');
     const created = await fetch('/uploads', { method: 'POST', headers: { ...tus, 'Upload-Defer-Length': '1', 'Upload-Metadata': metadata } });
     if (created.status !== 201) throw new Error(`the gateway refused the upload (${created.status}): ${(await created.text()).slice(0, 200)}`);
     location = created.headers.get('Location');
+    if (location !== `/uploads/${await boundFileID(ctx.header)}`) throw new Error(`the gateway gave the upload an id not bound to its stream (${location})`);
     await store.put(stateKey, { location, header: hex(ctx.header) });
   }
   const resumedAt = offset;
@@ -461,7 +494,9 @@ async function memberFor(gateway, login, identity, name) {
   const entry = await gateway.request('GET', `/keys/${encodeURIComponent(name)}`);
   const bundle = await verifyBundle(JSON.stringify(entry.bundle));
   const member = { user_id: hex(bundle.userID), name, signing_key: hex(bundle.signingKey) };
-  await (await pinnedCheck(gateway, login.userID))(member);
+  const pinned = await pinnedCheck(gateway, login.userID);
+  await pinned(member);
+  await pinned.commit();
   return { member, agreementKey: bundle.agreementKey };
 }
 

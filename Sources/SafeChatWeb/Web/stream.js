@@ -2,7 +2,7 @@
 // schedule, AES-256-GCM per record, LZ4 blocks from ./lz4.js. Records are sealed and opened one
 // at a time, so a caller streams files of any size with one chunk in memory per worker.
 import { compressBlock, decompressBlock } from './lz4.js';
-import { concat, equalConstantTime, readU32, sha256, u32be, utf8 } from './bytes.js';
+import { concat, equalConstantTime, hex, readU32, sha256, u32be, utf8 } from './bytes.js';
 
 export const HEADER_SIZE = 92;
 export const RECORD_OVERHEAD = 32;
@@ -16,6 +16,20 @@ export class SealedStreamError extends Error {
     this.code = code;
   }
 }
+
+const FILE_ID_LABEL = concat(utf8.encode('SafeChat file id v1'), new Uint8Array([0]));
+
+/** The file id bound to the stream that starts with `header` (section 11): SHA-256(label || header), first 16 bytes, hex. */
+export async function boundFileID(header) {
+  return hex((await sha256(concat(FILE_ID_LABEL, header.subarray(0, HEADER_SIZE)))).subarray(0, 16));
+}
+
+/** The stream digest's first link (section 10): SHA-256(header). */
+export const digestStart = (header) => sha256(header.subarray(0, HEADER_SIZE));
+
+/** The next link: SHA-256(previous || record header (16) || tag (16)). */
+export const digestStep = (previous, record) =>
+  sha256(concat(previous, record.subarray(0, 16), record.subarray(record.length - 16)));
 
 /** Checks a header without the key (section 6.1, rules 1 to 5). */
 export async function parseHeader(header) {
