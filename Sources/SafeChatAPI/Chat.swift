@@ -21,8 +21,6 @@ public enum ChatCloseCode: UInt16, Sendable {
     case rateLimited = 4429
     /// The connection could not keep up with what it was sent; reconnect to catch up from the queue.
     case tooSlow = 4408
-    /// A frame that is not valid JSON of this schema.
-    case badFrame = 4400
 }
 
 /// One sealed, signed message as it travels (docs/PROTOCOL.md section 1). Binary fields are

@@ -14,7 +14,7 @@ public enum SealedName {
     static func seal(_ name: String, key: SessionKey, boundTo file: StreamHeader) async throws -> [UInt8] {
         var sealed = [UInt8]()
         let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
-        for try await piece in sealer.seal(ArrayByteSource(file.salt + Array(name.utf8.prefix(maxLength)))) { sealed += piece }
+        for try await piece in sealer.seal(ArrayByteSource(file.salt + utf8Prefix(name, maxLength))) { sealed += piece }
         return sealed
     }
 
@@ -83,7 +83,7 @@ public enum SessionName {
     static func seal(_ name: String, key: SessionKey, sessionID: [UInt8], epoch: UInt32) async throws -> [UInt8] {
         var sealed = [UInt8]()
         let sealer = try Sealer(key: key, options: SealOptions(chunkSize: ChunkSize.minimum, compress: false))
-        for try await piece in sealer.seal(ArrayByteSource(label(sessionID, epoch) + Array(name.utf8.prefix(256)))) { sealed += piece }
+        for try await piece in sealer.seal(ArrayByteSource(label(sessionID, epoch) + utf8Prefix(name, 256))) { sealed += piece }
         return sealed
     }
 
@@ -98,6 +98,18 @@ public enum SessionName {
         guard plaintext.starts(with: prefix) else { return nil }
         return String(validating: plaintext.dropFirst(prefix.count), as: UTF8.self)
     }
+}
+
+/// The UTF-8 of `text`'s longest prefix of whole characters that fits in `maxBytes` (a name cut
+/// inside a character would not open as text).
+func utf8Prefix(_ text: String, _ maxBytes: Int) -> [UInt8] {
+    var out: [UInt8] = []
+    for character in text {
+        let bytes = Array(String(character).utf8)
+        guard out.count + bytes.count <= maxBytes else { break }
+        out += bytes
+    }
+    return out
 }
 
 extension Optional {

@@ -1,13 +1,16 @@
 """Checks Fixtures/keys-v1/epoch0.json and its companions from docs/KEYS.md section 7 alone, with
 the independent `cryptography` and `pyhpke` packages: the signed bytes are rebuilt from the JSON,
 the signature verifies under the signer's key, the hash matches, and every wrap opens with its
-recipient's X25519 key to the session key.
+recipient's X25519 key to the session key, and sealing again with the fixture's ephemeral keys
+reproduces every wrap byte for byte.
 
   epoch_v1.py FIXTURE_DIR
 """
 import hashlib, json, sys
 from pathlib import Path
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
+from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 from pyhpke import AEADId, CipherSuite, KDFId, KEMId
 
 d = Path(sys.argv[1])
@@ -37,4 +40,10 @@ for w in doc["wraps"]:
     sk = suite.kem.deserialize_private_key(h(keys[w["user_id"]]))
     opened = suite.create_recipient_context(h(w["enc"]), sk, info=info).open(h(w["ciphertext"]), aad=b"")
     assert opened.hex() == session_key, "wrap for " + member["name"]
+    # Reproducible: the fixture's ephemeral key pair is DeriveKeyPair(SHA-256("fixture ephemeral" ||
+    # user_id || u8(key_epoch))) (docs/KEYS.md section 10), so sealing again gives the same bytes.
+    eks = suite.kem.derive_key_pair(hashlib.sha256(b"fixture ephemeral" + h(w["user_id"]) + bytes([w["key_epoch"]])).digest())
+    public = X25519PrivateKey.from_private_bytes(h(keys[w["user_id"]])).public_key().public_bytes(Encoding.Raw, PublicFormat.Raw)
+    enc, sender = suite.create_sender_context(suite.kem.deserialize_public_key(public), info=info, eks=eks)
+    assert enc.hex() == w["enc"] and sender.seal(h(session_key), aad=b"").hex() == w["ciphertext"], "wrap for " + member["name"] + " reproduced"
 print("epoch-v1 fixtures verified")

@@ -78,6 +78,14 @@ import SealedStream
         let byRemoved = try EpochDocument.make(sessionID: sessionID, epoch: 3, previous: log[2], signer: bob.identity,
                                                members: [alice.entry, bob.entry, carol.entry], key: keys[3])
         expectRefused(log + [byRemoved], .signerNotMember(epoch: 3))
+        // An epoch 0 signed by someone it does not list: it has no epoch before, and says so.
+        let strangerCreated = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: gateway.identity,
+                                                     members: [alice.entry, bob.entry], key: keys[0])
+        #expect(throws: EpochError.signerNotMember(epoch: 0)) {
+            _ = try EpochChain.verify([strangerCreated], sessionID: sessionID, isTrusted: trusted)
+        }
+        #expect(EpochError.signerNotMember(epoch: 0).description == "epoch 0 is signed by someone who is not among its members (a session's creator signs it)")
+        #expect(EpochError.signerNotMember(epoch: 3).description == "epoch 3 is signed by someone who was not a member of epoch 2")
         // A substituted public key: bob listed with a key the gateway holds.
         let substituted = try EpochDocument.make(sessionID: sessionID, epoch: 3, previous: log[2], signer: alice.identity,
                                                  members: [alice.entry, carol.entry, (gateway.member, gateway.identity.agreementKey.publicKey)], key: keys[3])

@@ -49,5 +49,8 @@ import Testing
         var validator = FramingValidator()
         _ = try validator.consume(golden)
         #expect(validator.digestHex + "\n" == (try String(contentsOf: file("digest.hex"), encoding: .utf8)))
+        // The file id bound to its header (docs/FORMAT.md section 11), also computed independently
+        // (Python's hashlib) when the vector was made.
+        #expect(StreamIdentity.fileID(forHeader: Array(golden.prefix(92))) + "\n" == (try String(contentsOf: file("file-id.hex"), encoding: .utf8)))
     }
 }

@@ -40,6 +40,18 @@ export function equalConstantTime(a, b) {
   return diff === 0;
 }
 
+/** The UTF-8 of `text`'s longest prefix of whole code points within `maxBytes` (never cut inside one). */
+export function utf8Prefix(text, maxBytes) {
+  let bytes = 0, end = 0;
+  for (const ch of text) {
+    const n = utf8.encode(ch).length;
+    if (bytes + n > maxBytes) break;
+    bytes += n;
+    end += ch.length;
+  }
+  return utf8.encode(text.slice(0, end));
+}
+
 export async function sha256(bytes) {
   return new Uint8Array(await crypto.subtle.digest('SHA-256', bytes));
 }

@@ -2,7 +2,7 @@
 // gateway it does not trust. Identity and pins live in IndexedDB (./store.js); files are opened
 // chunk by chunk as they download and written to the origin-private file system, so memory stays
 // flat whatever the size, and a file that fails to verify is deleted, never offered.
-import { concat, fromHex, hex, u32be, utf8 } from './bytes.js';
+import { concat, fromHex, hex, u32be, utf8, utf8Prefix } from './bytes.js';
 import { fingerprint, loadIdentity, newIdentityFile, openExport, sealExport, verifyBundle } from './keys.js';
 import { epochHash, openWrap, signedBytes, verifyChain } from './epochs.js';
 import { seal as hpkeSeal } from './hpke.js';
@@ -138,8 +138,10 @@ export async function fileName(entry, key) {
     const header = typeof entry.header === 'string' ? fromHex(entry.header) : Uint8Array.from(entry.header);
     const salt = header.subarray(12, 44);
     if (plain.length < 32 || !salt.every((b, i) => plain[i] === b)) return null;
-    const name = new TextDecoder('utf-8', { fatal: true }).decode(plain.subarray(32)).split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f]/g, '').trim();
-    return name && name !== '.' && name !== '..' ? name : null;
+    // Cleaned as the CLI cleans it (API.md, "Names"): the last path component, without control
+    // characters, at most 255 bytes, never empty, "." or "..".
+    const name = new TextDecoder('utf-8', { fatal: true }).decode(plain.subarray(32)).split(/[\\/]/).pop().replace(/[\u0000-\u001f\u007f-\u009f]/g, '').trim();
+    return name && name !== '.' && name !== '..' && utf8.encode(name).length <= 255 ? name : null;
   } catch {
     return null;
   }
@@ -354,7 +356,7 @@ export async function upload(gateway, session, file, progress = () => {}) {
   }
   let tagsStored = tags.length;
   if (!saved) {
-    const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8.encode(file.name).subarray(0, 1024)), { chunkLog2: 16, compress: false });
+    const sealedName = await sealStream(key, concat(ctx.header.subarray(12, 44), utf8Prefix(file.name, 1024)), { chunkLog2: 16, compress: false });
     // The header binds the file's id (FORMAT.md section 11): the gateway must give the upload that id.
     const metadata = [['epoch', utf8.encode(String(session.epoch))], ['header', ctx.header], ['name', sealedName], ['session', utf8.encode(session.id)]]
       .map(([k, v]) => `${k} ${toBase64(v)}`).join(',');
@@ -516,7 +518,7 @@ export async function createSession(gateway, login, identity, name, names) {
     wraps.push({ user_id: member.user_id, key_epoch: 0, enc: hex(enc), ciphertext: hex(ciphertext) });
   }
   const label = concat(utf8.encode('SafeChat session name v1'), new Uint8Array([0]), sessionID, u32be(0));
-  const sealedName = name ? hex(await sealStream(key, concat(label, utf8.encode(name).subarray(0, 256)), { chunkLog2: 16, compress: false })) : '';
+  const sealedName = name ? hex(await sealStream(key, concat(label, utf8Prefix(name, 256)), { chunkLog2: 16, compress: false })) : '';
   const doc = { version: 1, session_id: id, epoch: 0, previous: '0'.repeat(64), signer: login.userID,
     members: entries.map((e) => e.member), wraps, sealed_name: sealedName, signature: '' };
   doc.signature = hex(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signedBytes(doc))));
@@ -568,7 +570,7 @@ export async function changeMembers(gateway, login, identity, session, { add, re
     wraps.push({ user_id: member.user_id, key_epoch: epoch, enc: hex(enc), ciphertext: hex(ciphertext) });
   }
   const label = concat(utf8.encode('SafeChat session name v1'), new Uint8Array([0]), sessionID, u32be(epoch));
-  const sealedName = session.name ? hex(await sealStream(key, concat(label, utf8.encode(session.name)), { chunkLog2: 16, compress: false })) : '';
+  const sealedName = session.name ? hex(await sealStream(key, concat(label, utf8Prefix(session.name, 256)), { chunkLog2: 16, compress: false })) : '';
   const doc = { version: 1, session_id: session.id, epoch, previous: session.hash, signer: login.userID,
     members: entries.map((e) => e.member), wraps, sealed_name: sealedName, signature: '' };
   doc.signature = hex(new Uint8Array(await crypto.subtle.sign({ name: 'Ed25519' }, identity.signing, signedBytes(doc))));
