@@ -14,7 +14,7 @@ not the stream's; each is refused and no partial file is kept (OTHER_ID is anoth
 
   story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME UPLOAD_FILE OTHER_ID
 """
-import faulthandler, os, sys
+import faulthandler, os, re, sys
 
 # A hang becomes a failure with the stack of where it hung, not a stuck CI job.
 faulthandler.dump_traceback_later(240, exit=True)
@@ -157,9 +157,9 @@ with sync_playwright() as p:
         if mode == "cut-then-swap":
             page.get_by_text("choose Download again to resume").wait_for(timeout=60000)
             page.get_by_role("button", name=f"Download {name}").click()
-        page.get_by_text(f"{name} refused:").wait_for(timeout=60000)
+        page.locator("#transfer").filter(has_text=re.compile(f"^{re.escape(name)}(: .* downloaded and verified| refused)")).wait_for(timeout=60000)
         refusal = page.locator("#transfer").inner_text()
-        check(because in refusal, f"{mode}: the refusal says why ({because}): {refusal}")
+        check(f"{name} refused:" in refusal and because in refusal, f"{mode}: the download is refused, saying why ({because}): {refusal}")
         check(page.evaluate(partials) == [], f"{mode}: no partial file is kept")
         lie["mode"] = "pass"
 

@@ -3,8 +3,8 @@
 // file system, into a Service Worker's response that the browser saves (docs/BROWSER.md section 3).
 // Every chunk is verified (docs/FORMAT.md 6) before it is written; on any failure the partial file
 // is deleted (or the browser's download fails) and the message names the chunk.
-import { readInto } from './bytes.js';
-import { HEADER_SIZE, RECORD_OVERHEAD, openRecord, openingContext, recordHeader } from './stream.js';
+import { hex, readInto } from './bytes.js';
+import { HEADER_SIZE, RECORD_OVERHEAD, boundFileID, digestStart, digestStep, openRecord, openingContext, recordHeader } from './stream.js';
 
 /**
  * How much of the sealed file one worker downloads into the private file system before it hands
@@ -97,13 +97,25 @@ class PortSink {
   }
 }
 
+/** Refuses a stream whose header is not the one `fileID` is bound to (docs/FORMAT.md section 11). */
+async function checkBinding(fileID, header) {
+  if (await boundFileID(header) !== fileID) {
+    throw new Error(`file ${fileID} is not the stream the gateway serves under that id (its header is another file's); nothing was kept`);
+  }
+}
+
 /**
  * Fetches from `at` (null: the start) and writes every verified record to `sink`, in order, until
  * the final record or the first record boundary `segment` sealed bytes on. Returns
  * `{ at, complete }`, where `at` is the position reached (its bytes flushed); throws Interrupted
- * with `at` where it stopped, or another error (a chunk that does not verify).
+ * with `at` where it stopped, or another error (a chunk that does not verify, a stream that is not
+ * the one `fileID` names, or whose digest is not the one the download began with).
+ *
+ * `at` carries the stream's header and ETag (the stream digest) from the first response, and the
+ * digest chain over the records written so far, so a resume continues only that stream: its
+ * records must open under that header, and the chain at the end must be that digest.
  */
-async function transfer(url, token, key, sink, at, report, segment) {
+async function transfer(url, fileID, token, key, sink, at, report, segment) {
   let reader = null;
   try {
     const headers = { Authorization: `Bearer ${token}` };
@@ -114,16 +126,21 @@ async function transfer(url, token, key, sink, at, report, segment) {
     reader = new BodyReader(response.body);
     let ctx;
     if (at) {
+      await checkBinding(fileID, Uint8Array.from(at.header));
       ctx = await openingContext(key, Uint8Array.from(at.header));
       sink.truncate(at.written);
     } else {
       sink.truncate(0);
+      const etag = response.headers.get('ETag');
+      if (!/^"[0-9a-f]{64}"$/.test(etag ?? '')) throw new Error('the gateway did not name the stream it serves (no stream digest as its ETag)');
       const { buffer, got } = await reader.read(new ArrayBuffer(HEADER_SIZE), 0, HEADER_SIZE);
       if (got < HEADER_SIZE) throw new Interrupted('the download ended inside the stream header');
       const header = new Uint8Array(buffer);
+      await checkBinding(fileID, header);
       ctx = await openingContext(key, header);
-      at = { header: [...header], etag: response.headers.get('ETag'), index: 0, offset: HEADER_SIZE, written: 0 };
+      at = { header: [...header], etag, chain: [...await digestStart(header)], index: 0, offset: HEADER_SIZE, written: 0 };
     }
+    let chain = Uint8Array.from(at.chain);
     // Records are read in order and opened two at a time (a record is read while the one before is
     // decrypted), each in a buffer of the largest record's size that comes back to be reused, so
     // memory stays a handful of chunks whatever the file's size.
@@ -152,12 +169,13 @@ async function transfer(url, token, key, sink, at, report, segment) {
         }
         const { opened, info } = pending.shift();
         const { plain, record } = await opened;
+        chain = await digestStep(chain, record);
         spare.push(record.buffer);
         // A sink that keeps the plaintext's buffer (so `plain` is empty after) may give another back.
         const length = plain.length;
         const reusable = await sink.write(plain, at.written);
         if (reusable) written.push(reusable);
-        at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + length };
+        at = { ...at, index: at.index + 1, offset: at.offset + info.size, written: at.written + length, chain: [...chain] };
         // A checkpoint is only ever a point whose bytes are flushed; a flush per 16 records, not per record.
         if (at.index % 16 === 0 || !pending.length) {
           sink.flush();
@@ -173,6 +191,9 @@ async function transfer(url, token, key, sink, at, report, segment) {
       }
       throw error;
     }
+    if (parsed.final && `"${hex(chain)}"` !== at.etag) {
+      throw new Error(`the chunks of file ${fileID} verified, but their stream digest is not the one its download began with (the gateway mixed streams); nothing was kept`);
+    }
     return { at, complete: parsed.final };
   } catch (error) {
     if (error instanceof Interrupted && !error.at) error.at = at;
@@ -187,12 +208,12 @@ const report = (at) => postMessage({ progress: at.written, checkpoint: at });
 self.onmessage = ({ data }) => (data.port ? segmentToPort(data) : segmentToFile(data));
 
 /** One segment into the origin-private file system: the page starts the next worker from `checkpoint`. */
-async function segmentToFile({ url, token, key, partial, resume }) {
+async function segmentToFile({ url, fileID, token, key, partial, resume }) {
   const root = await navigator.storage.getDirectory();
   let sink = null;
   try {
     sink = new FileSink(await (await root.getFileHandle(partial, { create: true })).createSyncAccessHandle());
-    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
+    const { at, complete } = await transfer(url, fileID, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
     sink.close();
     sink = null;
     postMessage({ done: complete, checkpoint: at, size: at.written });
@@ -213,10 +234,10 @@ async function segmentToFile({ url, token, key, partial, resume }) {
  * retry. A chunk that fails to verify fails the stream here, so the browser never keeps the file
  * as complete.
  */
-async function segmentToPort({ url, token, key, resume, port, state }) {
+async function segmentToPort({ url, fileID, token, key, resume, port, state }) {
   const sink = new PortSink(port, state);
   try {
-    const { at, complete } = await transfer(url, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
+    const { at, complete } = await transfer(url, fileID, token, key, sink, resume ?? null, report, SEGMENT_BYTES);
     if (complete) sink.close();
     postMessage({ done: complete, checkpoint: at, size: at.written, port, state: sink.handBack() }, [port]);
   } catch (error) {
