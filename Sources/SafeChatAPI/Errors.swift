@@ -1,6 +1,9 @@
 /// Every `error` code the gateway answers with (docs/API.md lists each with its statuses).
 public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case badRequest = "bad_request"
+    case notImplemented = "not_implemented"
+    case httpVersionNotSupported = "http_version_not_supported"
+    case bodyTimeout = "body_timeout"
     case invalidID = "invalid_id"
     case unauthorized
     case forbidden

@@ -17,7 +17,7 @@ struct LoginRoutes: Sendable {
     }
 
     func login(_ request: Request, context: GatewayContext) async throws -> Response {
-        let body = try await request.body.collect(upTo: 16 * 1024)
+        let body = try await request.body.collect(upTo: BodyLimits.login)
         guard let login = try? JSONDecoder().decode(LoginRequest.self, from: Data(buffer: body)) else {
             throw GatewayError.badRequest("expected a JSON body {\"username\": ..., \"password\": ...}")
         }

@@ -13,6 +13,7 @@ import HummingbirdCore
 import HummingbirdTLS
 import Logging
 import NIOCore
+import NIOHTTP1
 import NIOSSL
 import SafeChatAPI
 import SafeChatWeb
@@ -90,13 +91,16 @@ public struct Gateway: Sendable {
     /// The Hummingbird application, listening where the configuration says.
     /// - Parameter onServerRunning: called with the bound port once listening (tests bind port 0).
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
-        let idle = TimeAmount.nanoseconds(Int64(configuration.idleTimeout.components.seconds) * 1_000_000_000
-                                          + configuration.idleTimeout.components.attoseconds / 1_000_000_000)
+        let idle = TimeAmount(configuration.idleTimeout)
         let webSocket = GatewayChannel.WebSocketSettings(maxFrameSize: configuration.chatMaxFrame, pingInterval: configuration.chatPingInterval)
         let tlsPaths = configuration.tlsCertificatePath.flatMap { cert in configuration.tlsKeyPath.map { (cert, $0) } }
+        let maxFileSize = configuration.maxFileSize
+        let limits = RequestGuard.Limits(
+            bodyLimit: { method, path in BodyLimits.limit(method, path, maxFileSize: maxFileSize) },
+            bodyTimeout: TimeAmount(configuration.bodyStallTimeout))
         let plain = HTTPServerBuilder { [chat] responder in
             GatewayChannel(responder: responder, http1: .init(idleTimeout: idle), webSocket: webSocket, sendfile: tlsPaths == nil,
-                           decide: { request, _ in await chat.decide(request) })
+                           limits: limits, decide: { request, _ in await chat.decide(request) })
         }
         var server = plain
         if let (cert, key) = tlsPaths {
@@ -187,6 +191,10 @@ struct ErrorBodyMiddleware: RouterMiddleware {
             throw GatewayError(error.status, error.status.code < 500 ? .badRequest : .internalError, error.body ?? error.status.reasonPhrase)
         } catch is NIOTooManyBytesError {
             throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large")
+        } catch let error as HTTPParserError {
+            // NIO's decoder failed inside the body (a malformed chunk); RequestGuard closes the
+            // connection after this answer.
+            throw GatewayError(.badRequest, .badRequest, "malformed request body (\(error))")
         } catch {
             context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
             throw GatewayError(.internalServerError, .internalError, "the gateway failed to answer; try again")
@@ -267,5 +275,11 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
         default: throw GatewayError.badRequest("X-HTTP-Method-Override supports PATCH and DELETE")
         }
         return Request(head: head, body: request.body)
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        self = .nanoseconds(Int64(duration.components.seconds) * 1_000_000_000 + duration.components.attoseconds / 1_000_000_000)
     }
 }

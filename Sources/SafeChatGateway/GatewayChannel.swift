@@ -54,20 +54,26 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
     let webSocket: WebSocketSettings
     /// False under TLS, which needs the bytes in user space.
     let sendfile: Bool
+    let limits: RequestGuard.Limits
     let decide: @Sendable (HTTPRequest, any Channel) async -> UpgradeDecision
 
     init(responder: @escaping HTTPChannelHandler.Responder, http1: HTTP1Channel.Configuration, webSocket: WebSocketSettings,
-         sendfile: Bool, decide: @escaping @Sendable (HTTPRequest, any Channel) async -> UpgradeDecision) {
+         sendfile: Bool, limits: RequestGuard.Limits, decide: @escaping @Sendable (HTTPRequest, any Channel) async -> UpgradeDecision) {
         self.responder = Self.redirectingLateUpgrades(responder)
         self.http1 = http1
         self.webSocket = webSocket
         self.sendfile = sendfile
+        self.limits = limits
         self.decide = decide
     }
 
     func setup(channel: any Channel, logger: Logger) -> EventLoopFuture<Value> {
         channel.eventLoop.makeCompletedFuture {
             let decision = NIOLockedValueBox<UpgradeDecision?>(nil)
+            // Malformed requests are answered at once, around NIO's decoder; both leave with it on an upgrade.
+            let requestLine = RequestLineLimit()
+            let requestGuard = RequestGuard(limits: limits, requestLine: requestLine)
+            let guards = NIOLoopBound((requestLine, requestGuard), eventLoop: channel.eventLoop)
             let upgrader = NIOTypedWebSocketServerUpgrader<Negotiated>(
                 maxFrameSize: webSocket.maxFrameSize,
                 shouldUpgrade: { channel, head in
@@ -90,6 +96,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
                         guard case .accept(_, let handler) = decision.withLockedValue({ $0 }) else {
                             throw ChannelError.inappropriateOperationForState
                         }
+                        channel.pipeline.syncOperations.removeHandler(guards.value.1, promise: nil)
+                        channel.pipeline.syncOperations.removeHandler(guards.value.0, promise: nil)
+                        try channel.pipeline.syncOperations.addHandler(MaskedFramesOnly())
                         let asyncChannel = try NIOAsyncChannel<WebSocketFrame, WebSocketFrame>(
                             wrappingChannelSynchronously: channel, configuration: .init(isOutboundHalfClosureEnabled: true))
                         return .webSocket(asyncChannel, handler)
@@ -119,6 +128,9 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             configuration.decoderConfiguration.maxHeaderListSize = http1.httpDecoder.maxHeaderListSize
             configuration.decoderConfiguration.maxHeaderFieldCount = http1.httpDecoder.maxHeaderFieldCount
             let negotiated = try channel.pipeline.syncOperations.configureUpgradableHTTPServerPipeline(configuration: configuration)
+            let decoder = try channel.pipeline.syncOperations.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self)
+            try channel.pipeline.syncOperations.addHandler(requestLine, position: .before(decoder))
+            try channel.pipeline.syncOperations.addHandler(requestGuard, position: .after(decoder))
             // The idle timer of HTTP connections starts after the first request head; until then
             // this one closes a connection that never completes it.
             if let idle = http1.idleTimeout {
@@ -172,5 +184,28 @@ struct GatewayChannel: ServerChildChannel, HTTPChannelHandler {
             try await writer.writeResponse(HTTPResponse(status: .temporaryRedirect, headerFields: [.connection: "close", .location: target]))
             throw CloseAfterRedirect()
         }
+    }
+}
+
+/// RFC 6455 section 5.1: every frame a client sends is masked, and a server closes the connection
+/// on one that is not (1002, protocol error).
+final class MaskedFramesOnly: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias InboundOut = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+    private var closing = false
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !closing else { return }
+        guard unwrapInboundIn(data).maskKey != nil else {
+            closing = true
+            var reason = context.channel.allocator.buffer(capacity: 64)
+            reason.write(webSocketErrorCode: .protocolError)
+            reason.writeString("a client's frames are masked (RFC 6455 section 5.1)")
+            let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reason)
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
+            return
+        }
+        context.fireChannelRead(data)
     }
 }

@@ -18,7 +18,7 @@ struct KeyRoutes: Sendable {
 
     func publish(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let body = try await request.body.collect(upTo: 4096)
+        let body = try await request.body.collect(upTo: BodyLimits.bundle)
         guard let bundle = try? WireCoding.decoder.decode(IdentityBundle.self, from: Data(buffer: body)), bundle.isWellFormed else {
             throw GatewayError.badRequest("expected an identity bundle (docs/KEYS.md section 2): version 1 and hex fields of the stated lengths")
         }

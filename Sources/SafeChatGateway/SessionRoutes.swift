@@ -84,7 +84,7 @@ struct SessionRoutes: Sendable {
     }
 
     private func epoch(from request: Request) async throws -> EpochWire {
-        let body = try await request.body.collect(upTo: EpochWire.maxEncodedLength)
+        let body = try await request.body.collect(upTo: BodyLimits.epoch)
         guard let epoch = try? WireCoding.decoder.decode(EpochWire.self, from: Data(buffer: body)) else {
             throw GatewayError.badRequest("expected an epoch document (docs/KEYS.md 7)")
         }
