@@ -40,8 +40,6 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private let requestLine: RequestLineLimit
     private var state = State.idle
     private var stall: Scheduled<Void>?
-    /// The decoder failed inside a body: the route answers, then the connection closes.
-    private var closeAfterAnswer = false
 
     init(limits: Limits, requestLine: RequestLineLimit) {
         self.limits = limits
@@ -73,15 +71,13 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        switch unwrapOutboundIn(data) {
-        case .head:
-            if case .body = state { state = .body(answered: true) }
+        switch (unwrapOutboundIn(data), state) {
+        case (_, .closing):
+            // This guard answered the request: a route's own answer to it does not go out too.
+            promise?.fail(ChannelError.ioOnClosedChannel)
+        case (.head, .body):
+            state = .body(answered: true)
             context.write(data, promise: promise)
-        case .end where closeAfterAnswer:
-            let written = context.eventLoop.makePromise(of: Void.self)
-            written.futureResult.cascade(to: promise)
-            written.futureResult.whenComplete { _ in context.close(promise: nil) }
-            context.write(data, promise: written)
         default:
             context.write(data, promise: promise)
         }
@@ -104,10 +100,10 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 answer(GatewayError(status, Self.code(for: status), Self.message(for: error, status: status)), context: context)
             }
         case .body(answered: false):
-            // The route reading this body gets the error too (a malformed chunk, say) and answers
-            // 400 (ErrorBodyMiddleware); the connection closes after it.
-            closeAfterAnswer = true
-            context.fireErrorCaught(error)
+            // Inside a body (a malformed chunk, say): the answer is ours too, before the route's
+            // (which is then dropped). The route's body ends when the connection closes; an upload
+            // keeps what it had validated, as after any cut.
+            answer(GatewayError(status, Self.code(for: status), "malformed request body (\(error))"), context: context)
         case .body(answered: true), .closing:
             context.close(promise: nil)
         }
@@ -126,8 +122,9 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) { stall?.cancel() }
 
-    /// Answers with `error`'s status and JSON body, then closes the connection.
-    private func answer(_ error: GatewayError, context: ChannelHandlerContext) {
+    /// Answers with `error`'s status and JSON body, then closes the connection: lingering (the
+    /// client may still be sending the request), or at once (its body stopped coming).
+    private func answer(_ error: GatewayError, context: ChannelHandlerContext, linger: Bool = true) {
         state = .closing
         stall?.cancel()
         let body = ByteBuffer(bytes: error.jsonBody)
@@ -146,6 +143,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
         // reads it.
         let channel = context.channel
         context.writeAndFlush(wrapOutboundOut(.end(nil))).whenComplete { _ in
+            guard linger else { return channel.close(promise: nil) }
             channel.close(mode: .output, promise: nil)
             channel.read()
             channel.eventLoop.scheduleTask(in: .seconds(2)) { channel.close(promise: nil) }
@@ -164,7 +162,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
                 context.close(promise: nil)
             } else {
                 answer(GatewayError(.requestTimeout, .bodyTimeout, "the request body stopped arriving; send it again (an upload resumes from its offset)"),
-                       context: context)
+                       context: context, linger: false)
             }
         }
     }

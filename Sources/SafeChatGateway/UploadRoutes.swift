@@ -5,7 +5,6 @@ import HummingbirdCore
 import NIOCore
 import SafeChatAPI
 import SealedFormat
-import Synchronization
 
 /// Uploads of sealed streams: tus 1.0.0 at /uploads, and the prototype's one-shot POST /upload.
 struct UploadRoutes: Sendable {
@@ -196,11 +195,9 @@ struct UploadRoutes: Sendable {
     where Body.Element == ByteBuffer {
         let principal = try context.requirePrincipal()
         let session = try await manager.beginAppend(id, principal: principal, offset: offset, declaredLength: declaredLength, checksum: checksum)
-        let watchdog = StallWatchdog(timeout: configuration.bodyStallTimeout, channel: context.channel)
-        defer { watchdog.stop() }
         do {
+            // A body that stalls is cut off by RequestGuard (the connection closes, and the loop throws).
             for try await buffer in body {
-                watchdog.progress()
                 do {
                     try await session.append(buffer)
                 } catch {
@@ -323,34 +320,6 @@ extension HTTPField.Name {
     static let uploadExpires = Self(Tus.Header.uploadExpires)!
     static let uploadChecksum = Self(Tus.Header.uploadChecksum)!
     static let httpMethodOverride = Self(Tus.Header.methodOverride)!
-}
-
-/// Closes a connection whose request body has not moved for `timeout`, so a dead client releases
-/// its upload (the append ends as interrupted, keeping what arrived) instead of holding it for as
-/// long as the kernel keeps the socket.
-final class StallWatchdog: Sendable {
-    private let lastProgress = Mutex(ContinuousClock.now)
-    private let task = Mutex<Task<Void, Never>?>(nil)
-
-    /// Starts watching; `timeout` nil watches nothing.
-    init(timeout: Duration?, channel: any Channel) {
-        guard let timeout else { return }
-        let check = max(timeout / 4, .milliseconds(50))
-        task.withLock { task in
-            task = Task { [self] in
-                while !Task.isCancelled {
-                    try? await Task.sleep(for: check)
-                    if ContinuousClock.now - lastProgress.withLock({ $0 }) > timeout {
-                        channel.close(mode: .all, promise: nil)
-                        return
-                    }
-                }
-            }
-        }
-    }
-
-    func progress() { lastProgress.withLock { $0 = .now } }
-    func stop() { task.withLock { $0?.cancel() } }
 }
 
 /// A request body whose first bytes were read ahead, to learn the stream header before the upload

@@ -87,5 +87,53 @@ public final class RawConnection: @unchecked Sendable {
         return false
     }
 
+    /// Everything the peer sends until it closes the connection or `timeout` passes.
+    public func received(within timeout: Duration) -> [UInt8] {
+        let deadline = ContinuousClock.now + timeout
+        var out: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while ContinuousClock.now < deadline {
+            var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            guard poll(&poller, 1, 50) >= 0 else { break }
+            guard poller.revents != 0 else { continue }
+            let n = recv(fd, &buffer, buffer.count, 0)
+            if n <= 0 { break }
+            out += buffer[0..<n]
+        }
+        return out
+    }
+
     public func close() { Glibc.close(fd) }
+}
+
+/// An HTTP/1.1 answer read off a raw connection: the status, the header fields and the body.
+public struct RawAnswer: Sendable {
+    public let status: Int
+    public let headers: [String: String]
+    public let body: [UInt8]
+
+    /// Parses the first answer in `bytes`, or nil if there is none.
+    public init?(_ bytes: [UInt8]) {
+        guard let end = bytes.firstRange(of: Array("\r\n\r\n".utf8)) else { return nil }
+        let lines = String(decoding: bytes[..<end.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
+        let statusLine = lines[0].split(separator: " ")
+        guard statusLine.count >= 2, statusLine[0].hasPrefix("HTTP/1."), let status = Int(statusLine[1]) else { return nil }
+        var headers: [String: String] = [:]
+        for line in lines.dropFirst() {
+            guard let colon = line.firstIndex(of: ":") else { continue }
+            headers[line[..<colon].lowercased()] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
+        }
+        let length = headers["content-length"].flatMap { Int($0) } ?? 0
+        self.status = status
+        self.headers = headers
+        body = Array(bytes[end.upperBound...].prefix(length))
+    }
+
+    /// The JSON error body's `error` code, if the body is one.
+    public var errorCode: String? {
+        guard headers["content-type"]?.hasPrefix("application/json") == true,
+              let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
+              object["message"] is String else { return nil }
+        return object["error"] as? String
+    }
 }
