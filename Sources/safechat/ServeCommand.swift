@@ -100,7 +100,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey
             LoggingSystem.bootstrap { label in
-                var handler = StreamLogHandler.standardError(label: label)
+                var handler = GatewayLogHandler(label: label)
                 handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .info
                 return handler
             }

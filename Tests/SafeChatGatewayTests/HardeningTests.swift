@@ -258,3 +258,33 @@ import SealedStream
         }
     }
 }
+
+/// The gateway's log cannot be forged from a request (issue 24): every value that reaches a log
+/// line is escaped, so a user name holding a newline and a fake record stays inside one line.
+@Suite struct LogTests {
+    @Test func aUserNameWithANewlineCannotForgeALogRecord() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try ServerProcess(dataDirectory: directory)
+        defer { server.kill() }
+        let forged = "2026-12-04T10:00:00+0000 info safechat.gateway: user=admin [SafeChatGateway] login"
+        let body = try JSONSerialization.data(withJSONObject: ["username": "mallory\n\(forged)\r\(forged)\u{2028}x", "password": "wrong"])
+        let reply = try await HTTP(base: server.base).send(.POST, "/login", body: Array(body))
+        #expect(reply.status == 401)
+        var log = ""
+        for _ in 0..<100 where !log.contains("login failed") {
+            try await Task.sleep(for: .milliseconds(20))
+            log = server.log
+        }
+        let lines = log.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        let failed = try #require(lines.first { $0.contains("login failed") }, "\(log)")
+        #expect(failed.contains(#"user="mallory\n2026-12-04T10:00:00+0000 info safechat.gateway: user=admin [SafeChatGateway] login\r"#), "\(failed)")
+        #expect(!lines.contains { $0.hasPrefix("2026-12-04T10:00:00") }, "no line starts with the forged record: \(log)")
+        #expect(!log.contains("\r"), "no carriage return reaches the log")
+        // Every line is a record of the gateway's own: time, level, label.
+        for line in lines where !line.isEmpty {
+            #expect(line.range(of: #"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d{4} (trace|debug|info|notice|warning|error|critical) safechat\.gateway:"#,
+                               options: .regularExpression) != nil, "\(line)")
+        }
+    }
+}

@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -18,6 +19,9 @@ public func slowPatch(_ url: String, token: String, offset: Int, file: URL) thro
 public struct ServerProcess {
     public let process: Process
     public let base: String
+    private let logged = LogLines()
+    /// Everything it wrote to standard error so far (its log).
+    public var log: String { logged.text }
 
     public init(dataDirectory: String, port: Int = 0, options: [String] = []) throws {
         process = Process()
@@ -37,14 +41,28 @@ public struct ServerProcess {
         }
         let url = seen.split(separator: " ").first { $0.hasPrefix("url=") }!.dropFirst(4)
         base = String(url)
-        // Keep draining the log so the server never blocks on a full pipe.
-        Thread { while !handle.availableData.isEmpty {} }.start()
+        // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
+        let logged = self.logged
+        logged.append(seen)
+        Thread {
+            while true {
+                let data = handle.availableData
+                if data.isEmpty { break }
+                logged.append(String(decoding: data, as: UTF8.self))
+            }
+        }.start()
     }
 
     public func kill() {
         Foundation.kill(process.processIdentifier, SIGKILL)
         process.waitUntilExit()
     }
+}
+
+final class LogLines: Sendable {
+    private let lines = Mutex("")
+    func append(_ text: String) { lines.withLock { $0 += text } }
+    var text: String { lines.withLock { $0 } }
 }
 
 /// A plain TCP connection, for clients that misbehave in ways an HTTP library will not.
