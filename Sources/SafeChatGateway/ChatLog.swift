@@ -80,9 +80,11 @@ enum ChatLogError: Error, CustomStringConvertible {
 /// - A send is acknowledged to its sender only after its record is fsynced. Records written
 ///   together share one fsync (group commit), so throughput does not stop at one fsync per message.
 /// - Each member's position is an acknowledged `seq` (a cursor); a delivery is deleted once every
-///   recipient's cursor has passed it. When nothing is left, the log is rewritten empty, so the
-///   ciphertext is gone from disk too; otherwise it is rewritten when it has grown well past what
-///   it holds.
+///   recipient's cursor has passed it (or it expires, or is dropped), and its record in the log is
+///   overwritten at once, in place, with a `gone` record of the same length, fsynced with the next
+///   group commit: acknowledged ciphertext does not stay on disk while other deliveries wait. When
+///   nothing is left, the log is rewritten empty; otherwise it is rewritten when it has grown well
+///   past what it holds.
 /// - Bounds: at most `queueLimit` deliveries wait for one member of one session (the oldest is
 ///   dropped for that member when a new one arrives), none older than `retention`, and at most
 ///   `storageLimit` bytes in all (a send beyond it is refused; nothing is dropped for it).
@@ -91,7 +93,7 @@ actor ChatLog {
     private struct Record: Codable {
         /// `dropped` carries, in `seq`, how many deliveries were dropped for `user` and not yet
         /// reported to them (the latest record wins; 0 once reported).
-        enum Op: String, Codable { case entry, ack, head, dropped }
+        enum Op: String, Codable { case entry, ack, head, dropped, gone }
         var op: Op
         var entry: ChatEntry?
         var session: SessionID?
@@ -135,6 +137,26 @@ actor ChatLog {
     private var queues: [SessionID: Queue] = [:]
     private var nextSeq: [SessionID: UInt64] = [:]
     private var storedBytes = 0
+    /// Where each live entry's record is in the log, so that it can be overwritten once deleted.
+    private var lineOf: [EntryKey: Range<Int>] = [:]
+    /// Records of deleted entries to overwrite with the next group commit.
+    private var pendingScrubs: [(key: EntryKey, range: Range<Int>)] = []
+    /// Entry records in `pendingLines`, by their place there.
+    private var pendingEntryLines: [(key: EntryKey, range: Range<Int>)] = []
+    /// Deleted while a rewrite was under way (its snapshot or its tail still holds them), with where
+    /// their records were in the old log.
+    private var deletedDuringRewrite: [EntryKey: Range<Int>] = [:]
+    /// Where the old log stood when the rewrite under way took its snapshot.
+    private var rewriteTailStart = 0
+
+    struct EntryKey: Hashable, Sendable {
+        let session: SessionID
+        let seq: UInt64
+        init(_ entry: ChatEntry) {
+            session = entry.session
+            seq = entry.seq
+        }
+    }
 
     private var pendingLines: [UInt8] = []
     private var pendingEntries: [ChatEntry] = []
@@ -181,13 +203,14 @@ actor ChatLog {
                 storedBytes += entry.cost
                 for user in entry.recipients where queue.cursors[user, default: 0] < entry.seq { queue.waiting[user, default: 0] += 1 }
             }
-            storedBytes -= Self.collect(&queue)
+            storedBytes -= Self.collect(&queue).freed
             queues[session] = queue
         }
         // Rewritten at once: drops torn lines and what was acknowledged, and starts appends on a clean line.
         let snapshot = Self.snapshot(of: queues)
-        descriptor = try Self.replaceLog(at: path, with: snapshot)
-        logBytes = snapshot.count
+        descriptor = try Self.replaceLog(at: path, with: snapshot.bytes)
+        logBytes = snapshot.bytes.count
+        lineOf = snapshot.lines
         compactedBytes = logBytes
     }
 
@@ -209,6 +232,10 @@ actor ChatLog {
         case .dropped:
             guard let session = record.session, let user = record.user, let count = record.seq else { return }
             queues[session, default: Queue()].dropped[user] = count > 0 ? count : nil
+        case .gone:
+            // A deleted entry: its seq stays taken.
+            guard let session = record.session, let seq = record.seq else { return }
+            queues[session, default: Queue()].head = max(queues[session]?.head ?? 0, seq)
         }
     }
 
@@ -222,7 +249,9 @@ actor ChatLog {
         guard storedBytes + entry.cost <= storageLimit else { throw ChatLogError.full }
         nextSeq[session] = seq
         storedBytes += entry.cost
-        pendingLines += Self.line(Record(op: .entry, entry: entry))
+        let line = Self.line(Record(op: .entry, entry: entry))
+        pendingEntryLines.append((EntryKey(entry), pendingLines.count..<pendingLines.count + line.count))
+        pendingLines += line
         pendingEntries.append(entry)
         try await commit()
         return entry
@@ -242,7 +271,7 @@ actor ChatLog {
             queue.waiting[user, default: 1] -= 1
         }
         queue.cursors[user] = seq
-        storedBytes -= Self.collect(&queue)
+        collect(&queue)
         queues[session] = queue
         pendingLines += Self.line(Record(op: .ack, session: session, user: user, seq: seq))
         if waitForDisk { try await commit() } else { startFlushing() }
@@ -286,12 +315,12 @@ actor ChatLog {
                 }
             }
             if expired {
-                storedBytes -= Self.collect(&queue)
+                collect(&queue)
                 queues[session] = queue
             }
         }
         if logBytes > compactedBytes && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
-        if !pendingLines.isEmpty || compactionWanted { try await commit() }
+        if !pendingLines.isEmpty || !pendingScrubs.isEmpty || compactionWanted { try await commit() }
     }
 
     /// Deliveries stored and their bytes, the log's size, how often it was rewritten beside the
@@ -318,13 +347,16 @@ actor ChatLog {
     /// Writes what is pending in one write and one fsync, applies the entries it made durable,
     /// publishes them in seq order and wakes their senders; repeats while more arrived meanwhile.
     private func flushLoop() async {
-        while !waiters.isEmpty || !pendingLines.isEmpty || compactionWanted || rewritten != nil {
-            let lines = pendingLines, entries = pendingEntries, batch = waiters
+        while !waiters.isEmpty || !pendingLines.isEmpty || !pendingScrubs.isEmpty || compactionWanted || rewritten != nil {
+            let lines = pendingLines, entries = pendingEntries, batch = waiters, entryLines = pendingEntryLines
             pendingLines = []
             pendingEntries = []
+            pendingEntryLines = []
             waiters = []
             do {
+                let base = logBytes
                 try await appendToLog(lines)
+                for (key, range) in entryLines { lineOf[key] = range.lowerBound + base..<range.upperBound + base }
                 var drops: [UInt8] = []
                 for entry in entries { apply(entry, droppingInto: &drops) }
                 // What the entries dropped (a member's queue over its bound) is durable before anyone
@@ -349,12 +381,34 @@ actor ChatLog {
         flushing = false
     }
 
-    /// Appends records to the log and fsyncs (the flush loop's only way to write them).
+    /// Appends records to the log, overwrites the records of deleted entries, and fsyncs (the
+    /// flush loop's only way to write them).
     private func appendToLog(_ lines: [UInt8]) async throws {
-        guard !lines.isEmpty else { return }
-        try await blockingIO { [descriptor, logBytes] in try Self.appendDurably(lines, to: descriptor, truncatingTo: logBytes) }
+        let scrubs = pendingScrubs
+        pendingScrubs = []
+        guard !lines.isEmpty || !scrubs.isEmpty else { return }
+        try await blockingIO { [descriptor, logBytes] in
+            try Self.overwrite(scrubs, in: descriptor)
+            try Self.appendDurably(lines, to: descriptor, truncatingTo: logBytes)
+        }
         logBytes += lines.count
         rewriteTail? += lines
+    }
+
+    /// A deleted entry's record, as it is overwritten in place: `{"op":"gone","seq":N,"session":…}`
+    /// (its seq stays taken after a restart), padded with spaces to the record's length (JSON allows
+    /// the whitespace). An entry's record is always longer.
+    static func goneRecord(_ key: EntryKey, length: Int) -> [UInt8] {
+        let gone = line(Record(op: .gone, session: key.session, seq: key.seq)).dropLast()
+        return gone + [UInt8](repeating: UInt8(ascii: " "), count: max(0, length - gone.count - 1)) + [UInt8(ascii: "\n")]
+    }
+
+    private static func overwrite(_ records: [(key: EntryKey, range: Range<Int>)], in descriptor: Int32) throws {
+        for (key, range) in records {
+            let gone = goneRecord(key, length: range.count)
+            let written = gone.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(range.lowerBound)) }
+            guard written == gone.count else { throw FileError(path: "chat log", operation: "overwrite a delivered entry", errno: errno) }
+        }
     }
 
     /// Starts rewriting the log, grown well past what it holds, as the live state alone, without
@@ -365,11 +419,16 @@ actor ChatLog {
     /// relay's p99.)
     private func startRewrite() {
         rewriteTail = []
+        rewriteTailStart = logBytes
+        deletedDuringRewrite = [:]
         rewriteGeneration += 1
         let generation = rewriteGeneration, queues = queues, path = path
         Task {
             do {
-                let file = try await blockingIO { try LogRewrite(path: path, snapshot: Self.snapshot(of: queues)) }
+                let file = try await blockingIO {
+                    let snapshot = Self.snapshot(of: queues)
+                    return try LogRewrite(path: path, snapshot: snapshot.bytes, lines: snapshot.lines)
+                }
                 rewriteWritten(file, generation: generation)
             } catch {
                 rewriteWritten(nil, generation: generation)
@@ -393,13 +452,28 @@ actor ChatLog {
     private func install(_ rewrite: LogRewrite) async {
         let tail = rewriteTail ?? []
         rewriteTail = nil
+        // The new file holds entries deleted since the snapshot was taken, in the snapshot or in the
+        // tail (copied from the old log before their records there were overwritten): their records
+        // in the new file are overwritten before it takes the log's place.
+        let shift = rewrite.snapshotBytes - rewriteTailStart
+        let stale = deletedDuringRewrite.compactMap { key, old in
+            (rewrite.lines[key] ?? (old.lowerBound >= rewriteTailStart ? old.lowerBound + shift..<old.upperBound + shift : nil)).map { (key, $0) }
+        }
+        deletedDuringRewrite = [:]
         do {
-            let new = try await blockingIO { try rewrite.commit(appending: tail) }
+            let new = try await blockingIO { try rewrite.commit(appending: tail, overwriting: stale) }
             close(descriptor)
             descriptor = new
             logBytes = rewrite.snapshotBytes + tail.count
             compactedBytes = logBytes
             rewrites += 1
+            var moved: [EntryKey: Range<Int>] = [:]
+            for (key, range) in lineOf {
+                if let inSnapshot = rewrite.lines[key] { moved[key] = inSnapshot } else if range.lowerBound >= rewriteTailStart {
+                    moved[key] = range.lowerBound + shift..<range.upperBound + shift
+                }
+            }
+            lineOf = moved
         } catch {}
     }
 
@@ -412,12 +486,15 @@ actor ChatLog {
         rewriteTail = nil
         rewriteGeneration += 1
         rewritten = nil
+        deletedDuringRewrite = [:]
         let snapshot = Self.snapshot(of: queues)
         do {
             let old = descriptor
-            descriptor = try await blockingIO { [path] in try Self.replaceLog(at: path, with: snapshot) }
+            descriptor = try await blockingIO { [path] in try Self.replaceLog(at: path, with: snapshot.bytes) }
             close(old)
-            logBytes = snapshot.count
+            logBytes = snapshot.bytes.count
+            lineOf = snapshot.lines
+            pendingScrubs = []
             compactedBytes = logBytes
         } catch {}
     }
@@ -441,25 +518,39 @@ actor ChatLog {
                 drops += Self.line(Record(op: .dropped, session: entry.session, user: user, seq: queue.dropped[user]))
             }
         }
-        storedBytes -= Self.collect(&queue)
+        collect(&queue)
         queues[entry.session] = queue
     }
 
-    /// Deletes leading entries every recipient has; returns the bytes freed.
-    @discardableResult
-    private static func collect(_ queue: inout Queue) -> Int {
+    /// Deletes leading entries every recipient has, and has their records overwritten in the log.
+    private func collect(_ queue: inout Queue) {
+        let (freed, deleted) = Self.collect(&queue)
+        storedBytes -= freed
+        for entry in deleted {
+            let key = EntryKey(entry)
+            guard let range = lineOf.removeValue(forKey: key) else { continue }
+            pendingScrubs.append((key, range))
+            if rewriteTail != nil || rewritten != nil { deletedDuringRewrite[key] = range }
+        }
+        if !deleted.isEmpty { startFlushing() }
+    }
+
+    /// Deletes leading entries every recipient has; returns the bytes freed and the entries.
+    private static func collect(_ queue: inout Queue) -> (freed: Int, deleted: [ChatEntry]) {
         var freed = 0
+        var deleted: [ChatEntry] = []
         while queue.start < queue.entries.count {
             let entry = queue.entries[queue.start]
             guard entry.recipients.allSatisfy({ queue.cursors[$0, default: 0] >= entry.seq }) else { break }
             freed += entry.cost
+            deleted.append(entry)
             queue.start += 1
         }
         if queue.start > 64 && queue.start * 2 > queue.entries.count {
             queue.entries.removeFirst(queue.start)
             queue.start = 0
         }
-        return freed
+        return (freed, deleted)
     }
 
     /// One record as a JSON line (written by hand: see ``ChatJSONWriter``; read back with JSONDecoder).
@@ -476,9 +567,11 @@ actor ChatLog {
     }
 
     /// The whole live state as log records: each session's last seq, the drop counts not yet
-    /// reported, and, where deliveries are still waiting, the cursors and those deliveries.
-    private static func snapshot(of queues: [SessionID: Queue]) -> [UInt8] {
+    /// reported, and, where deliveries are still waiting, the cursors and those deliveries (whose
+    /// records' places are returned too).
+    private static func snapshot(of queues: [SessionID: Queue]) -> (bytes: [UInt8], lines: [EntryKey: Range<Int>]) {
         var bytes: [UInt8] = []
+        var lines: [EntryKey: Range<Int>] = [:]
         for (session, queue) in queues.sorted(by: { $0.key.value < $1.key.value }) where queue.head > 0 {
             for (user, count) in queue.dropped.sorted(by: { $0.key.value < $1.key.value }) {
                 bytes += line(Record(op: .dropped, session: session, user: user, seq: count))
@@ -487,19 +580,23 @@ actor ChatLog {
                 for (user, seq) in queue.cursors.sorted(by: { $0.key.value < $1.key.value }) {
                     bytes += line(Record(op: .ack, session: session, user: user, seq: seq))
                 }
-                for entry in queue.live { bytes += line(Record(op: .entry, entry: entry)) }
+                for entry in queue.live {
+                    let record = line(Record(op: .entry, entry: entry))
+                    lines[EntryKey(entry)] = bytes.count..<bytes.count + record.count
+                    bytes += record
+                }
             }
             // After the entries: replay skips an entry at or below the head it has read, so a head
             // written first made a second restart lose every waiting delivery.
             bytes += line(Record(op: .head, session: session, seq: queue.head))
         }
-        return bytes
+        return (bytes, lines)
     }
 
     /// Writes `bytes` as the new log (write, fsync, rename, fsync the directory) and opens it for
     /// appending.
     private static func replaceLog(at path: String, with bytes: [UInt8]) throws -> Int32 {
-        try LogRewrite(path: path, snapshot: bytes).commit(appending: [])
+        try LogRewrite(path: path, snapshot: bytes, lines: [:]).commit(appending: [], overwriting: [])
     }
 
     /// A new log written beside the old one: the snapshot first (off the actor, fsynced), then
@@ -509,22 +606,27 @@ actor ChatLog {
     private final class LogRewrite: @unchecked Sendable {
         private let writer: AtomicFileWriter
         let snapshotBytes: Int
+        /// Where the snapshot holds each entry's record.
+        let lines: [EntryKey: Range<Int>]
 
-        init(path: String, snapshot: [UInt8]) throws {
+        init(path: String, snapshot: [UInt8], lines: [EntryKey: Range<Int>]) throws {
             writer = try AtomicFileWriter(destination: path, permissions: 0o600)
             try writer.write(snapshot)
             try writer.sync()
             snapshotBytes = snapshot.count
+            self.lines = lines
         }
 
-        /// Appends `tail`, makes the file durable, renames it over the log, and returns it opened
-        /// for appending (opened before the rename: once it is in place, the old log must not be
-        /// appended to any more).
-        func commit(appending tail: [UInt8]) throws -> Int32 {
+        /// Appends `tail`, overwrites the records at `stale` (entries deleted since the snapshot),
+        /// makes the file durable, renames it over the log, and returns it opened for appending
+        /// (opened before the rename: once it is in place, the old log must not be appended to any more).
+        func commit(appending tail: [UInt8], overwriting stale: [(key: EntryKey, range: Range<Int>)]) throws -> Int32 {
             if !tail.isEmpty { try writer.write(tail) }
-            let descriptor = open(writer.temporaryPath, O_WRONLY | O_APPEND | O_CLOEXEC)
+            // Not O_APPEND: records are written at the log's length, and deleted ones overwritten in place.
+            let descriptor = open(writer.temporaryPath, O_WRONLY | O_CLOEXEC)
             guard descriptor >= 0 else { throw FileError(path: writer.temporaryPath, operation: "open", errno: errno) }
             do {
+                try ChatLog.overwrite(stale, in: descriptor)
                 try writer.commit()
             } catch {
                 close(descriptor)
@@ -534,13 +636,13 @@ actor ChatLog {
         }
     }
 
-    /// Appends `bytes` and fsyncs; on failure cuts the file back to `length`, so a torn record
-    /// cannot glue itself to the next one.
+    /// Writes `bytes` at `length` (the log's end) and fsyncs; on failure cuts the file back to
+    /// `length`, so a torn record cannot glue itself to the next one.
     private static func appendDurably(_ bytes: [UInt8], to descriptor: Int32, truncatingTo length: Int) throws {
         var written = 0
         let failure: Int32? = bytes.withUnsafeBytes { buffer in
             while written < buffer.count {
-                let count = write(descriptor, buffer.baseAddress! + written, buffer.count - written)
+                let count = pwrite(descriptor, buffer.baseAddress! + written, buffer.count - written, off_t(length + written))
                 if count < 0 {
                     if errno == EINTR { continue }
                     return errno

@@ -374,3 +374,41 @@ import SealedStream
         }
     }
 }
+
+extension ChatTests {
+    /// Acknowledged chat leaves the disk when it is acknowledged (issue 24), even while another
+    /// session's deliveries still wait in the same log: its record is overwritten in place, and a
+    /// restart still finds exactly what waits.
+    @Test func anAcknowledgedDeliveryLeavesTheLogWhileOthersStillWait() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatlog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let waiting = SessionID.random(), busy = SessionID.random(), offline = UserID.random(), online = UserID.random()
+        func wire(_ session: SessionID, _ marker: String) -> ChatMessageWire {
+            ChatMessageWire(sessionID: session.value, epoch: 0, sender: UserID.random().value, messageID: Secrets.randomHex(16), sentAt: 1,
+                            ciphertext: marker + String(repeating: "ab", count: 60), signature: String(repeating: "cd", count: 64))
+        }
+        let log = try ChatLog(directory: directory, queueLimit: 100, retention: 3600, storageLimit: 1 << 20, bus: LocalChatBus())
+        _ = try await log.append(session: waiting, message: wire(waiting, "77777777"), file: nil, recipients: [offline], now: 1_000)
+        for n in 1...20 {
+            let marker = String(format: "%08x", 0x1000_0000 + n)
+            let entry = try await log.append(session: busy, message: wire(busy, marker), file: nil, recipients: [online], now: 1_000)
+            try await log.acknowledge(session: busy, user: online, upTo: entry.seq, waitForDisk: n % 2 == 0)
+        }
+        // Every acknowledged ciphertext is gone from the file (the last ack is written a moment
+        // later, with the next group commit); the waiting one is there.
+        var onDisk = ""
+        for _ in 0..<100 {
+            onDisk = try String(contentsOfFile: directory + "/log.jsonl", encoding: .utf8)
+            if !onDisk.contains("10000014") { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        for n in 1...20 { #expect(!onDisk.contains(String(format: "%08x", 0x1000_0000 + n)), "delivery \(n) is still on disk") }
+        #expect(onDisk.contains("77777777"))
+        #expect(onDisk.contains(#"{"op":"gone","seq":20,"session":"\#(busy.value)"}"#))
+        let reopened = try ChatLog(directory: directory, queueLimit: 100, retention: 3600, storageLimit: 1 << 20, bus: LocalChatBus())
+        #expect(await reopened.backlog(session: waiting, user: offline).entries.map { $0.message?.ciphertext.prefix(8) } == ["77777777"])
+        #expect(await reopened.backlog(session: busy, user: online).entries.isEmpty)
+        // A new send in the busy session continues its numbering.
+        #expect(try await reopened.append(session: busy, message: wire(busy, "88888888"), file: nil, recipients: [online], now: 2_000).seq == 21)
+    }
+}
