@@ -77,7 +77,7 @@ struct AccessPolicy: Sendable {
     func mayAppend(_ upload: UploadState, _ principal: Principal) -> Bool { upload.owner == principal.id }
 
     func isMember(_ principal: Principal, of session: SessionID) async -> Bool {
-        await sessions.record(session)?.members.contains(principal.id) ?? false
+        sessions.isMember(principal.id, of: session)
     }
 
     /// The manifest of `id` if `principal` may read it; 404 otherwise (missing or not theirs).

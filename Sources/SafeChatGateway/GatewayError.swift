@@ -42,4 +42,7 @@ public struct GatewayError: HTTPResponseError, Sendable {
         GatewayError(.contentTooLarge, .tooLarge, "the file exceeds the maximum size of \(max) bytes")
     }
     static let overQuota = GatewayError(.contentTooLarge, .quotaExceeded, "the upload would exceed your storage quota")
+    /// The uploader was removed from the session the upload goes to (it is dropped).
+    static let notMember = GatewayError(.notFound, .notFound,
+                                        "session not found: you are no longer a member of the session this upload goes to; nothing more was stored")
 }

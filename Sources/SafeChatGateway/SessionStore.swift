@@ -1,6 +1,7 @@
 import Foundation
 import SafeChatAPI
 import SealedFormat
+import Synchronization
 
 /// Sessions as the gateway keeps them: each one's chain of epoch documents, opaque but for who is
 /// a member now. One JSON file per session in `registry/sessions/`, rewritten (write, fsync,
@@ -19,6 +20,9 @@ public actor SessionStore {
 
     private let directory: URL
     private var sessions: [SessionID: Record] = [:]
+    /// Each session's current members, readable without a hop to the actor: an upload checks it
+    /// for every part it appends. Updated once an epoch is durable, before it is acknowledged.
+    private nonisolated let currentMembers = Mutex<[SessionID: Set<UserID>]>([:])
     /// Sessions with an append being written: a second one waits for no one and is told to retry.
     private var writing: Set<SessionID> = []
 
@@ -30,6 +34,13 @@ public actor SessionStore {
             let record = try WireCoding.decoder.decode(Record.self, from: Data(contentsOf: self.directory.appendingPathComponent(name)))
             if record.sessionID == id { sessions[id] = record }
         }
+        let loaded = sessions.mapValues(\.members)
+        currentMembers.withLock { $0 = loaded }
+    }
+
+    /// Whether `user` is a current member of `session`, as of the last epoch stored.
+    public nonisolated func isMember(_ user: UserID, of session: SessionID) -> Bool {
+        currentMembers.withLock { $0[session]?.contains(user) ?? false }
     }
 
     public func record(_ id: SessionID) -> Record? { sessions[id] }
@@ -78,6 +89,7 @@ public actor SessionStore {
             try writer.commit()
         }
         sessions[record.sessionID] = record
+        currentMembers.withLock { $0[record.sessionID] = record.members }
     }
 
     /// The shape the gateway relies on; returns the epoch's members.

@@ -95,6 +95,11 @@ public actor UploadManager {
                      checksum: (DigestKind, [UInt8])?) async throws -> AppendSession {
         let state = try await upload(id, for: principal)
         guard !busy.contains(id) else { throw GatewayError.locked }
+        // Removed from the session it goes to: the upload can never complete, and is dropped now.
+        if let session = state.session, !access.sessions.isMember(state.owner, of: session.sessionID) {
+            try await discard(state)
+            throw GatewayError.notMember
+        }
         guard offset == state.offset else {
             throw GatewayError(.conflict, .offsetMismatch, "Upload-Offset \(offset) does not match the upload's offset \(state.offset)")
         }
@@ -116,7 +121,10 @@ public actor UploadManager {
         do {
             let partial = try blobs.openPartial(id, truncatingTo: state.offset)
             return AppendSession(state: state, partial: partial, length: length, reservedUpFront: reservedUpFront,
-                                 checksum: checksum, maxFileSize: configuration.maxFileSize, quota: quota)
+                                 checksum: checksum, maxFileSize: configuration.maxFileSize, quota: quota,
+                                 stillAllowed: { [sessions = access.sessions] in
+                                     state.session.map { sessions.isMember(state.owner, of: $0.sessionID) } ?? true
+                                 })
         } catch {
             busy.remove(id)
             quota.release(reservedUpFront, for: state.owner)
@@ -152,6 +160,10 @@ public actor UploadManager {
         }
         guard keep else {
             try session.rollBack()
+            // Its uploader was removed from the session it goes to: it can never complete.
+            if let target = session.state.session, !access.sessions.isMember(session.state.owner, of: target.sessionID) {
+                try await discard(session.state)
+            }
             return (session.state, nil)
         }
         var state = session.state
@@ -172,13 +184,27 @@ public actor UploadManager {
 
     /// Turns a complete upload into a file: its manifest is written, then its bytes take their final
     /// name (reads in between find them under the upload's name; see ``LocalBlobStore/openBlob(_:)``).
+    ///
+    /// A file sent to a session completes only if its uploader is a member before and after its
+    /// manifest is written: an epoch that removes them, stored in between, undoes it, so from the
+    /// moment an epoch is stored the members it removes add nothing (nor any announcement).
     private func finish(_ state: UploadState) async throws -> FileManifest {
         let header = state.validator.header!
+        func uploaderIsMember() -> Bool { state.session.map { access.sessions.isMember(state.owner, of: $0.sessionID) } ?? true }
+        guard uploaderIsMember() else {
+            try await discard(state)
+            throw GatewayError.notMember
+        }
         let manifest = FileManifest(
             fileID: state.uploadID, owner: state.owner, createdAt: configuration.clock(), expiresAt: nil, size: state.offset,
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
             digest: state.validator.digestHex, metadata: state.metadata, records: state.records, session: state.session)
         try await registry.putFile(manifest)
+        guard uploaderIsMember() else {
+            try await registry.removeFile(manifest.fileID)
+            try await discard(state)
+            throw GatewayError.notMember
+        }
         try await blockingIO { [blobs] in try blobs.promote(state.uploadID) }
         try await registry.removeUpload(state.uploadID)
         logger.info("file stored", metadata: ["file_id": "\(manifest.fileID)", "owner": "\(manifest.owner)", "bytes": "\(manifest.size)"])
@@ -262,13 +288,16 @@ final class AppendSession: @unchecked Sendable {
     private var checksum: StreamingDigest?
     private let maxFileSize: Int64
     private let quota: QuotaLedger
+    /// Whether the uploader may still write here (a member of the session the upload goes to).
+    private let stillAllowed: @Sendable () -> Bool
     /// Quota taken by this request: a length declared with it, or (length deferred) its bytes.
     private var reserved: Int64
     /// The header the upload was created with, until the stream's own header has been compared with it.
     private var declaredHeader: [UInt8]?
 
     init(state: UploadState, partial: any PartialBlob, length: Int64?, reservedUpFront: Int64,
-         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger) {
+         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger, stillAllowed: @escaping @Sendable () -> Bool = { true }) {
+        self.stillAllowed = stillAllowed
         self.state = state
         self.partial = partial
         self.length = length
@@ -282,6 +311,7 @@ final class AppendSession: @unchecked Sendable {
     }
 
     func append(_ buffer: ByteBuffer) async throws {
+        guard stillAllowed() else { throw GatewayError.notMember }
         try buffer.withUnsafeReadableBytes { bytes in
             let end = partial.length + Int64(bytes.count)
             if let length, end > length {

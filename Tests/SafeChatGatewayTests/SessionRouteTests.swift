@@ -161,4 +161,73 @@ import SealedStream
             #expect(try await bob.http.send(.POST, "/upload?session=\(id)&epoch=1", body: sealed).status == 404)
         }
     }
+
+    /// A removed member cannot write into a session (issue 24): an upload racing the epoch that
+    /// removes its uploader, by tus PATCH and by a one-shot POST /upload whose body straddles the
+    /// removal, is refused from that moment (404), dropped, never listed and never announced.
+    @Test func anUploadRacingItsSendersRemovalAddsNothing() async throws {
+        try await TestGateway.with { server in
+            let users = try await accounts(server)
+            let (alice, bob) = (users[0], users[1])
+            let sessionID = Secrets.randomBytes(16)
+            let id = Secrets.hex(sessionID)
+            var log = [try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: alice.identity,
+                                              members: [alice.entry, bob.entry], key: SessionKey.random())]
+            #expect(try await post(alice.http, "/sessions", log[0]).status == 201)
+            func rotate(_ members: [Account]) async throws {
+                let next = try EpochDocument.make(sessionID: sessionID, epoch: UInt32(log.count), previous: log.last!, signer: alice.identity,
+                                                  members: members.map(\.entry), key: SessionKey.random())
+                #expect(try await post(alice.http, "/sessions/\(id)/epochs", next).status == 201)
+                log.append(next)
+            }
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 4_000_000)
+            let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("race-\(UUID().uuidString)")
+            try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
+            defer { try? FileManager.default.removeItem(at: scratch) }
+            /// curl sending `body` at 1 MB/s with `headers`; returns the process and where its status goes.
+            func slowly(_ method: String, _ path: String, _ body: [UInt8], _ headers: [String]) throws -> (Process, URL) {
+                let file = scratch.appendingPathComponent(UUID().uuidString), status = scratch.appendingPathComponent(UUID().uuidString)
+                try Data(body).write(to: file)
+                let curl = Process()
+                curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                curl.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "1M", "-X", method, server.base + path,
+                                  "-H", "Authorization: Bearer \(bob.http.token!)", "--data-binary", "@\(file.path)"] + headers.flatMap { ["-H", $0] }
+                curl.standardOutput = try FileHandle(forWritingTo: { FileManager.default.createFile(atPath: status.path, contents: nil); return status }())
+                try curl.run()
+                return (curl, status)
+            }
+            func finished(_ curl: (Process, URL)) async throws -> String {
+                while curl.0.isRunning { try await Task.sleep(for: .milliseconds(50)) }
+                return try String(contentsOf: curl.1, encoding: .utf8)
+            }
+            func nothingOfBobs() async throws {
+                let listing = try await alice.http.send(.GET, "/files?session=\(id)")
+                #expect((listing.json["files"] as? [Any])?.isEmpty == true, "nothing listed: \(listing.text)")
+                #expect((try await bob.http.send(.GET, "/files").json["files"] as? [Any])?.isEmpty == true)
+                let aliceID = try #require(UserID(Secrets.hex(alice.identity.userID)))
+                #expect(await server.gateway.chat.log.backlog(session: SessionID(id)!, user: aliceID).entries.isEmpty, "nothing announced")
+            }
+
+            // tus: a first part before the removal, the rest in a PATCH that is still sending when it comes.
+            let meta = "session \(Data(id.utf8).base64EncodedString()),epoch \(Data("0".utf8).base64EncodedString())"
+            let tus = try await bob.http.createUpload(length: sealed.count, metadata: meta)
+            #expect(try await bob.http.patch(tus, offset: 0, sealed.prefix(1_000_000)).status == 204)
+            let patch = try slowly("PATCH", tus, Array(sealed[1_000_000...]), ["Tus-Resumable: 1.0.0", "Upload-Offset: 1000000",
+                                                                                 "Content-Type: application/offset+octet-stream"])
+            try await Task.sleep(for: .seconds(1))
+            try await rotate([alice])
+            #expect(try await finished(patch) == "404", "the PATCH straddling the removal is refused")
+            #expect(try await bob.http.send(.HEAD, tus, headers: [("Tus-Resumable", "1.0.0")]).status == 404, "and the upload is gone")
+            #expect(try await bob.http.patch(tus, offset: 1_000_000, sealed[1_000_000...]).status == 404)
+            try await nothingOfBobs()
+
+            // POST /upload: bob is added back, starts sending, and is removed while the body arrives.
+            try await rotate([alice, bob])
+            let oneShot = try slowly("POST", "/upload?session=\(id)&epoch=2", sealed, [])
+            try await Task.sleep(for: .seconds(1))
+            try await rotate([alice])
+            #expect(try await finished(oneShot) == "404", "the one-shot upload straddling the removal is refused")
+            try await nothingOfBobs()
+        }
+    }
 }
