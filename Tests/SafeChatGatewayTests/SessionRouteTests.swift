@@ -180,7 +180,8 @@ import SealedStream
                 #expect(try await post(alice.http, "/sessions/\(id)/epochs", next).status == 201)
                 log.append(next)
             }
-            let (_, _, sealed) = try await sealedStream(plaintextSize: 4_000_000)
+            // 7 MB at 1 MB/s: the removal comes a second in, long before a body could finish.
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 7_000_000)
             let scratch = FileManager.default.temporaryDirectory.appendingPathComponent("race-\(UUID().uuidString)")
             try FileManager.default.createDirectory(at: scratch, withIntermediateDirectories: true)
             defer { try? FileManager.default.removeItem(at: scratch) }
@@ -216,7 +217,9 @@ import SealedStream
                                                                                  "Content-Type: application/offset+octet-stream"])
             try await Task.sleep(for: .seconds(1))
             try await rotate([alice])
+            var removed = ContinuousClock.now
             #expect(try await finished(patch) == "404", "the PATCH straddling the removal is refused")
+            #expect(ContinuousClock.now - removed < .seconds(3), "at once, not at the end of its body")
             #expect(try await bob.http.send(.HEAD, tus, headers: [("Tus-Resumable", "1.0.0")]).status == 404, "and the upload is gone")
             #expect(try await bob.http.patch(tus, offset: 1_000_000, sealed[1_000_000...]).status == 404)
             try await nothingOfBobs()
@@ -226,7 +229,9 @@ import SealedStream
             let oneShot = try slowly("POST", "/upload?session=\(id)&epoch=2", sealed, [])
             try await Task.sleep(for: .seconds(1))
             try await rotate([alice])
+            removed = ContinuousClock.now
             #expect(try await finished(oneShot) == "404", "the one-shot upload straddling the removal is refused")
+            #expect(ContinuousClock.now - removed < .seconds(3), "at once, not at the end of its body")
             try await nothingOfBobs()
         }
     }
