@@ -22,6 +22,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case tooLarge = "too_large"
     case exceedsLength = "exceeds_length"
     case quotaExceeded = "quota_exceeded"
+    case limitReached = "limit_reached"
     case malformedStream = "malformed_stream"
     case incompleteStream = "incomplete_stream"
     case checksumMismatch = "checksum_mismatch"

@@ -59,8 +59,27 @@ public struct EpochWire: Codable, Sendable, Equatable {
     }
 
     /// At most this many members per epoch, and this many bytes per document.
-    public static let maxMembers = 1000
-    public static let maxEncodedLength = 4 << 20
+    public static let maxMembers = SessionLimits.membersPerEpoch
+    public static let maxEncodedLength = SessionLimits.epochBytes
+}
+
+/// What a session may hold (docs/API.md, "Limits"), so that no account can take more than its
+/// share of what a gateway keeps. Clients make nothing beyond them.
+public enum SessionLimits {
+    /// Members listed in one epoch.
+    public static let membersPerEpoch = 1000
+    /// Wraps in one epoch beyond one per member: history shared with newcomers.
+    public static let historyWrapsPerEpoch = 1024
+    /// An epoch document as sent, in bytes.
+    public static let epochBytes = 1 << 20
+    /// Epochs in one session (0 … 1023).
+    public static let epochsPerSession = 1024
+    /// All of a session's epochs together, in bytes.
+    public static let sessionBytes = 64 << 20
+    /// Sessions one account may create.
+    public static let sessionsPerAccount = 256
+    /// A session's sealed name, in bytes.
+    public static let sealedNameBytes = 4096
 }
 
 /// GET /sessions/{id}: the chain (or the part after `?after=N`).

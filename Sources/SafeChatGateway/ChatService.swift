@@ -82,7 +82,7 @@ struct ChatService: Sendable {
         guard let claims, let principal = try? await users.principal(id: claims.user, tokenGeneration: claims.generation) else {
             return .refuse(.unauthorized)
         }
-        guard await sessions.record(session)?.members.contains(principal.id) == true else { return .refuse(.notFound("session")) }
+        guard sessions.isMember(principal.id, of: session) else { return .refuse(.notFound("session")) }
         return .accept(headers: headers) { inbound, outbound, context in
             try await serve(ChatConnection(principal: principal, generation: claims.generation, session: session),
                             inbound: inbound, outbound: outbound, context: context)
@@ -159,10 +159,10 @@ struct ChatService: Sendable {
         guard Self.isHex(message.messageID, length: 32...32), Self.isHex(message.signature, length: 128...128),
               Self.isHex(message.ciphertext, length: 32...(2 * (16 * 1024 + 16)))
         else { return refuse(.badRequest, "message_id, ciphertext or signature is not hex of the documented length") }
-        guard let record = await sessions.record(connection.session), record.members.contains(connection.principal.id) else {
+        guard let record = await sessions.summary(connection.session), record.members.contains(connection.principal.id) else {
             return refuse(.notFound, "session not found")
         }
-        let current = UInt32(record.epochs.count - 1)
+        let current = record.currentEpoch
         guard message.epoch == current else {
             return refuse(.staleEpoch, "the session is at epoch \(current); fetch its log and seal under that epoch's key")
         }
@@ -181,7 +181,7 @@ struct ChatService: Sendable {
 
     /// Announces a file completed into a session to its members (queued for those offline).
     func fileStored(_ manifest: FileManifest) async throws {
-        guard let fileSession = manifest.session, let record = await sessions.record(fileSession.sessionID) else { return }
+        guard let fileSession = manifest.session, let record = await sessions.summary(fileSession.sessionID) else { return }
         let event = ChatFileEvent(fileID: manifest.fileID, size: manifest.size, sender: manifest.owner, epoch: fileSession.epoch,
                                   header: Secrets.hex(manifest.header.encoded()), sealedName: manifest.metadata["name"] ?? "")
         let recipients = record.members.subtracting([manifest.owner]).sorted { $0.value < $1.value }
@@ -190,7 +190,7 @@ struct ChatService: Sendable {
 
     /// After an epoch changes a session's members: who left is sent nothing more, and their open
     /// connections are closed.
-    func membersChanged(_ record: SessionStore.Record) async {
+    func membersChanged(_ record: SessionStore.Summary) async {
         try? await log.retain(members: record.members, of: record.sessionID)
         await audit()
     }
@@ -206,7 +206,7 @@ struct ChatService: Sendable {
             }
             if valid[key] != true {
                 hub.close(registration, .revoked, "the login was revoked (password changed or account removed)")
-            } else if await sessions.record(connection.session)?.members.contains(user) != true {
+            } else if !sessions.isMember(user, of: connection.session) {
                 hub.close(registration, .revoked, "you are no longer a member of this session")
             }
         }

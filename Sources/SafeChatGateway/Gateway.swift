@@ -44,9 +44,10 @@ public struct Gateway: Sendable {
         throttle = LoginThrottle(clock: configuration.clock)
         registry = try JSONFileRegistry(directory: root + "/registry")
         blobs = try LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
-        sessions = try SessionStore(directory: root + "/registry/sessions")
+        let users = try UserStore(path: Self.usersPath(dataDirectory: root))
+        self.users = users
+        sessions = try SessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)
-        users = try UserStore(path: Self.usersPath(dataDirectory: root))
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
         let bus = LocalChatBus()

@@ -9,7 +9,7 @@ import SafeChatAPI
 struct SessionRoutes: Sendable {
     let sessions: SessionStore
     /// Told after an epoch changed a session's members.
-    let membersChanged: @Sendable (SessionStore.Record) async -> Void
+    let membersChanged: @Sendable (SessionStore.Summary) async -> Void
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("sessions") { request, context in try await create(request, context) }
@@ -21,28 +21,41 @@ struct SessionRoutes: Sendable {
 
     func create(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let record = try await sessions.create(try await epoch(from: request), by: principal.id)
-        context.logger.info("session created", metadata: ["session_id": "\(record.sessionID)", "members": "\(record.members.count)"])
-        return try jsonResponse(SessionChain(sessionID: record.sessionID.value, epochs: record.epochs), status: .created,
-                                headers: [.location: "/sessions/\(record.sessionID)"])
+        let (epoch, bytes) = try await epoch(from: request)
+        let summary = try await sessions.create(epoch, encodedBytes: bytes, by: principal.id)
+        context.logger.info("session created", metadata: ["session_id": "\(summary.sessionID)", "members": "\(summary.members.count)"])
+        return try jsonResponse(SessionChain(sessionID: summary.sessionID.value, epochs: [epoch]), status: .created,
+                                headers: [.location: "/sessions/\(summary.sessionID)"])
     }
 
     func list(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
         let entries = await sessions.sessions(of: principal.id).map {
-            SessionListing.Entry(sessionID: $0.sessionID.value, epoch: UInt32($0.epochs.count - 1), members: $0.members.count)
+            SessionListing.Entry(sessionID: $0.sessionID.value, epoch: $0.currentEpoch, members: $0.members.count)
         }
         return try jsonResponse(SessionListing(sessions: entries))
     }
 
+    /// The chain (or the part after `?after=N`), streamed from the epochs' files as stored: what
+    /// the gateway holds in memory does not grow with a session's log.
     func chain(_ request: Request, _ context: GatewayContext) async throws -> Response {
-        let record = try await memberRecord(context.parameters.get("id"), context)
-        var epochs = record.epochs
+        let summary = try await memberSummary(context.parameters.get("id"), context)
+        var first = 0
         if let after = request.uri.queryParameters.get("after") {
             guard let n = Int(after), n >= -1 else { throw GatewayError.badRequest("after must be an epoch number") }
-            epochs = Array(epochs.dropFirst(min(epochs.count, n + 1)))
+            first = n + 1
         }
-        return try jsonResponse(SessionChain(sessionID: record.sessionID.value, epochs: epochs))
+        let files = await sessions.epochFiles(summary.sessionID, from: first)
+        let id = summary.sessionID.value
+        return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
+            try await writer.write(ByteBuffer(string: #"{"epochs":["#))
+            for (n, file) in files.enumerated() {
+                let bytes = try await blockingIO { try Data(contentsOf: file) }
+                try await writer.write(ByteBuffer(bytes: (n == 0 ? [] : [UInt8(ascii: ",")]) + Array(bytes)))
+            }
+            try await writer.write(ByteBuffer(string: #"],"session_id":"\#(id)"}"#))
+            try await writer.finish(nil)
+        })
     }
 
     func append(_ request: Request, _ context: GatewayContext) async throws -> Response {
@@ -50,44 +63,43 @@ struct SessionRoutes: Sendable {
         guard let text = context.parameters.get("id"), let id = SessionID(text) else {
             throw GatewayError(.badRequest, .invalidID, "a session id is 32 lowercase hexadecimal digits")
         }
-        let record = try await sessions.append(try await epoch(from: request), to: id, by: principal.id)
-        await membersChanged(record)
-        return try jsonResponse(SessionChain(sessionID: record.sessionID.value, epochs: [record.epochs.last!]), status: .created)
+        let (epoch, bytes) = try await epoch(from: request)
+        let summary = try await sessions.append(epoch, encodedBytes: bytes, to: id, by: principal.id)
+        await membersChanged(summary)
+        return try jsonResponse(SessionChain(sessionID: summary.sessionID.value, epochs: [epoch]), status: .created)
     }
 
     func chatKey(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let record = try await memberRecord(request.uri.queryParameters.get("session").map { String($0) }, context)
-        let current = UInt32(record.epochs.count - 1)
-        var epoch = current
+        let summary = try await memberSummary(request.uri.queryParameters.get("session").map { String($0) }, context)
+        var epoch = summary.currentEpoch
         if let text = request.uri.queryParameters.get("epoch") {
-            guard let n = UInt32(text), n <= current else { throw GatewayError.notFound("epoch") }
+            guard let n = UInt32(text), n <= summary.currentEpoch else { throw GatewayError.notFound("epoch") }
             epoch = n
         }
         // The newest document holding the caller's wrap of that epoch's key (a later one may have
         // shared it with a newcomer).
-        for document in record.epochs.reversed() {
-            if let wrap = document.wraps.first(where: { $0.userID == principal.id.value && $0.keyEpoch == epoch }) {
-                return try jsonResponse(WrappedKeyReply(sessionID: record.sessionID.value, epoch: epoch, wrap: wrap))
-            }
+        guard let wrap = try await sessions.wrap(for: principal.id, keyEpoch: epoch, in: summary.sessionID) else {
+            throw GatewayError.notFound("key for epoch \(epoch)")
         }
-        throw GatewayError.notFound("key for epoch \(epoch)")
+        return try jsonResponse(WrappedKeyReply(sessionID: summary.sessionID.value, epoch: epoch, wrap: wrap))
     }
 
-    private func memberRecord(_ text: String?, _ context: GatewayContext) async throws -> SessionStore.Record {
+    private func memberSummary(_ text: String?, _ context: GatewayContext) async throws -> SessionStore.Summary {
         let principal = try context.requirePrincipal()
         guard let text, let id = SessionID(text) else {
             throw GatewayError(.badRequest, .invalidID, "a session id is 32 lowercase hexadecimal digits")
         }
-        guard let record = await sessions.record(id), record.members.contains(principal.id) else { throw GatewayError.notFound("session") }
-        return record
+        guard let summary = await sessions.summary(id), summary.members.contains(principal.id) else { throw GatewayError.notFound("session") }
+        return summary
     }
 
-    private func epoch(from request: Request) async throws -> EpochWire {
+    /// The posted epoch, and its size as sent (what it counts against the session's limit).
+    private func epoch(from request: Request) async throws -> (EpochWire, Int) {
         let body = try await request.body.collect(upTo: BodyLimits.epoch)
         guard let epoch = try? WireCoding.decoder.decode(EpochWire.self, from: Data(buffer: body)) else {
             throw GatewayError.badRequest("expected an epoch document (docs/KEYS.md 7)")
         }
-        return epoch
+        return (epoch, body.readableBytes)
     }
 }

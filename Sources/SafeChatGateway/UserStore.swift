@@ -145,6 +145,12 @@ public actor UserStore {
         return Principal(id: user.id, name: user.name)
     }
 
+    /// The name of the account `id`, if it exists.
+    public func name(of id: UserID) throws -> String? {
+        try reloadIfChanged()
+        return users.values.first { $0.id == id }?.name
+    }
+
     /// The user id of `name`, if the account exists.
     public func id(of name: String) throws -> UserID? {
         try reloadIfChanged()

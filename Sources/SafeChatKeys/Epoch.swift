@@ -1,4 +1,5 @@
 import Foundation
+import SafeChatAPI
 import SealedStream
 
 /// One epoch of a session's membership log (docs/KEYS.md section 7): who is in, the hash of the
@@ -49,8 +50,7 @@ public struct EpochDocument: Sendable, Equatable {
         self.signature = signature
     }
 
-    static let label = Array("SafeChat epoch v1".utf8) + [0]
-    public static let maxSealedName = 4096
+    public static let maxSealedName = SessionLimits.sealedNameBytes
     static let wrapLabel = Array("SafeChat wrap v1".utf8) + [0]
 
     /// The bytes the signature covers (docs/KEYS.md 7.2).
@@ -61,20 +61,14 @@ public struct EpochDocument: Sendable, Equatable {
 
     static func signedBytes(sessionID: [UInt8], epoch: UInt32, previous: [UInt8], signer: [UInt8], members: [Member], wraps: [Wrap],
                             sealedName: [UInt8]) -> [UInt8] {
-        var out = label + sessionID + be32(epoch) + previous + signer + be16(UInt16(members.count))
-        for member in members {
-            let name = Array(member.name.utf8)
-            out += member.userID + member.signingKey + [UInt8(name.count)] + name
-        }
-        out += be16(UInt16(wraps.count))
-        for wrap in wraps {
-            out += wrap.userID + be32(wrap.keyEpoch) + wrap.encapsulatedKey + be16(UInt16(wrap.ciphertext.count)) + wrap.ciphertext
-        }
-        return out + be16(UInt16(sealedName.count)) + sealedName
+        EpochLayout.signedBytes(sessionID: sessionID, epoch: epoch, previous: previous, signer: signer,
+                                members: members.map { .init(userID: $0.userID, signingKey: $0.signingKey, name: Array($0.name.utf8)) },
+                                wraps: wraps.map { .init(userID: $0.userID, keyEpoch: $0.keyEpoch, enc: $0.encapsulatedKey, ciphertext: $0.ciphertext) },
+                                sealedName: sealedName)
     }
 
     /// What the next epoch's `previous` must be: SHA-256 of the signed bytes and the signature.
-    public var hash: [UInt8] { SHA256Hasher.hash(signedBytes + signature) }
+    public var hash: [UInt8] { EpochLayout.hash(signedBytes: signedBytes, signature: signature) }
 
     /// The HPKE `info` for a wrap: label || session id || key epoch (u32) || recipient's Ed25519 key.
     /// It binds the wrapped key to its session, its epoch and the member it is for.

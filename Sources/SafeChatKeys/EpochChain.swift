@@ -40,7 +40,9 @@ extension EpochDocument {
             return bytes
         }
         guard wire.version == 1 else { throw .malformed("version \(wire.version)") }
-        guard wire.members.count <= EpochWire.maxMembers, wire.wraps.count <= EpochWire.maxMembers * 64 else { throw .malformed("too many members or wraps") }
+        guard wire.members.count <= SessionLimits.membersPerEpoch, wire.wraps.count <= wire.members.count + SessionLimits.historyWrapsPerEpoch else {
+            throw .malformed("too many members or wraps")
+        }
         var members: [Member] = []
         for member in wire.members {
             guard (1...64).contains(member.name.utf8.count) else { throw .malformed("a member name is 1 to 64 bytes") }

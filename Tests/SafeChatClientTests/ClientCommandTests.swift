@@ -534,14 +534,14 @@ extension ClientCommandTests {
         // The gateway makes epoch 1 itself: mallory added, signed with a key it made for user1's id.
         let id1 = try #require(try await server.gateway.users.id(of: "user1"))
         let malloryID = try #require(try await server.gateway.users.id(of: "mallory"))
-        let record = try #require(await server.gateway.sessions.record(SessionID(session)!))
-        let e0 = try EpochDocument(record.epochs[0])
+        let stored = try #require(try await server.gateway.sessions.chain(SessionID(session)!))
+        let e0 = try EpochDocument(stored[0])
         let fake = try Identity.generate(userID: Secrets.bytes(fromHex: id1.value)!)
         let mallory = try Identity.generate(userID: Secrets.bytes(fromHex: malloryID.value)!)
         var members = e0.members.map { ($0, try! X25519PublicKey(rawRepresentation: Array(repeating: 9, count: 32))) }
         members.append((.init(userID: mallory.userID, name: "mallory", signingKey: mallory.signingKey.publicKey.rawRepresentation), mallory.agreementKey.publicKey))
         let forged = try EpochDocument.make(sessionID: e0.sessionID, epoch: 1, previous: e0, signer: fake, members: members, key: SessionKey.random())
-        _ = try await server.gateway.sessions.append(forged.wire, to: SessionID(session)!, by: id1)
+        _ = try await server.gateway.sessions.append(forged.wire, encodedBytes: 0, to: SessionID(session)!, by: id1)
         for ws in [one, two] {
             let refused = try await ws.run(["session", "show", session])
             #expect(refused.status == 2 && refused.output.contains("epoch 1") && refused.output.contains("mallory"), "\(refused.output)")
@@ -552,12 +552,13 @@ extension ClientCommandTests {
         // The forgery undone (the gateway restarts on the same port with epoch 0 only), a genuine
         // epoch 1 accepted, then a log cut back to epoch 0: rolled back.
         let port = server.port
-        let file = dir + "/registry/sessions/\(session).json"
+        // One file per epoch (SessionStore): a log cut back to epoch 0 keeps only the first.
+        let folder = dir + "/registry/sessions/\(session)"
         func cutToEpoch0() async throws {
             await server.stop()
-            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: URL(fileURLWithPath: file))) as! [String: Any]
-            json["epochs"] = Array((json["epochs"] as! [Any]).prefix(1))
-            try JSONSerialization.data(withJSONObject: json).write(to: URL(fileURLWithPath: file))
+            for name in try FileManager.default.contentsOfDirectory(atPath: folder) where name != "00000000.json" {
+                try FileManager.default.removeItem(atPath: folder + "/" + name)
+            }
             server = try await TestGateway.start(dataDirectory: dir) { $0.port = port }
         }
         try await cutToEpoch0()

@@ -77,8 +77,8 @@ import SealedStream
             async let bobStatus = post(bob.http, "/sessions/\(id)/epochs", byBob).status
             let statuses = (alice: try await aliceStatus, bob: try await bobStatus)
             #expect((statuses.alice == 201 && [404, 409].contains(statuses.bob)) || (statuses.alice == 409 && statuses.bob == 201), "\(statuses)")
-            let stored = try #require(await server.gateway.sessions.record(SessionID(id)!))
-            #expect(stored.epochs.count == 2)
+            let stored = try #require(try await server.gateway.sessions.chain(SessionID(id)!))
+            #expect(stored.count == 2)
             // Whichever won, the log the members get verifies.
             let after = try WireCoding.decoder.decode(SessionChain.self, from: Data(try await alice.http.send(.GET, "/sessions/\(id)").body))
             _ = try EpochChain.verify(try after.epochs.map(EpochDocument.init), sessionID: sessionID) { _ in true }
@@ -104,7 +104,7 @@ import SealedStream
             #expect(try await post(alice.http, "/sessions/\(id)/epochs", byCarol).status == 403, "alice posting carol's epoch")
             #expect(try await alice.http.send(.POST, "/sessions", body: Array("{}".utf8)).status == 400)
             #expect(try await alice.http.send(.GET, "/sessions/nope").status == 400)
-            let final = try #require(await server.gateway.sessions.record(SessionID(id)!))
+            let final = try #require(try await server.gateway.sessions.chain(SessionID(id)!))
 
             // No session key is anywhere on the gateway's disk, raw or in hex.
             let enumerator = FileManager.default.enumerator(atPath: server.dataDirectory)!
@@ -118,7 +118,7 @@ import SealedStream
 
             // Survives a restart.
             let reopened = try SessionStore(directory: server.dataDirectory + "/registry/sessions")
-            #expect(await reopened.record(SessionID(id)!)?.epochs == final.epochs)
+            #expect(try await reopened.chain(SessionID(id)!) == final)
         }
     }
 
