@@ -235,4 +235,135 @@ import SealedStream
             try await nothingOfBobs()
         }
     }
+
+    /// An epoch as a hostile client could post it: the shape the gateway checks, random bytes where
+    /// only clients look (wraps, signature).
+    static func crafted(_ session: [UInt8], _ epoch: UInt32, previous: [UInt8], signer: Account, members: [Account],
+                        extraWraps: Int = 0, strangers: Int = 0) -> EpochWire {
+        var listed = members.map { EpochWire.Member(userID: Secrets.hex($0.identity.userID), name: $0.name,
+                                                     signingKey: Secrets.hex($0.identity.signingKey.publicKey.rawRepresentation)) }
+        listed += (0..<strangers).map { n in EpochWire.Member(userID: Secrets.randomHex(16), name: "stranger\(n)", signingKey: Secrets.randomHex(32)) }
+        // One wrap of this epoch's key per member, then history: earlier keys, member by member
+        // (more than there can be unique ones only where a test wants the count refused).
+        let wraps = (0..<(listed.count + extraWraps)).map { n in
+            EpochWire.Wrap(userID: listed[n % listed.count].userID, keyEpoch: epoch &- UInt32(n / listed.count) % (epoch + 1),
+                           enc: Secrets.randomHex(32), ciphertext: Secrets.randomHex(48))
+        }
+        return EpochWire(sessionID: Secrets.hex(session), epoch: epoch, previous: Secrets.hex(previous), signer: Secrets.hex(signer.identity.userID),
+                         members: listed, wraps: wraps, signature: Secrets.randomHex(64))
+    }
+
+    /// No account takes more than its share of what the gateway keeps for sessions (issue 24):
+    /// members, wraps and bytes per epoch, epochs per session and sessions per account are bounded,
+    /// and anything past a bound, or of the wrong shape, is refused with its status and a JSON body.
+    @Test func sessionsAreBoundedAndEpochsChecked() async throws {
+        try await TestGateway.with { server in
+            let users = try await accounts(server)
+            let (alice, bob, carol) = (users[0], users[1], users[2])
+            func send(_ path: String, _ epoch: EpochWire, by account: Account) async throws -> Reply {
+                let reply = try await account.http.send(.POST, path, headers: [("Content-Type", "application/json")],
+                                                        body: Array(try WireCoding.encoder.encode(epoch)))
+                #expect(reply.status < 300 || reply.json["error"] is String, "a JSON error body: \(reply.text)")
+                return reply
+            }
+            let zero = [UInt8](repeating: 0, count: 32)
+            let session = Secrets.randomBytes(16), id = Secrets.hex(session)
+            // Past the per-epoch bounds: 413.
+            #expect(try await send("/sessions", Self.crafted(session, 0, previous: zero, signer: alice, members: [alice], strangers: 1000), by: alice).status == 413)
+            #expect(try await send("/sessions", Self.crafted(session, 0, previous: zero, signer: alice, members: [alice, bob], extraWraps: 1025), by: alice).status == 413)
+            let huge = EpochWire(sessionID: id, epoch: 0, previous: Secrets.hex(zero), signer: Secrets.hex(alice.identity.userID),
+                                 members: [.init(userID: Secrets.hex(alice.identity.userID), name: "alice", signingKey: Secrets.randomHex(32))],
+                                 wraps: [], sealedName: Secrets.randomHex(SessionLimits.epochBytes / 2), signature: Secrets.randomHex(64))
+            #expect(try await send("/sessions", huge, by: alice).status == 413)
+            // The wrong shape: 400 (a name that is not the account's, a wrap for a non-member, bad hex), 409 (a wrong `previous`).
+            var misnamed = Self.crafted(session, 0, previous: zero, signer: alice, members: [alice, bob])
+            misnamed = EpochWire(sessionID: misnamed.sessionID, epoch: 0, previous: misnamed.previous, signer: misnamed.signer,
+                                 members: [misnamed.members[0], .init(userID: misnamed.members[1].userID, name: "carol", signingKey: misnamed.members[1].signingKey)],
+                                 wraps: misnamed.wraps, signature: misnamed.signature)
+            let named = try await send("/sessions", misnamed, by: alice)
+            #expect(named.status == 400 && named.text.contains("not the account"), "\(named.text)")
+            let good = Self.crafted(session, 0, previous: zero, signer: alice, members: [alice, bob])
+            let strayWrap = EpochWire(sessionID: id, epoch: 0, previous: good.previous, signer: good.signer, members: good.members,
+                                      wraps: good.wraps + [.init(userID: Secrets.hex(carol.identity.userID), keyEpoch: 0, enc: Secrets.randomHex(32),
+                                                                 ciphertext: Secrets.randomHex(48))], signature: good.signature)
+            #expect(try await send("/sessions", strayWrap, by: alice).status == 400)
+            let badHex = EpochWire(sessionID: id, epoch: 0, previous: good.previous, signer: good.signer, members: good.members, wraps: good.wraps,
+                                   signature: "zz" + good.signature.dropFirst(2))
+            #expect(try await send("/sessions", badHex, by: alice).status == 400)
+            #expect(try await send("/sessions", Self.crafted(session, 0, previous: Array(repeating: 1, count: 32), signer: alice, members: [alice]), by: alice).status == 409)
+            #expect(try await send("/sessions", good, by: alice).status == 201)
+            var previous = try #require(good.hash)
+            #expect(try await send("/sessions/\(id)/epochs", Self.crafted(session, 1, previous: zero, signer: alice, members: [alice]), by: alice).status == 409,
+                    "previous must be the hash of epoch 0")
+
+            // Epochs per session: the 1024th is the last.
+            for n in 1..<UInt32(SessionLimits.epochsPerSession) {
+                let next = Self.crafted(session, n, previous: previous, signer: alice, members: [alice, bob])
+                let reply = try await send("/sessions/\(id)/epochs", next, by: alice)
+                guard reply.status == 201 else { Issue.record("epoch \(n): \(reply.status) \(reply.text)"); return }
+                previous = try #require(next.hash)
+            }
+            let beyond = try await send("/sessions/\(id)/epochs", Self.crafted(session, UInt32(SessionLimits.epochsPerSession), previous: previous,
+                                                                                signer: alice, members: [alice, bob]), by: alice)
+            #expect(beyond.status == 429 && beyond.json["error"] as? String == "limit_reached", "\(beyond.text)")
+            let listing = try await bob.http.send(.GET, "/sessions")
+            #expect((listing.json["sessions"] as? [[String: Any]])?.first?["epoch"] as? Int == SessionLimits.epochsPerSession - 1)
+
+            // Sessions per account: the 256th is the last carol may create.
+            for n in 0..<SessionLimits.sessionsPerAccount {
+                let reply = try await send("/sessions", Self.crafted(Secrets.randomBytes(16), 0, previous: zero, signer: carol, members: [carol]), by: carol)
+                guard reply.status == 201 else { Issue.record("session \(n): \(reply.status) \(reply.text)"); return }
+            }
+            let tooMany = try await send("/sessions", Self.crafted(Secrets.randomBytes(16), 0, previous: zero, signer: carol, members: [carol]), by: carol)
+            #expect(tooMany.status == 429 && tooMany.json["error"] as? String == "limit_reached", "\(tooMany.text)")
+            #expect(try await send("/sessions", Self.crafted(Secrets.randomBytes(16), 0, previous: zero, signer: bob, members: [bob]), by: bob).status == 201,
+                    "carol's limit is carol's")
+        }
+    }
+
+    /// What the gateway keeps in memory for sessions does not grow with their logs: over 30 MB of epochs
+    /// leave a gateway's resident memory within 40 MB of where it was, however often they are read.
+    @Test func theGatewaysMemoryDoesNotHoldEverySessionLog() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sessions-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let server = try ServerProcess(dataDirectory: directory)
+        defer { server.kill() }
+        let cli = try UserStore(path: Gateway.usersPath(dataDirectory: directory))
+        var members: [Account] = []
+        for n in 0..<64 {
+            let name = "member\(n)"
+            try await cli.add(name, password: "password-\(name)")
+            let http = n == 0 ? try await HTTP.login(server.base, user: name, password: "password-\(name)") : HTTP(base: server.base)
+            let id = try #require(try await cli.id(of: name))
+            members.append(Account(name: name, http: http, identity: try Identity.generate(userID: Secrets.bytes(fromHex: id.value)!)))
+        }
+        func residentMiB() throws -> Int {
+            let status = try String(contentsOfFile: "/proc/\(server.process.processIdentifier)/status", encoding: .utf8)
+            let line = try #require(status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") })
+            return (Int(line.split(separator: " ")[1]) ?? 0) / 1024
+        }
+        let before = try residentMiB()
+        let owner = members[0]
+        var written = 0
+        for _ in 0..<5 {
+            let session = Secrets.randomBytes(16), id = Secrets.hex(session)
+            var previous = [UInt8](repeating: 0, count: 32)
+            for n in 0..<32 {
+                // 64 members and as many history wraps as the epoch can have (up to 1024): about 260 KB each.
+                let epoch = Self.crafted(session, UInt32(n), previous: previous, signer: owner, members: members,
+                                         extraWraps: min(64 * n, SessionLimits.historyWrapsPerEpoch))
+                let body = Array(try WireCoding.encoder.encode(epoch))
+                let reply = try await owner.http.send(.POST, n == 0 ? "/sessions" : "/sessions/\(id)/epochs", headers: [("Content-Type", "application/json")], body: body)
+                #expect(reply.status == 201, "\(reply.text)")
+                previous = try #require(epoch.hash)
+                written += body.count
+            }
+            // Read back, whole, again and again.
+            for _ in 0..<8 { #expect(try await owner.http.send(.GET, "/sessions/\(id)").status == 200) }
+        }
+        let after = try residentMiB()
+        #expect(written > 30_000_000, "\(written) bytes of epochs")
+        print("sessions: \(written >> 20) MiB of epochs; gateway resident \(before) -> \(after) MiB")
+        #expect(after - before < 40, "the gateway grew from \(before) to \(after) MiB for \(written >> 20) MiB of session logs")
+    }
 }
