@@ -57,18 +57,23 @@ final class ChatEntry: Codable, Sendable {
                   message: try container.decodeIfPresent(ChatMessageWire.self, forKey: .message),
                   file: try container.decodeIfPresent(ChatFileEvent.self, forKey: .file))
     }
-    /// What the entry counts against the storage limit.
+    /// What the entry counts against the storage limits.
     var cost: Int { (message?.ciphertext.utf8.count ?? 0) + (file?.sealedName.utf8.count ?? 0) + 512 + 40 * recipients.count }
+    /// The account it counts against: the message's sender, or the file's uploader.
+    var owner: UserID? { message.flatMap { UserID($0.sender) } ?? file?.sender }
 }
 
 /// Why a send was not stored.
 enum ChatLogError: Error, CustomStringConvertible {
     case full
+    /// The sender's share of the storage is full (their deliveries wait for members who do not connect).
+    case accountFull(limit: Int)
     case damaged(String)
 
     var description: String {
         switch self {
         case .full: "the chat storage limit is reached"
+        case .accountFull(let limit): "the sender's share of the chat storage (\(limit) bytes) is full"
         case .damaged(let detail): "the chat log is damaged: \(detail)"
         }
     }
@@ -86,8 +91,10 @@ enum ChatLogError: Error, CustomStringConvertible {
 ///   nothing is left, the log is rewritten empty; otherwise it is rewritten when it has grown well
 ///   past what it holds.
 /// - Bounds: at most `queueLimit` deliveries wait for one member of one session (the oldest is
-///   dropped for that member when a new one arrives), none older than `retention`, and at most
-///   `storageLimit` bytes in all (a send beyond it is refused; nothing is dropped for it).
+///   dropped for that member when a new one arrives), none older than `retention`, at most
+///   `accountLimit` bytes of one account's sends, and at most `storageLimit` bytes in all (a send
+///   beyond either is refused; nothing is dropped for it). One account whose deliveries wait for
+///   members who never connect fills its own share, not everyone's.
 /// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
 actor ChatLog {
     private struct Record: Codable {
@@ -127,6 +134,7 @@ actor ChatLog {
     let queueLimit: Int
     let retention: TimeInterval
     let storageLimit: Int
+    let accountLimit: Int
     let rewriteThreshold: Int
     private let path: String
     private let bus: any ChatBus
@@ -137,6 +145,8 @@ actor ChatLog {
     private var queues: [SessionID: Queue] = [:]
     private var nextSeq: [SessionID: UInt64] = [:]
     private var storedBytes = 0
+    /// What each account's waiting deliveries count against its share.
+    private var storedBy: [UserID: Int] = [:]
     /// Where each live entry's record is in the log, so that it can be overwritten once deleted.
     private var lineOf: [EntryKey: Range<Int>] = [:]
     /// Records of deleted entries to overwrite with the next group commit.
@@ -174,8 +184,9 @@ actor ChatLog {
 
     /// - Parameter rewriteThreshold: the log is rewritten once it is larger than this and four
     ///   times larger than what it holds.
-    init(directory: String, queueLimit: Int, retention: TimeInterval, storageLimit: Int, bus: any ChatBus,
+    init(directory: String, queueLimit: Int, retention: TimeInterval, storageLimit: Int, accountLimit: Int? = nil, bus: any ChatBus,
          rewriteThreshold: Int = 8 << 20) throws {
+        self.accountLimit = accountLimit ?? storageLimit
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.rewriteThreshold = rewriteThreshold
         self.queueLimit = queueLimit
@@ -199,11 +210,12 @@ actor ChatLog {
         }
         for (session, var queue) in queues {
             nextSeq[session] = queue.head
+            _ = Self.collect(&queue)
             for entry in queue.live {
                 storedBytes += entry.cost
+                if let owner = entry.owner { storedBy[owner, default: 0] += entry.cost }
                 for user in entry.recipients where queue.cursors[user, default: 0] < entry.seq { queue.waiting[user, default: 0] += 1 }
             }
-            storedBytes -= Self.collect(&queue).freed
             queues[session] = queue
         }
         // Rewritten at once: drops torn lines and what was acknowledged, and starts appends on a clean line.
@@ -247,6 +259,10 @@ actor ChatLog {
         let seq = nextSeq[session, default: 0] + 1
         let entry = ChatEntry(session: session, seq: seq, time: now, recipients: recipients, message: message, file: file)
         guard storedBytes + entry.cost <= storageLimit else { throw ChatLogError.full }
+        if let owner = entry.owner {
+            guard storedBy[owner, default: 0] + entry.cost <= accountLimit else { throw ChatLogError.accountFull(limit: accountLimit) }
+            storedBy[owner, default: 0] += entry.cost
+        }
         nextSeq[session] = seq
         storedBytes += entry.cost
         let line = Self.line(Record(op: .entry, entry: entry))
@@ -368,7 +384,7 @@ actor ChatLog {
                 if compactionWanted { await compact() }
                 for waiter in batch { waiter.resume() }
             } catch {
-                for entry in entries { storedBytes -= entry.cost }
+                for entry in entries { uncount(entry) }
                 for waiter in batch { waiter.resume(throwing: error) }
             }
             if let ready = rewritten {
@@ -524,9 +540,9 @@ actor ChatLog {
 
     /// Deletes leading entries every recipient has, and has their records overwritten in the log.
     private func collect(_ queue: inout Queue) {
-        let (freed, deleted) = Self.collect(&queue)
-        storedBytes -= freed
+        let deleted = Self.collect(&queue)
         for entry in deleted {
+            uncount(entry)
             let key = EntryKey(entry)
             guard let range = lineOf.removeValue(forKey: key) else { continue }
             pendingScrubs.append((key, range))
@@ -535,14 +551,20 @@ actor ChatLog {
         if !deleted.isEmpty { startFlushing() }
     }
 
-    /// Deletes leading entries every recipient has; returns the bytes freed and the entries.
-    private static func collect(_ queue: inout Queue) -> (freed: Int, deleted: [ChatEntry]) {
-        var freed = 0
+    /// What a deleted (or never stored) entry counted against the limits is given back.
+    private func uncount(_ entry: ChatEntry) {
+        storedBytes -= entry.cost
+        guard let owner = entry.owner else { return }
+        storedBy[owner, default: 0] -= entry.cost
+        if storedBy[owner] == 0 { storedBy[owner] = nil }
+    }
+
+    /// Deletes leading entries every recipient has; returns them.
+    private static func collect(_ queue: inout Queue) -> [ChatEntry] {
         var deleted: [ChatEntry] = []
         while queue.start < queue.entries.count {
             let entry = queue.entries[queue.start]
             guard entry.recipients.allSatisfy({ queue.cursors[$0, default: 0] >= entry.seq }) else { break }
-            freed += entry.cost
             deleted.append(entry)
             queue.start += 1
         }
@@ -550,7 +572,7 @@ actor ChatLog {
             queue.entries.removeFirst(queue.start)
             queue.start = 0
         }
-        return (freed, deleted)
+        return deleted
     }
 
     /// One record as a JSON line (written by hand: see ``ChatJSONWriter``; read back with JSONDecoder).

@@ -172,6 +172,9 @@ struct ChatService: Sendable {
             return ChatFrame(type: .sent, seq: entry.seq, time: entry.time, messageID: message.messageID)
         } catch ChatLogError.full {
             return refuse(.chatStorageFull, "the gateway's chat storage is full; try again later")
+        } catch ChatLogError.accountFull(let limit) {
+            return refuse(.chatStorageFull, "your share of the gateway's chat storage (\(limit >> 20) MiB) is full of messages members have "
+                          + "not received yet; they must connect to receive them (or they expire)")
         } catch {
             return refuse(.storageError, "the message could not be stored")
         }

@@ -53,7 +53,8 @@ public struct Gateway: Sendable {
         let bus = LocalChatBus()
         let chat = ChatService(
             log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
-                             retention: configuration.chatRetention, storageLimit: configuration.chatStorageLimit, bus: bus),
+                             retention: configuration.chatRetention, storageLimit: configuration.chatStorageLimit,
+                             accountLimit: configuration.chatStoragePerAccount, bus: bus),
             bus: bus, users: users, tokens: tokens, sessions: sessions,
             limits: .init(maxFrame: configuration.chatMaxFrame, rate: configuration.chatRate, burst: 2 * configuration.chatRate,
                           outboundLimit: configuration.chatOutboundLimit),

@@ -26,6 +26,9 @@ public struct GatewayConfiguration: Sendable {
     public var chatQueueLimit = 1000
     public var chatRetention: TimeInterval = 7 * 24 * 3600
     public var chatStorageLimit = 256 << 20
+    /// Bytes of deliveries one account's sends may hold of that (its share): an account whose
+    /// messages wait for members who never connect fills only its own share.
+    public var chatStoragePerAccount = 32 << 20
     /// Largest chat frame accepted, and frames per second one connection may send (sustained; twice
     /// that in a burst).
     public var chatMaxFrame = 64 * 1024

@@ -58,6 +58,9 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Bytes all chat queues may hold, e.g. 256M; beyond it sends are refused [SAFECHAT_CHAT_STORAGE].")
     var chatStorage: String = ProcessInfo.processInfo.environment["SAFECHAT_CHAT_STORAGE"] ?? "256M"
 
+    @Option(help: "Bytes of those one account's messages may hold, e.g. 32M; beyond it that account's sends are refused [SAFECHAT_CHAT_STORAGE_PER_ACCOUNT].")
+    var chatStoragePerAccount: String = ProcessInfo.processInfo.environment["SAFECHAT_CHAT_STORAGE_PER_ACCOUNT"] ?? "32M"
+
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
 
@@ -74,8 +77,9 @@ struct ServeCommand: AsyncParsableCommand {
         guard parseByteCount(quota) != nil else { throw ValidationError("--quota takes a size such as 500M or 256G") }
         guard tokenLifetime > 0, uploadExpiry > 0 else { throw ValidationError("lifetimes must be positive") }
         guard idleTimeout > 0, bodyTimeout > 0 else { throw ValidationError("timeouts must be positive") }
-        guard (1...1_000_000).contains(chatQueue), chatRetention > 0, parseByteCount(chatStorage).map({ $0 > 0 && $0 <= Int64(Int.max) }) == true else {
-            throw ValidationError("--chat-queue takes 1 to 1000000, --chat-retention positive seconds, --chat-storage a size such as 256M")
+        guard (1...1_000_000).contains(chatQueue), chatRetention > 0, parseByteCount(chatStorage).map({ $0 > 0 && $0 <= Int64(Int.max) }) == true,
+              parseByteCount(chatStoragePerAccount).map({ $0 > 0 && $0 <= Int64(Int.max) }) == true else {
+            throw ValidationError("--chat-queue takes 1 to 1000000, --chat-retention positive seconds, --chat-storage and --chat-storage-per-account a size such as 256M")
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
     }
@@ -97,6 +101,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.chatQueueLimit = chatQueue
             configuration.chatRetention = TimeInterval(chatRetention)
             configuration.chatStorageLimit = Int(parseByteCount(chatStorage)!)
+            configuration.chatStoragePerAccount = Int(parseByteCount(chatStoragePerAccount)!)
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey
             LoggingSystem.bootstrap { label in

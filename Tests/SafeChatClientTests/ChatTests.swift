@@ -412,3 +412,75 @@ extension ChatTests {
         #expect(try await reopened.append(session: busy, message: wire(busy, "88888888"), file: nil, recipients: [online], now: 2_000).seq == 21)
     }
 }
+
+extension ChatTests {
+    /// No account can exhaust the chat storage others share (issue 24): accounts filling it at once,
+    /// each with messages for a member who never connects, each stop at their own share; another
+    /// account still sends, and a share freed by deliveries is usable again.
+    @Test func accountsFillingSharedChatStorageAtOnceEachStopAtTheirShare() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chatlog-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let log = try ChatLog(directory: directory, queueLimit: 100_000, retention: 3600, storageLimit: 1 << 20, accountLimit: 200_000,
+                              bus: LocalChatBus())
+        let session = SessionID.random(), absent = UserID.random()
+        let senders = (0..<4).map { _ in UserID.random() }
+        func wire(from sender: UserID) -> ChatMessageWire {
+            ChatMessageWire(sessionID: session.value, epoch: 0, sender: sender.value, messageID: Secrets.randomHex(16), sentAt: 1,
+                            ciphertext: String(repeating: "ab", count: 2_000), signature: String(repeating: "cd", count: 64))
+        }
+        // Four accounts at once, each sending until refused.
+        let stored = try await withThrowingTaskGroup(of: (UserID, Int, Bool).self) { group in
+            for sender in senders {
+                group.addTask {
+                    var count = 0
+                    while true {
+                        do {
+                            _ = try await log.append(session: session, message: wire(from: sender), file: nil, recipients: [absent], now: 1)
+                            count += 1
+                        } catch ChatLogError.accountFull {
+                            return (sender, count, true)
+                        } catch {
+                            return (sender, count, false)
+                        }
+                    }
+                }
+            }
+            return try await group.reduce(into: [UserID: (Int, Bool)]()) { $0[$1.0] = ($1.1, $1.2) }
+        }
+        let perMessage = ChatEntry(session: session, seq: 1, time: 1, recipients: [absent], message: wire(from: senders[0]), file: nil).cost
+        for sender in senders {
+            let (count, refusedForShare) = try #require(stored[sender])
+            #expect(refusedForShare, "each account is stopped by its own share, not by the whole storage")
+            #expect(count == 200_000 / perMessage, "\(count) messages of \(perMessage) bytes within a share of 200 000")
+        }
+        // Someone else still sends.
+        let other = UserID.random()
+        _ = try await log.append(session: session, message: wire(from: other), file: nil, recipients: [absent], now: 1)
+        // The absent member reads everything: the shares are free again.
+        try await log.acknowledge(session: session, user: absent, upTo: UInt64(senders.reduce(0) { $0 + stored[$1]!.0 } + 1))
+        #expect(await log.usage().bytes == 0)
+        _ = try await log.append(session: session, message: wire(from: senders[0]), file: nil, recipients: [absent], now: 1)
+    }
+
+    /// The same bound through the gateway: `safechat send` past the sender's share is refused with a
+    /// message that says whose share is full and why, and another member's sends still go.
+    @Test func aSendPastTheSendersShareIsRefusedAndOthersStillSend() async throws {
+        try await TestGateway.with(configure: { $0.chatStoragePerAccount = 20_000 }) { server in
+            let (one, two, three, session) = try await Self.pair(server, third: true)
+            defer { one.remove(); two.remove(); three?.remove() }
+            let text = String(repeating: "x", count: 4_000)
+            var refused: (status: Int32, output: String)?
+            for _ in 0..<10 {
+                let sent = try await one.run(["send", session, text])
+                if sent.status != 0 { refused = sent; break }
+            }
+            let refusal = try #require(refused, "user1's sends stop at their share")
+            #expect(refusal.output.contains("your share of the gateway's chat storage"), "\(refusal.output)")
+            #expect(try await three!.run(["send", session, "user3 still sends"]).status == 0)
+            #expect(try await two.run(["recv", session]).output.contains("user3 ✓: user3 still sends"))
+            // Once delivered (user2 and user3 acknowledge), user1 may send again.
+            _ = try await three!.run(["recv", session])
+            #expect(try await one.run(["send", session, "again"]).status == 0)
+        }
+    }
+}
