@@ -58,6 +58,11 @@ public struct ClientSession: Codable, Sendable {
         return session
     }
 
+    /// Removes the stored session (after logging out).
+    public static func forget(in directory: ClientDirectory) throws {
+        guard unlink(file(directory)) == 0 || errno == ENOENT else { throw FileError(path: file(directory), operation: "delete", errno: errno) }
+    }
+
     public func save(to directory: ClientDirectory) throws {
         _ = try directory.ensure()
         try directory.write(self, to: Self.file(directory))

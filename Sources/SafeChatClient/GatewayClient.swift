@@ -84,6 +84,14 @@ public struct GatewayClient: Sendable {
         return ClientSession(server: server, user: user, token: reply.token, expiresAt: reply.expiresAt, userID: reply.userID)
     }
 
+    /// Revokes this client's token on the gateway (POST /logout). A token the gateway no longer
+    /// accepts (401) is as good as revoked.
+    public func logout() async throws {
+        do {
+            _ = try await send(request(.POST, "/logout"), timeout: .seconds(60))
+        } catch ClientError.server(status: 401, _, _) {}
+    }
+
     // MARK: keys
 
     /// Publishes this device's identity bundle (PUT /keys/me).

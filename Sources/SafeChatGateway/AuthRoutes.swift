@@ -44,19 +44,58 @@ struct LoginRoutes: Sendable {
 /// one), so routes never read tokens themselves.
 struct AuthenticationMiddleware: RouterMiddleware {
     typealias Context = GatewayContext
-    let users: UserStore
-    let tokens: TokenService
+    let tokens: TokenValidator
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         guard let header = request.headers[.authorization], header.utf8.count > 7,
               header.prefix(7).lowercased() == "bearer ",
-              let claims = await tokens.verify(String(header.dropFirst(7))),
-              let principal = try await users.principal(id: claims.user, tokenGeneration: claims.generation)
+              let (principal, claims) = try await tokens.validate(String(header.dropFirst(7)))
         else { throw GatewayError.unauthorized }
         var context = context
         context.principal = principal
-        context.tokenGeneration = claims.generation
+        context.token = claims
         return try await next(request, context)
+    }
+}
+
+/// Whether a token still opens the gateway: signed by it and unexpired (``TokenService``), of an
+/// account that exists at the token's generation (``UserStore``), and not revoked on its own
+/// (``TokenRevocations``). The HTTP routes, chat upgrades and the audit of open chat connections
+/// all ask here.
+struct TokenValidator: Sendable {
+    let service: TokenService
+    let users: UserStore
+    let revocations: TokenRevocations
+
+    func validate(_ token: String) async throws -> (Principal, TokenClaims)? {
+        guard let claims = await service.verify(token) else { return nil }
+        return try await validate(claims).map { ($0, claims) }
+    }
+
+    /// The principal `claims` act for, if they still hold.
+    func validate(_ claims: TokenClaims) async throws -> Principal? {
+        if let id = claims.id, revocations.isRevoked(id) { return nil }
+        return try await users.principal(id: claims.user, tokenGeneration: claims.generation)
+    }
+}
+
+/// POST /logout: revokes the token it is sent with, alone, at once: every request with it is then
+/// 401, and the chat connections it opened close within a second.
+struct LogoutRoute: Sendable {
+    let users: UserStore
+    let revocations: TokenRevocations
+
+    func register(on router: RouterGroup<GatewayContext>) {
+        router.post("logout") { _, context in
+            let principal = try context.requirePrincipal()
+            guard let claims = context.token else { throw GatewayError.unauthorized }
+            // A token without an id (issued before ids existed), or an account that already has
+            // as many revocations pending as it may: every token of the account is revoked.
+            let revokedAlone = if let id = claims.id { try await revocations.revoke(id, of: principal.id, expires: claims.expires) } else { false }
+            if !revokedAlone { try await users.revokeTokens(of: principal.id) }
+            context.logger.info("logout", metadata: ["user_id": "\(principal.id)", "all_tokens": "\(!revokedAlone)"])
+            return Response(status: .noContent)
+        }
     }
 }
 

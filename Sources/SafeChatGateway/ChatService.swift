@@ -27,8 +27,7 @@ struct ChatService: Sendable {
     let bus: any ChatBus
     let hub = ChatHub()
     let tickets = ChatTickets()
-    let users: UserStore
-    let tokens: TokenService
+    let tokens: TokenValidator
     let sessions: SessionStore
     let limits: Limits
     let clock: @Sendable () -> Date
@@ -38,7 +37,8 @@ struct ChatService: Sendable {
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("chat/ticket") { _, context in
             let principal = try context.requirePrincipal()
-            let ticket = await tickets.issue(for: principal.id, generation: context.tokenGeneration ?? -1, now: clock())
+            guard let claims = context.token, claims.user == principal.id else { throw GatewayError.unauthorized }
+            let ticket = await tickets.issue(for: claims, now: clock())
             return try jsonResponse(ChatTicketReply(ticket: ticket, expiresIn: Int(ChatTickets.lifetime)), headers: [.cacheControl: "no-store"])
         }
         router.get("chat") { _, _ -> Response in
@@ -67,9 +67,9 @@ struct ChatService: Sendable {
         var headers: HTTPFields = [:]
         if offered.contains(ChatChannel.subprotocol) { headers[.secWebSocketProtocol] = ChatChannel.subprotocol }
 
-        let claims: (user: UserID, generation: Int)?
+        let claims: TokenClaims?
         if let header = request.headerFields[.authorization], header.utf8.count > 7, header.prefix(7).lowercased() == "bearer " {
-            claims = await tokens.verify(String(header.dropFirst(7)))
+            claims = await tokens.service.verify(String(header.dropFirst(7)))
         } else if let ticket = offered.first(where: { $0.hasPrefix(ChatChannel.ticketProtocolPrefix) }) {
             // A browser must name the real subprotocol too, so the answer can select it.
             guard headers[.secWebSocketProtocol] != nil else {
@@ -79,12 +79,12 @@ struct ChatService: Sendable {
         } else {
             claims = nil
         }
-        guard let claims, let principal = try? await users.principal(id: claims.user, tokenGeneration: claims.generation) else {
+        guard let claims, let principal = try? await tokens.validate(claims) else {
             return .refuse(.unauthorized)
         }
         guard sessions.isMember(principal.id, of: session) else { return .refuse(.notFound("session")) }
         return .accept(headers: headers) { inbound, outbound, context in
-            try await serve(ChatConnection(principal: principal, generation: claims.generation, session: session),
+            try await serve(ChatConnection(principal: principal, token: claims, session: session),
                             inbound: inbound, outbound: outbound, context: context)
         }
     }
@@ -203,12 +203,12 @@ struct ChatService: Sendable {
     func audit() async {
         var valid: [String: Bool] = [:]
         for (registration, connection) in hub.all() {
-            let user = connection.principal.id, key = "\(user) \(connection.generation)"
+            let user = connection.principal.id, key = "\(user) \(connection.token.generation) \(connection.token.id ?? "")"
             if valid[key] == nil {
-                valid[key] = (try? await users.principal(id: user, tokenGeneration: connection.generation)) != nil
+                valid[key] = (try? await tokens.validate(connection.token)) != nil
             }
             if valid[key] != true {
-                hub.close(registration, .revoked, "the login was revoked (password changed or account removed)")
+                hub.close(registration, .revoked, "the login was revoked (logged out, password changed or account removed)")
             } else if !sessions.isMember(user, of: connection.session) {
                 hub.close(registration, .revoked, "you are no longer a member of this session")
             }
@@ -225,7 +225,8 @@ struct ChatService: Sendable {
 /// Who a chat connection acts for.
 struct ChatConnection: Sendable {
     let principal: Principal
-    let generation: Int
+    /// The token that opened it (a ticket carries its token's claims on).
+    let token: TokenClaims
     let session: SessionID
 }
 
@@ -289,20 +290,21 @@ final class ChatHub: Sendable {
 /// their SHA-256 (the ticket itself is never kept), at most 16 outstanding per user.
 actor ChatTickets {
     static let lifetime: TimeInterval = 30
-    private var issued: [String: (user: UserID, generation: Int, expires: Date)] = [:]
+    private var issued: [String: (token: TokenClaims, expires: Date)] = [:]
 
-    func issue(for user: UserID, generation: Int, now: Date) -> String {
+    /// A ticket for the account and token of `token` (its upgrade is refused once that token is).
+    func issue(for token: TokenClaims, now: Date) -> String {
         issued = issued.filter { $0.value.expires > now }
-        let mine = issued.filter { $0.value.user == user }.sorted { $0.value.expires < $1.value.expires }
+        let mine = issued.filter { $0.value.token.user == token.user }.sorted { $0.value.expires < $1.value.expires }
         for (key, _) in mine.dropLast(15) { issued[key] = nil }
         let ticket = Secrets.randomHex(32)
-        issued[Self.key(ticket)] = (user, generation, now.addingTimeInterval(Self.lifetime))
+        issued[Self.key(ticket)] = (token, now.addingTimeInterval(Self.lifetime))
         return ticket
     }
 
-    func redeem(_ ticket: String, now: Date) -> (user: UserID, generation: Int)? {
+    func redeem(_ ticket: String, now: Date) -> TokenClaims? {
         guard ticket.utf8.count == 64, let entry = issued.removeValue(forKey: Self.key(ticket)), entry.expires > now else { return nil }
-        return (entry.user, entry.generation)
+        return entry.token
     }
 
     private static func key(_ ticket: String) -> String { Secrets.hex(SHA256Hasher.hash(Array(ticket.utf8))) }

@@ -31,6 +31,7 @@ public struct Gateway: Sendable {
     let chat: ChatService
     let web: WebAssets
     let tokens: TokenService
+    let revocations: TokenRevocations
     let throttle: LoginThrottle
     let access: AccessPolicy
     let logger: Logger
@@ -50,12 +51,14 @@ public struct Gateway: Sendable {
         access = AccessPolicy(sessions: sessions)
         tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
+        revocations = try TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
+        let validator = TokenValidator(service: tokens, users: users, revocations: revocations)
         let bus = LocalChatBus()
         let chat = ChatService(
             log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
                              retention: configuration.chatRetention, storageLimit: configuration.chatStorageLimit,
                              accountLimit: configuration.chatStoragePerAccount, bus: bus),
-            bus: bus, users: users, tokens: tokens, sessions: sessions,
+            bus: bus, tokens: validator, sessions: sessions,
             limits: .init(maxFrame: configuration.chatMaxFrame, rate: configuration.chatRate, burst: 2 * configuration.chatRate,
                           outboundLimit: configuration.chatOutboundLimit),
             clock: configuration.clock)
@@ -72,13 +75,14 @@ public struct Gateway: Sendable {
 
     public static func usersPath(dataDirectory: String) -> String { dataDirectory + "/users.json" }
 
-    /// The router with every route.
-    public func makeRouter() -> Router<GatewayContext> {
+    /// The router with every route; `routeTable` learns them.
+    func makeRouter(routeTable: RouteTable = RouteTable()) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
-        let routeTable = RouteTable()
         router.add(middleware: ErrorBodyMiddleware(routes: routeTable))
         LoginRoutes(users: users, tokens: tokens, throttle: throttle).register(on: router)
-        let authenticated = router.group().add(middleware: AuthenticationMiddleware(users: users, tokens: tokens))
+        let authenticated = router.group().add(middleware: AuthenticationMiddleware(tokens: TokenValidator(service: tokens, users: users,
+                                                                                                           revocations: revocations)))
+        LogoutRoute(users: users, revocations: revocations).register(on: authenticated)
         UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
             .register(authenticated: authenticated, open: router)
         FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
@@ -93,6 +97,7 @@ public struct Gateway: Sendable {
     /// The Hummingbird application, listening where the configuration says.
     /// - Parameter onServerRunning: called with the bound port once listening (tests bind port 0).
     public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+        let routeTable = RouteTable()
         let idle = TimeAmount(configuration.idleTimeout)
         let webSocket = GatewayChannel.WebSocketSettings(maxFrameSize: configuration.chatMaxFrame, pingInterval: configuration.chatPingInterval)
         let tlsPaths = configuration.tlsCertificatePath.flatMap { cert in configuration.tlsKeyPath.map { (cert, $0) } }
@@ -112,7 +117,8 @@ public struct Gateway: Sendable {
             server = try .tls(plain, tlsConfiguration: tls)
         }
         return Application(
-            responder: FrontResponder(routes: makeRouter().buildResponder(), maxFileSize: configuration.maxFileSize), server: server,
+            responder: FrontResponder(routes: makeRouter(routeTable: routeTable).buildResponder(), routeTable: routeTable,
+                                      maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
             services: [Sweeper(uploads: uploads, users: users, logger: logger), ChatMaintenance(chat: chat, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
@@ -232,6 +238,7 @@ final class RouteTable: Sendable {
 struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
     typealias Context = GatewayContext
     let routes: Routes
+    let routeTable: RouteTable
     let maxFileSize: Int64
     let cors = CORSMiddleware<GatewayContext>(
         allowOrigin: .all,
@@ -246,7 +253,7 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
     func respond(to request: Request, context: Context) async throws -> Response {
         do {
             var response = try await cors.handle(request, context: context) { request, context in
-                try await routes.respond(to: try Self.applyingMethodOverride(request), context: context)
+                try await respondToRoutes(try Self.applyingMethodOverride(request), context: context)
             }
             // A preflight is answered by the CORS middleware alone; it still tells tus clients what
             // this server speaks.
@@ -259,6 +266,21 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
         } catch let error as GatewayError {
             return try error.response(from: request, context: context)
         }
+    }
+
+    /// HEAD works wherever GET does: a path with no HEAD route of its own is answered as GET would
+    /// be, without the body.
+    private func respondToRoutes(_ request: Request, context: Context) async throws -> Response {
+        let methods = routeTable.methods(for: request.uri.path)
+        guard request.method == .head, !methods.contains(.head), methods.contains(.get) else {
+            return try await routes.respond(to: request, context: context)
+        }
+        var head = request.head
+        head.method = .get
+        let response = try await routes.respond(to: Request(head: head, body: request.body), context: context)
+        var headers = response.headers
+        if headers[.contentLength] == nil, let length = response.body.contentLength { headers[.contentLength] = "\(length)" }
+        return Response(status: response.status, headers: headers)
     }
 
     /// A POST to an upload URL that says it is a PATCH or DELETE is routed as one (for clients and

@@ -11,8 +11,8 @@ public struct GatewayContext: RequestContext {
     let channel: any Channel
     /// Set by ``AuthenticationMiddleware``.
     var principal: Principal?
-    /// The generation of the token that authenticated the request (tickets carry it on).
-    var tokenGeneration: Int?
+    /// The token that authenticated the request (tickets carry it on; logout revokes it).
+    var token: TokenClaims?
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

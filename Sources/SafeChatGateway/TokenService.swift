@@ -15,6 +15,9 @@ public struct TokenService: Sendable {
         var exp: ExpirationClaim
         /// The account's token generation when issued; a password change moves it on.
         var gen: Int
+        /// The token's own id (128 random bits, hex), by which it is revoked alone (POST /logout).
+        /// Tokens issued before ids existed have none.
+        var jti: IDClaim?
 
         func verify(using algorithm: some JWTAlgorithm) async throws {
             try exp.verifyNotExpired()
@@ -40,14 +43,14 @@ public struct TokenService: Sendable {
         let expires = now.addingTimeInterval(lifetime)
         let claims = Claims(sub: .init(value: user.value), iss: .init(value: issuer), aud: .init(value: [audience]),
                             iat: .init(value: now), nbf: .init(value: now.addingTimeInterval(-5)), exp: .init(value: expires),
-                            gen: generation)
+                            gen: generation, jti: .init(value: Secrets.randomHex(16)))
         return (try await keys.sign(claims), expires)
     }
 
-    /// What a token claims (its account and token generation), if it is an HS256 token signed with
-    /// our key, from us, for us, and within its validity; nil otherwise. Whether that account still
-    /// exists at that generation is the user store's to say.
-    public func verify(_ token: String) async -> (user: UserID, generation: Int)? {
+    /// What a token claims, if it is an HS256 token signed with our key, from us, for us, and within
+    /// its validity; nil otherwise. Whether that account still exists at that generation is the user
+    /// store's to say, and whether the token was revoked alone, ``TokenRevocations``'.
+    public func verify(_ token: String) async -> TokenClaims? {
         // Refuse every algorithm but HS256 ("none" included) before the library sees the token.
         guard token.utf8.count < 4096, let headerPart = token.split(separator: ".", omittingEmptySubsequences: false).first,
               let headerData = Self.base64URLDecode(headerPart),
@@ -58,7 +61,7 @@ public struct TokenService: Sendable {
               claims.iss.value == issuer, (try? claims.aud.verifyIntendedAudience(includes: audience)) != nil,
               let user = UserID(claims.sub.value)
         else { return nil }
-        return (user, claims.gen)
+        return TokenClaims(user: user, generation: claims.gen, id: claims.jti?.value, expires: claims.exp.value)
     }
 
     static func base64URLDecode(_ text: some StringProtocol) -> Data? {
@@ -79,6 +82,15 @@ public struct TokenService: Sendable {
         try writer.commit()
         return key
     }
+}
+
+/// What a verified token says: its account, the account's token generation it was issued under,
+/// its own id (nil for tokens issued before ids existed) and its expiry.
+public struct TokenClaims: Sendable, Equatable {
+    public let user: UserID
+    public let generation: Int
+    public let id: String?
+    public let expires: Date
 }
 
 /// Login attempts, throttled per account and per client address.

@@ -90,7 +90,11 @@ public actor UserStore {
         loadedModification = Self.modification(path)
     }
 
+    /// Names that cannot be accounts: `me` is what `/keys/me` means, so that account could never be named.
+    static let reservedNames: Set<String> = ["me"]
+
     public static func validate(name: String) throws {
+        guard !reservedNames.contains(name) else { throw UserStoreError.reservedName(name) }
         guard (1...64).contains(name.utf8.count),
               name.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
         else { throw UserStoreError.invalidName(name) }
@@ -110,6 +114,14 @@ public actor UserStore {
         guard users[name] != nil else { throw UserStoreError.unknown(name) }
         try Self.validate(password: password)
         users[name]!.password = Self.hash(password: password)
+        users[name]!.tokenGeneration += 1
+        try save()
+    }
+
+    /// Revokes every token of the account `id` issued so far (its token generation moves on).
+    public func revokeTokens(of id: UserID) throws {
+        try reloadIfChanged()
+        guard let name = users.values.first(where: { $0.id == id })?.name else { return }
         users[name]!.tokenGeneration += 1
         try save()
     }
@@ -225,8 +237,9 @@ public actor UserStore {
 
 }
 
-public enum UserStoreError: Error, CustomStringConvertible {
+public enum UserStoreError: Error, Equatable, CustomStringConvertible {
     case invalidName(String)
+    case reservedName(String)
     case exists(String)
     case unknown(String)
     case weakPassword
@@ -234,6 +247,7 @@ public enum UserStoreError: Error, CustomStringConvertible {
     public var description: String {
         switch self {
         case .invalidName(let name): "'\(name)' is not a valid user name (1-64 letters, digits, '.', '-', '_')"
+        case .reservedName(let name): "'\(name)' is reserved (GET /keys/\(name) means the caller); choose another name"
         case .exists(let name): "user '\(name)' already exists"
         case .unknown(let name): "no user '\(name)'"
         case .weakPassword: "a password must be 8 to 1024 bytes long"

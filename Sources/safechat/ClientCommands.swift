@@ -35,6 +35,28 @@ struct LoginCommand: AsyncParsableCommand {
     }
 }
 
+struct LogoutCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "logout",
+        abstract: "Log out: the gateway revokes the stored token, and this machine forgets it.",
+        discussion: "If the gateway cannot be reached, nothing changes (the token would stay valid until it expires): run it again later.")
+
+    func run() async throws {
+        try await reportingFailures("logout") {
+            let directory = ClientDirectory()
+            let session: ClientSession
+            do { session = try ClientSession.load(from: directory) } catch ClientError.sessionExpired(let server) {
+                try ClientSession.forget(in: directory)
+                printError("logged out of \(server) (the token had expired)")
+                return
+            }
+            try await GatewayClient(session: session).logout()
+            try ClientSession.forget(in: directory)
+            printError("logged out of \(session.server); the gateway revoked the token")
+        }
+    }
+}
+
 struct UploadCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "upload",

@@ -138,6 +138,54 @@ import WSClient
         }
     }
 
+    /// Logging out revokes the token it is sent with, alone (issue 24): `safechat logout` makes the
+    /// gateway refuse that token at once and close the chat connections it opened, while another
+    /// token of the same account, and a ticket it did not issue, go on working; the CLI forgets it.
+    @Test func logoutRevokesItsTokenAloneAndClosesItsConnections() async throws {
+        try await TestGateway.with { server in
+            let (one, two, _, session) = try await ChatTests.pair(server)
+            defer { one.remove(); two.remove() }
+            let login = try Self.login(two)
+            let other = try await HTTP.login(server.base, user: "user2", password: "password-two")
+            // A ticket issued with the token before logout is refused after it.
+            let ticket = try #require(try await HTTP(base: server.base, token: login.token).send(.POST, "/chat/ticket").json["ticket"] as? String)
+            let started = ContinuousClock.now
+            let code = try await Self.raw(login, session: session) { inbound, _ in
+                let out = try await two.run(["logout"])
+                #expect(out.status == 0 && out.output.contains("revoked"), "\(out.output)")
+                for try await _ in inbound {}
+            }
+            #expect(code == ChatCloseCode.revoked.rawValue)
+            #expect(ContinuousClock.now - started < .seconds(5))
+            #expect(try await HTTP(base: server.base, token: login.token).send(.GET, "/files").status == 401)
+            #expect(try await Self.upgrade(server, session: session, token: login.token).status == 401)
+            let byTicket = try await Self.upgrade(server, session: session, protocols: "safechat.v1, safechat.ticket.\(ticket)")
+            #expect(byTicket.status == 401, "\(byTicket)")
+            #expect(try await other.send(.GET, "/files").status == 200, "the account's other token still works")
+            #expect(!FileManager.default.fileExists(atPath: two.config + "/safechat/session.json"))
+            #expect(try await two.run(["files"]).output.contains("not logged in"))
+            // Survives a restart of the gateway (the revocation is durable).
+            let reopened = try TokenRevocations(path: server.dataDirectory + "/revoked-tokens.json")
+            let claims = try #require(await server.gateway.tokens.verify(login.token))
+            #expect(reopened.isRevoked(try #require(claims.id)))
+        }
+    }
+
+    /// An account that logs out more often than its revocations may hold has all its tokens revoked
+    /// instead: the list stays bounded.
+    @Test func revocationsPerAccountAreBounded() async throws {
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("revoked-\(UUID().uuidString).json").path
+        defer { try? FileManager.default.removeItem(atPath: path) }
+        let revocations = try TokenRevocations(path: path, perAccount: 2)
+        let user = UserID.random(), later = Date().addingTimeInterval(3600)
+        #expect(try await revocations.revoke("a", of: user, expires: later))
+        #expect(try await revocations.revoke("b", of: user, expires: later))
+        #expect(try await !revocations.revoke("c", of: user, expires: later))
+        #expect(try await revocations.revoke("d", of: UserID.random(), expires: later), "another account's share")
+        var info = stat()
+        #expect(stat(path, &info) == 0 && info.st_mode & 0o777 == 0o600)
+    }
+
     func room(_ ws: Workspace, _ session: String) async throws -> ChatRoom {
         let identities = IdentityStore(environment: ["XDG_DATA_HOME": ws.data])
         return try await ChatRoom(sessions: SessionClient(session: try Self.login(ws), identity: try identities.load(), identities: identities),

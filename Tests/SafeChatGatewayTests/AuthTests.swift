@@ -129,6 +129,12 @@ import SealedStream
         #expect(try await alice.send(.GET, "/files").status == 401)
         await #expect(throws: UserStoreError.self) { try await cli.add("bad name!", password: "whatever123") }
         await #expect(throws: UserStoreError.self) { try await cli.add("bob", password: "short") }
+        // `me` is what /keys/me means: no account can have that name, by `safechat user add` either.
+        await #expect(throws: UserStoreError.reservedName("me")) { try await cli.add("me", password: "correct horse battery") }
+        let added = try await runProcess(["sh", "-c", "printf 'correct horse battery\\n' | \"$0\" user add me --data-dir \"$1\"",
+                                          URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat").path,
+                                          server.dataDirectory], in: URL(fileURLWithPath: server.dataDirectory))
+        #expect(added.status != 0 && added.output.contains("'me' is reserved"), "\(added.output)")
         var info = stat()
         stat(Gateway.usersPath(dataDirectory: server.dataDirectory), &info)
         #expect(info.st_mode & 0o777 == 0o600)

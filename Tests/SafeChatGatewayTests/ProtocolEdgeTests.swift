@@ -192,4 +192,23 @@ import SealedStream
             #expect(idle.isClosedByPeer(within: .seconds(20)))
         }
     }
+
+    /// HEAD works wherever GET does (issue 24): the same status and headers, and no body.
+    @Test func headWorksWhereverGetDoes() async throws {
+        try await TestGateway.with { server in
+            let client = try await HTTP.login(server.base)
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
+            let file = try #require(try await client.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
+            let asset = try #require(String(decoding: try await client.send(.GET, "/").body, as: UTF8.self)
+                .firstMatch(of: /src="(\/assets\/[^"]+)"/).map { String($0.1) })
+            for path in ["/", asset, "/files", "/files/\(file)", "/files/\(file)/chunks/0", "/download/\(file)", "/keys/user1", "/sessions",
+                         "/files/\(String(repeating: "0", count: 32))", "/get_chat_key?session=\(String(repeating: "0", count: 32))"] {
+                let get = try await client.send(.GET, path), head = try await client.send(.HEAD, path)
+                #expect(head.status == get.status, "\(path): HEAD \(head.status), GET \(get.status)")
+                #expect(head.header("Content-Type") == get.header("Content-Type"), "\(path)")
+                if let length = get.header("Content-Length") { #expect(head.header("Content-Length") == length, "\(path)") }
+                #expect(head.body.isEmpty)
+            }
+        }
+    }
 }

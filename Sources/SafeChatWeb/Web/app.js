@@ -331,11 +331,17 @@ $('session-form').addEventListener('submit', async (event) => {
   }
 });
 
-$('logout').addEventListener('click', () => {
+$('logout').addEventListener('click', async () => {
   state.chat?.close();
+  // The gateway revokes the token (POST /logout), so a copy of it left anywhere no longer opens anything.
+  let note = '';
+  try { await state.gateway?.request('POST', '/logout'); } catch (error) {
+    if (error.status !== 401) note = `Logged out here, but the gateway could not revoke the token (${error.message}); it expires on its own.`;
+  }
   sessionStorage.clear();
   state.login = state.gateway = state.identity = null;
   view('login-view');
+  $('login-error').textContent = note;
 });
 
 start().catch((error) => { $('sessions-note').textContent = error.message; });
