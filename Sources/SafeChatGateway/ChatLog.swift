@@ -156,6 +156,9 @@ actor ChatLog {
     /// Deleted while a rewrite was under way (its snapshot or its tail still holds them), with where
     /// their records were in the old log.
     private var deletedDuringRewrite: [EntryKey: Range<Int>] = [:]
+    /// From the moment a rewrite takes its snapshot until its file is in place (or abandoned):
+    /// entries deleted meanwhile must be overwritten in the new file too.
+    private var rewriting = false
     /// Where the old log stood when the rewrite under way took its snapshot.
     private var rewriteTailStart = 0
 
@@ -342,7 +345,7 @@ actor ChatLog {
     /// Deliveries stored and their bytes, the log's size, how often it was rewritten beside the
     /// appends and whether such a rewrite is under way; for tests and the operator.
     func usage() -> (entries: Int, bytes: Int, logBytes: Int, rewrites: Int, rewriting: Bool) {
-        (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes, rewrites, rewriteTail != nil || rewritten != nil)
+        (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes, rewrites, rewriting)
     }
 
     // MARK: - Durability
@@ -437,6 +440,7 @@ actor ChatLog {
         rewriteTail = []
         rewriteTailStart = logBytes
         deletedDuringRewrite = [:]
+        rewriting = true
         rewriteGeneration += 1
         let generation = rewriteGeneration, queues = queues, path = path
         Task {
@@ -456,6 +460,7 @@ actor ChatLog {
         guard generation == rewriteGeneration, rewriteTail != nil else { return }
         guard let file else {
             rewriteTail = nil  // tried again after the next write
+            rewriting = false
             return
         }
         rewritten = file
@@ -468,13 +473,22 @@ actor ChatLog {
     private func install(_ rewrite: LogRewrite) async {
         let tail = rewriteTail ?? []
         rewriteTail = nil
+        defer {
+            rewriting = false
+            deletedDuringRewrite = [:]
+        }
         // The new file holds entries deleted since the snapshot was taken, in the snapshot or in the
         // tail (copied from the old log before their records there were overwritten): their records
-        // in the new file are overwritten before it takes the log's place.
+        // in the new file are overwritten, those deleted until now before it takes the log's place,
+        // those deleted while it does right after.
         let shift = rewrite.snapshotBytes - rewriteTailStart
-        let stale = deletedDuringRewrite.compactMap { key, old in
-            (rewrite.lines[key] ?? (old.lowerBound >= rewriteTailStart ? old.lowerBound + shift..<old.upperBound + shift : nil)).map { (key, $0) }
+        let start = rewriteTailStart
+        func inNewFile(_ deleted: [EntryKey: Range<Int>]) -> [(key: EntryKey, range: Range<Int>)] {
+            deleted.compactMap { key, old in
+                (rewrite.lines[key] ?? (old.lowerBound >= start ? old.lowerBound + shift..<old.upperBound + shift : nil)).map { (key, $0) }
+            }
         }
+        let stale = inNewFile(deletedDuringRewrite)
         deletedDuringRewrite = [:]
         do {
             let new = try await blockingIO { try rewrite.commit(appending: tail, overwriting: stale) }
@@ -483,9 +497,11 @@ actor ChatLog {
             logBytes = rewrite.snapshotBytes + tail.count
             compactedBytes = logBytes
             rewrites += 1
+            // Overwrites still pending were for the old file; in the new one, those deleted meanwhile.
+            pendingScrubs = inNewFile(deletedDuringRewrite)
             var moved: [EntryKey: Range<Int>] = [:]
             for (key, range) in lineOf {
-                if let inSnapshot = rewrite.lines[key] { moved[key] = inSnapshot } else if range.lowerBound >= rewriteTailStart {
+                if let inSnapshot = rewrite.lines[key] { moved[key] = inSnapshot } else if range.lowerBound >= start {
                     moved[key] = range.lowerBound + shift..<range.upperBound + shift
                 }
             }
@@ -503,14 +519,20 @@ actor ChatLog {
         rewriteGeneration += 1
         rewritten = nil
         deletedDuringRewrite = [:]
+        rewriting = true
+        defer {
+            rewriting = false
+            deletedDuringRewrite = [:]
+        }
         let snapshot = Self.snapshot(of: queues)
         do {
             let old = descriptor
             descriptor = try await blockingIO { [path] in try Self.replaceLog(at: path, with: snapshot.bytes) }
             close(old)
             logBytes = snapshot.bytes.count
-            lineOf = snapshot.lines
-            pendingScrubs = []
+            lineOf = snapshot.lines.filter { deletedDuringRewrite[$0.key] == nil }
+            // Overwrites still pending were for the old file; in the new one, those deleted meanwhile.
+            pendingScrubs = deletedDuringRewrite.compactMap { key, _ in snapshot.lines[key].map { (key, $0) } }
             compactedBytes = logBytes
         } catch {}
     }
@@ -546,7 +568,7 @@ actor ChatLog {
             let key = EntryKey(entry)
             guard let range = lineOf.removeValue(forKey: key) else { continue }
             pendingScrubs.append((key, range))
-            if rewriteTail != nil || rewritten != nil { deletedDuringRewrite[key] = range }
+            if rewriting { deletedDuringRewrite[key] = range }
         }
         if !deleted.isEmpty { startFlushing() }
     }

@@ -321,6 +321,9 @@ import SealedStream
         #expect(!usage.rewriting)
         #expect(usage.rewrites >= 3, "rewrites beside the appends: \(usage.rewrites)")
         #expect(usage.entries == 8 * 10)
+        // Through every rewrite, what was delivered left the file: it holds the waiting entries alone.
+        let onDisk = try String(contentsOfFile: directory + "/log.jsonl", encoding: .utf8)
+        #expect(onDisk.components(separatedBy: "\"op\":\"entry\"").count - 1 == 8 * 10)
         let reopened = try ChatLog(directory: directory, queueLimit: 10_000, retention: 3_600, storageLimit: 64 << 20, bus: LocalChatBus())
         for session in sessions {
             let waiting = await reopened.backlog(session: session, user: lagging).entries.map(\.seq)
