@@ -14,7 +14,7 @@ not the stream's; each is refused and no partial file is kept (OTHER_ID is anoth
 
   story_test.py BASE_URL EXPORT_FILE PASSPHRASE FILE_SHA256 FILE_NAME SESSION_NAME BLOB_PATH HOSTILE_NAME UPLOAD_FILE OTHER_ID
 """
-import faulthandler, os, re, sys
+import faulthandler, os, re, sys, urllib.error, urllib.request
 
 # A hang becomes a failure with the stack of where it hung, not a stuck CI job.
 faulthandler.dump_traceback_later(240, exit=True)
@@ -209,5 +209,17 @@ with sync_playwright() as p:
     uploaded = os.path.basename(to_upload)
     page.get_by_role("button", name=f"Download {uploaded}").wait_for()
     check(not problems, f"no errors in the page: {problems}")
+
+    # Log out: the gateway revokes the page's token, so a copy of it opens nothing any more.
+    token = page.evaluate("JSON.parse(sessionStorage.getItem('safechat.login')).token")
+    def files_with(token):
+        try:
+            return urllib.request.urlopen(urllib.request.Request(base + "/files", headers={"Authorization": "Bearer " + token})).status
+        except urllib.error.HTTPError as e:
+            return e.code
+    check(files_with(token) == 200, "the page's token works while logged in")
+    page.get_by_role("button", name="Log out").click()
+    page.get_by_label("Username").wait_for()
+    check(files_with(token) == 401, "after Log out the gateway refuses the page's token")
     browser.close()
 print("browser story passed")
