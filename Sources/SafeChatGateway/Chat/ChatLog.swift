@@ -6,79 +6,6 @@ import NIOCore
 import SafeChatAPI
 import SealedFormat
 
-/// One delivery the gateway stores and relays: a sealed message or a file event, numbered `seq`
-/// within its session, for the members who were recipients when it was sent.
-/// A reference type: each entry is shared by its session's queue, the bus and every recipient's
-/// connection, and copying its fields for each was a measurable part of the relay's work.
-final class ChatEntry: Codable, Sendable {
-    let session: SessionID
-    let seq: UInt64
-    /// Gateway time, ms since 1970.
-    let time: UInt64
-    let recipients: [UserID]
-    let message: ChatMessageWire?
-    let file: ChatFileEvent?
-    /// The `delivery` frame's JSON as sent, encoded once for all recipients (encoding it for each
-    /// was most of the gateway's work under load).
-    let frame: ByteBuffer
-    /// Where `frame` holds the message's JSON object, which the log record copies.
-    private let messageObject: Range<Int>?
-
-    init(session: SessionID, seq: UInt64, time: UInt64, recipients: [UserID], message: ChatMessageWire?, file: ChatFileEvent?) {
-        self.session = session
-        self.seq = seq
-        self.time = time
-        self.recipients = recipients
-        self.message = message
-        self.file = file
-        var messageObject: Range<Int>?
-        frame = ByteBuffer(bytes: ChatFrame(type: .delivery, seq: seq, time: time, message: message, file: file)
-            .jsonBytes(messageObject: &messageObject))
-        self.messageObject = messageObject
-    }
-
-    func write(to json: inout ChatJSONWriter) {
-        json.field("file", object: file.map { file in { file.write(to: &$0) } })
-        if let messageObject {
-            frame.withUnsafeReadableBytes { json.field("message", json: UnsafeRawBufferPointer(rebasing: $0[messageObject])) }
-        }
-        json.field("recipients", strings: recipients.map(\.value))
-        json.field("seq", seq)
-        json.field("session", session.value)
-        json.field("time", time)
-    }
-
-    private enum CodingKeys: String, CodingKey { case session, seq, time, recipients, message, file }
-
-    convenience init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(session: try container.decode(SessionID.self, forKey: .session), seq: try container.decode(UInt64.self, forKey: .seq),
-                  time: try container.decode(UInt64.self, forKey: .time), recipients: try container.decode([UserID].self, forKey: .recipients),
-                  message: try container.decodeIfPresent(ChatMessageWire.self, forKey: .message),
-                  file: try container.decodeIfPresent(ChatFileEvent.self, forKey: .file))
-    }
-    /// What the entry counts against the storage limits.
-    var cost: Int { (message?.ciphertext.utf8.count ?? 0) + (file?.sealedName.utf8.count ?? 0) + 512 + 40 * recipients.count }
-    /// The account it counts against: the message's sender, or the file's uploader.
-    var owner: UserID? { message.flatMap { UserID($0.sender) } ?? file?.sender }
-}
-
-/// Why a send was not stored.
-enum ChatLogError: Error, CustomStringConvertible {
-    case full
-    /// The sender's share of the storage is full (their deliveries wait for members who do not connect).
-    case accountFull(limit: Int)
-    case damaged(String)
-
-    var description: String {
-        switch self {
-        case .full: "the chat storage limit is reached"
-        case .accountFull(let limit): "the sender's share of the chat storage (\(limit) bytes) is full"
-        case .damaged(let detail): "the chat log is damaged: \(detail)"
-        }
-    }
-}
-
 /// The offline queue: every delivery not yet acknowledged by all its recipients, kept durable in an
 /// append-only log (`registry/chat/log.jsonl`, one JSON record per line) and in memory.
 ///
@@ -97,7 +24,7 @@ enum ChatLogError: Error, CustomStringConvertible {
 ///   members who never connect fills its own share, not everyone's.
 /// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
 actor ChatLog {
-    private struct Record: Codable {
+    struct Record: Codable {
         /// `dropped` carries, in `seq`, how many deliveries were dropped for `user` and not yet
         /// reported to them (the latest record wins; 0 once reported).
         enum Op: String, Codable { case entry, ack, head, dropped, gone }
@@ -108,7 +35,7 @@ actor ChatLog {
         var seq: UInt64?
     }
 
-    private struct Queue: Sendable {
+    struct Queue: Sendable {
         var entries: [ChatEntry] = []
         /// Entries before this index are deleted (removed in batches, not one by one).
         var start = 0
@@ -414,22 +341,6 @@ actor ChatLog {
         rewriteTail? += lines
     }
 
-    /// A deleted entry's record, as it is overwritten in place: `{"op":"gone","seq":N,"session":…}`
-    /// (its seq stays taken after a restart), padded with spaces to the record's length (JSON allows
-    /// the whitespace). An entry's record is always longer.
-    static func goneRecord(_ key: EntryKey, length: Int) -> [UInt8] {
-        let gone = line(Record(op: .gone, session: key.session, seq: key.seq)).dropLast()
-        return gone + [UInt8](repeating: UInt8(ascii: " "), count: max(0, length - gone.count - 1)) + [UInt8(ascii: "\n")]
-    }
-
-    private static func overwrite(_ records: [(key: EntryKey, range: Range<Int>)], in descriptor: Int32) throws {
-        for (key, range) in records {
-            let gone = goneRecord(key, length: range.count)
-            let written = gone.withUnsafeBytes { pwrite(descriptor, $0.baseAddress, $0.count, off_t(range.lowerBound)) }
-            guard written == gone.count else { throw FileError(path: "chat log", operation: "overwrite a delivered entry", errno: errno) }
-        }
-    }
-
     /// Starts rewriting the log, grown well past what it holds, as the live state alone, without
     /// holding up the appends: the snapshot is taken now and written to a new file off the actor
     /// while records still go to the old log (and to ``rewriteTail``); ``install(_:)`` then adds
@@ -597,107 +508,4 @@ actor ChatLog {
         return deleted
     }
 
-    /// One record as a JSON line (written by hand: see ``ChatJSONWriter``; read back with JSONDecoder).
-    private static func line(_ record: Record) -> [UInt8] {
-        var json = ChatJSONWriter(capacity: 256 + (record.entry?.message?.ciphertext.utf8.count ?? 0))
-        json.object { json in
-            json.field("entry", object: record.entry.map { entry in { entry.write(to: &$0) } })
-            json.field("op", record.op.rawValue)
-            json.field("seq", record.seq)
-            json.field("session", record.session?.value)
-            json.field("user", record.user?.value)
-        }
-        return json.bytes + [UInt8(ascii: "\n")]
-    }
-
-    /// The whole live state as log records: each session's last seq, the drop counts not yet
-    /// reported, and, where deliveries are still waiting, the cursors and those deliveries (whose
-    /// records' places are returned too).
-    private static func snapshot(of queues: [SessionID: Queue]) -> (bytes: [UInt8], lines: [EntryKey: Range<Int>]) {
-        var bytes: [UInt8] = []
-        var lines: [EntryKey: Range<Int>] = [:]
-        for (session, queue) in queues.sorted(by: { $0.key.value < $1.key.value }) where queue.head > 0 {
-            for (user, count) in queue.dropped.sorted(by: { $0.key.value < $1.key.value }) {
-                bytes += line(Record(op: .dropped, session: session, user: user, seq: count))
-            }
-            if !queue.live.isEmpty {
-                for (user, seq) in queue.cursors.sorted(by: { $0.key.value < $1.key.value }) {
-                    bytes += line(Record(op: .ack, session: session, user: user, seq: seq))
-                }
-                for entry in queue.live {
-                    let record = line(Record(op: .entry, entry: entry))
-                    lines[EntryKey(entry)] = bytes.count..<bytes.count + record.count
-                    bytes += record
-                }
-            }
-            // After the entries: replay skips an entry at or below the head it has read, so a head
-            // written first made a second restart lose every waiting delivery.
-            bytes += line(Record(op: .head, session: session, seq: queue.head))
-        }
-        return (bytes, lines)
-    }
-
-    /// Writes `bytes` as the new log (write, fsync, rename, fsync the directory) and opens it for
-    /// appending.
-    private static func replaceLog(at path: String, with bytes: [UInt8]) throws -> Int32 {
-        try LogRewrite(path: path, snapshot: bytes, lines: [:]).commit(appending: [], overwriting: [])
-    }
-
-    /// A new log written beside the old one: the snapshot first (off the actor, fsynced), then
-    /// what was appended to the old log meanwhile, then it takes the old log's name. Held by one
-    /// task at a time: the one writing the snapshot, then the flush loop. Its temporary file is
-    /// removed if it is dropped before `commit`.
-    private final class LogRewrite: @unchecked Sendable {
-        private let writer: AtomicFileWriter
-        let snapshotBytes: Int
-        /// Where the snapshot holds each entry's record.
-        let lines: [EntryKey: Range<Int>]
-
-        init(path: String, snapshot: [UInt8], lines: [EntryKey: Range<Int>]) throws {
-            writer = try AtomicFileWriter(destination: path, permissions: 0o600)
-            try writer.write(snapshot)
-            try writer.sync()
-            snapshotBytes = snapshot.count
-            self.lines = lines
-        }
-
-        /// Appends `tail`, overwrites the records at `stale` (entries deleted since the snapshot),
-        /// makes the file durable, renames it over the log, and returns it opened for appending
-        /// (opened before the rename: once it is in place, the old log must not be appended to any more).
-        func commit(appending tail: [UInt8], overwriting stale: [(key: EntryKey, range: Range<Int>)]) throws -> Int32 {
-            if !tail.isEmpty { try writer.write(tail) }
-            // Not O_APPEND: records are written at the log's length, and deleted ones overwritten in place.
-            let descriptor = open(writer.temporaryPath, O_WRONLY | O_CLOEXEC)
-            guard descriptor >= 0 else { throw FileError(path: writer.temporaryPath, operation: "open", errno: errno) }
-            do {
-                try ChatLog.overwrite(stale, in: descriptor)
-                try writer.commit()
-            } catch {
-                close(descriptor)
-                throw error
-            }
-            return descriptor
-        }
-    }
-
-    /// Writes `bytes` at `length` (the log's end) and fsyncs; on failure cuts the file back to
-    /// `length`, so a torn record cannot glue itself to the next one.
-    private static func appendDurably(_ bytes: [UInt8], to descriptor: Int32, truncatingTo length: Int) throws {
-        var written = 0
-        let failure: Int32? = bytes.withUnsafeBytes { buffer in
-            while written < buffer.count {
-                let count = pwrite(descriptor, buffer.baseAddress! + written, buffer.count - written, off_t(length + written))
-                if count < 0 {
-                    if errno == EINTR { continue }
-                    return errno
-                }
-                written += count
-            }
-            return fsync(descriptor) == 0 ? nil : errno
-        }
-        if let failure {
-            _ = ftruncate(descriptor, off_t(length))
-            throw FileError(path: "chat log", operation: "append", errno: failure)
-        }
-    }
 }

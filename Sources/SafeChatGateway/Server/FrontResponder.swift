@@ -1,0 +1,85 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import SafeChatAPI
+import SafeChatWeb
+import SealedFormat
+import ServiceLifecycle
+import Synchronization
+
+
+/// What every request passes before routing: CORS (browsers' preflights included, answered with
+/// the tus discovery headers too) and tus's X-HTTP-Method-Override, which must change the method
+/// before the router picks a route.
+struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
+    typealias Context = GatewayContext
+    let routes: Routes
+    let routeTable: RouteTable
+    let maxFileSize: Int64
+    let cors = CORSMiddleware<GatewayContext>(
+        allowOrigin: .all,
+        allowHeaders: ["Authorization", "Content-Type", Tus.Header.uploadLength, Tus.Header.uploadOffset, Tus.Header.resumable,
+                       Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength, "Upload-Concat", Tus.Header.uploadChecksum,
+                       Tus.Header.methodOverride, "X-Requested-With", "Range", "If-Range"].compactMap { HTTPField.Name($0) },
+        allowMethods: [.post, .head, .patch, .options, .get, .delete, .put],
+        exposedHeaders: [Tus.Header.uploadOffset, "Location", Tus.Header.uploadLength, Tus.Header.version, Tus.Header.resumable,
+                         Tus.Header.maxSize, Tus.Header.extensions, Tus.Header.uploadMetadata, Tus.Header.uploadDeferLength,
+                         "Upload-Concat", Tus.Header.uploadExpires, "Content-Range", "Accept-Ranges", "ETag"])
+
+    func respond(to request: Request, context: Context) async throws -> Response {
+        do {
+            var response = try await cors.handle(request, context: context) { request, context in
+                try await respondToRoutes(try Self.applyingMethodOverride(request), context: context)
+            }
+            // A preflight is answered by the CORS middleware alone; it still tells tus clients what
+            // this server speaks.
+            if request.method == .options, request.uri.path.hasPrefix(Tus.uploadsPath) {
+                for field in UploadRoutes.discoveryHeaders(maxFileSize: maxFileSize) where response.headers[field.name] == nil {
+                    response.headers.append(field)
+                }
+            }
+            return response
+        } catch let error as GatewayError {
+            return try error.response(from: request, context: context)
+        }
+    }
+
+    /// HEAD works wherever GET does: a path with no HEAD route of its own is answered as GET would
+    /// be, without the body.
+    private func respondToRoutes(_ request: Request, context: Context) async throws -> Response {
+        let methods = routeTable.methods(for: request.uri.path)
+        guard request.method == .head, !methods.contains(.head), methods.contains(.get) else {
+            return try await routes.respond(to: request, context: context)
+        }
+        var head = request.head
+        head.method = .get
+        let response = try await routes.respond(to: Request(head: head, body: request.body), context: context)
+        var headers = response.headers
+        if headers[.contentLength] == nil, let length = response.body.contentLength { headers[.contentLength] = "\(length)" }
+        return Response(status: response.status, headers: headers)
+    }
+
+    /// A POST to an upload URL that says it is a PATCH or DELETE is routed as one (for clients and
+    /// proxies that only speak GET and POST). Nothing else may be overridden: a HEAD override would
+    /// answer a request whose client expects a body with headers that promise one it never gets.
+    static func applyingMethodOverride(_ request: Request) throws -> Request {
+        guard let override = request.headers[.httpMethodOverride] else { return request }
+        let path = request.uri.path.split(separator: "/", omittingEmptySubsequences: true)
+        guard request.method == .post, path.count == 2, path[0] == Tus.uploadsPath.dropFirst() else {
+            throw GatewayError.badRequest("X-HTTP-Method-Override is only for POST to an upload URL")
+        }
+        var head = request.head
+        switch override.uppercased() {
+        case "PATCH": head.method = .patch
+        case "DELETE": head.method = .delete
+        default: throw GatewayError.badRequest("X-HTTP-Method-Override supports PATCH and DELETE")
+        }
+        return Request(head: head, body: request.body)
+    }
+}

@@ -1,0 +1,51 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import HummingbirdTLS
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOSSL
+import SafeChatAPI
+import SafeChatWeb
+import SealedFormat
+import ServiceLifecycle
+import Synchronization
+
+
+/// Once a minute: removes uploads abandoned past their expiry, and the files and uploads of
+/// accounts that were removed (they are unreachable from the moment of removal; this frees the space).
+struct Sweeper: Service {
+    let uploads: UploadManager
+    let users: UserStore
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do { try await uploads.sweep(removedAccounts: try await users.removedIDs()) } catch { logger.error("sweep failed: \(error)") }
+            // The sleep ends early (throwing) when the gateway shuts down; the loop condition then stops.
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
+        }
+    }
+}
+
+/// Once a second: deletes chat deliveries past their retention, and closes chat connections whose
+/// token was revoked or whose user left the session.
+struct ChatMaintenance: Service {
+    let chat: ChatService
+    let logger: Logger
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
+            do {
+                try await chat.log.maintain(now: chat.now)
+            } catch {
+                // It runs again next second; a log that cannot be written needs an operator.
+                logger.error("chat log maintenance failed", metadata: ["error": "\(error)"])
+            }
+            await chat.audit()
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+}

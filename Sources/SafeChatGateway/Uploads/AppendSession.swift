@@ -1,0 +1,94 @@
+import Foundation
+import HTTPTypes
+import Hummingbird
+import HummingbirdCore
+import Logging
+import NIOPosix
+import SafeChatAPI
+import SealedFormat
+
+/// One request's bytes going into an upload: framing checked first, then limits, then written.
+final class AppendSession: @unchecked Sendable {
+    // Driven by the one request that holds it (the manager's busy set guarantees it).
+    let state: UploadState
+    let partial: any PartialBlob
+    /// The upload's length as this request leaves it (declared now or before), nil while deferred.
+    let length: Int64?
+    private(set) var validator: FramingValidator
+    /// Records completed by this request's bytes.
+    private(set) var records: [FileManifest.Record] = []
+    let checksumExpected: [UInt8]?
+    private var checksum: StreamingDigest?
+    private let maxFileSize: Int64
+    private let quota: QuotaLedger
+    /// Whether the uploader may still write here (a member of the session the upload goes to).
+    private let stillAllowed: @Sendable () -> Bool
+    /// Quota taken by this request: a length declared with it, or (length deferred) its bytes.
+    private var reserved: Int64
+    /// The header the upload was created with, until the stream's own header has been compared with it.
+    private var declaredHeader: [UInt8]?
+
+    init(state: UploadState, partial: any PartialBlob, length: Int64?, reservedUpFront: Int64,
+         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger, stillAllowed: @escaping @Sendable () -> Bool = { true }) {
+        self.stillAllowed = stillAllowed
+        self.state = state
+        self.partial = partial
+        self.length = length
+        self.reserved = reservedUpFront
+        self.validator = state.validator
+        self.checksumExpected = checksum?.1
+        self.checksum = checksum.map { StreamingDigest($0.0) }
+        self.maxFileSize = maxFileSize
+        self.quota = quota
+        declaredHeader = state.validator.header == nil ? state.declaredHeader : nil
+    }
+
+    func append(_ buffer: ByteBuffer) async throws {
+        guard stillAllowed() else { throw GatewayError.notMember }
+        try buffer.withUnsafeReadableBytes { bytes in
+            let end = partial.length + Int64(bytes.count)
+            if let length, end > length {
+                throw GatewayError(.contentTooLarge, .exceedsLength, "the body goes past the declared Upload-Length of \(length)")
+            }
+            guard end <= maxFileSize else { throw GatewayError.tooLarge(maxFileSize) }
+            do {
+                for record in try validator.consume(bytes) {
+                    records.append(.init(index: record.index, offset: record.offset, length: record.length, plaintextLength: record.plaintextLength))
+                }
+            } catch {
+                throw GatewayError(.unprocessableContent, .malformedStream,
+                                   "not a valid sealed stream at byte \(validator.consumedOffset): \(error)")
+            }
+            if let declared = declaredHeader, let header = validator.header {
+                guard header.encoded() == declared else {
+                    throw GatewayError(.unprocessableContent, .malformedStream,
+                                       "the stream does not start with the header declared when the upload was created")
+                }
+                declaredHeader = nil
+            }
+            if length == nil {
+                guard quota.reserve(Int64(bytes.count), for: state.owner) else { throw GatewayError.overQuota }
+                reserved += Int64(bytes.count)
+            }
+            checksum?.update(bytes)
+        }
+        try await partial.append(buffer)
+    }
+
+    /// Writes and fsyncs the appended bytes, on NIO's thread pool.
+    func makeDurable() async throws {
+        try await blockingIO { [partial] in try partial.sync() }
+    }
+
+    /// Undoes the request: its bytes are cut off and its quota given back.
+    func rollBack() throws {
+        quota.release(reserved, for: state.owner)
+        reserved = 0
+        try partial.truncate(to: state.offset)
+    }
+
+    func checksumActual() -> [UInt8]? {
+        guard let digest = checksum.take() else { return nil }
+        return digest.finalize()
+    }
+}
