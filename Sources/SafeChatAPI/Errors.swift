@@ -28,6 +28,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case checksumMismatch = "checksum_mismatch"
     case rangeNotSatisfiable = "range_not_satisfiable"
     case storageError = "storage_error"
+    case storageUnavailable = "storage_unavailable"
     case upgradeRequired = "upgrade_required"
     case staleEpoch = "stale_epoch"
     case chatStorageFull = "chat_storage_full"

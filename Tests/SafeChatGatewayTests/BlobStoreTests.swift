@@ -32,7 +32,7 @@ import SealedFormat
             let id = FileID.random()
             let path = root + "/partial/\(id)"
             var expected: [UInt8] = []
-            var blob = try store.openPartial(id, truncatingTo: 0)
+            var blob = try await store.openPartial(id, at: 0, checkpoint: nil, sizeLimit: 1 << 40)
             #expect((blob is DirectPartialBlob) == directIO)
             // Appends of many sizes, across several 2 MiB write buffers, with syncs in between.
             let sizes = [1, 4095, 4097, 65_536, 3_000_000, 7, 2 << 20, 123_457, 1, 5_000_000]
@@ -42,16 +42,16 @@ import SealedFormat
                 expected += bytes
                 #expect(blob.length == Int64(expected.count))
                 if n % 3 == 2 {
-                    try blob.sync()
+                    _ = try await blob.makeDurable(final: false)
                     #expect(try Self.contents(path) == expected)
                 }
             }
-            try blob.sync()
+            _ = try await blob.makeDurable(final: false)
             #expect(try Self.contents(path) == expected)
 
             // A roll-back into bytes written long ago, then more appends.
             let cut = 1_234_567
-            try blob.truncate(to: Int64(cut))
+            try await blob.truncate(to: Int64(cut))
             expected.removeLast(expected.count - cut)
             #expect(blob.length == Int64(cut))
             #expect(try Self.contents(path) == expected)
@@ -59,42 +59,41 @@ import SealedFormat
             try await blob.append(ByteBuffer(bytes: more))
             expected += more
             // A roll-back inside what is still staged.
-            try blob.truncate(to: Int64(expected.count - 10))
+            try await blob.truncate(to: Int64(expected.count - 10))
             expected.removeLast(10)
-            try blob.sync()
-            blob.close()
+            _ = try await blob.makeDurable(final: false)
+            await blob.close()
             #expect(try Self.contents(path) == expected)
 
             // Re-opened at an unaligned offset (bytes past it were never acknowledged), then appended to.
             let resumeAt = expected.count - 4_321
-            blob = try store.openPartial(id, truncatingTo: Int64(resumeAt))
+            blob = try await store.openPartial(id, at: Int64(resumeAt), checkpoint: nil, sizeLimit: 1 << 40)
             expected.removeLast(4_321)
             #expect(blob.length == Int64(resumeAt))
             let tail = Self.pattern(10_000, seed: 7)
             try await blob.append(ByteBuffer(bytes: tail))
             expected += tail
-            try blob.sync()
-            blob.close()
+            _ = try await blob.makeDurable(final: false)
+            await blob.close()
             #expect(try Self.contents(path) == expected)
 
             // A partial shorter than its acknowledged offset is an error, not a silent gap.
-            #expect(throws: FileError.self) { try store.openPartial(id, truncatingTo: Int64(expected.count + 1)) }
+            await #expect(throws: FileError.self) { try await store.openPartial(id, at: Int64(expected.count + 1), checkpoint: nil, sizeLimit: 1 << 40) }
 
             // Read back as a finished blob: any range, aligned or not, up to the last byte.
-            try store.promote(id)
-            let reader = try store.openBlob(id)
+            try await store.promote(id, size: Int64(expected.count), checkpoint: nil)
+            let reader = try await store.openBlob(id, size: Int64(expected.count))
             defer { reader.close() }
-            #expect((reader is DirectBlobReader) == directIO)
             #expect(reader.size == Int64(expected.count))
             let ranges = [(0, 1), (1, 4095), (4095, 2), (4096, 4096), (1_000_001, 2 << 20), (expected.count - 1, 1),
                           (expected.count - 5000, 5000), (0, expected.count)]
             for (offset, count) in ranges {
                 var buffer = ByteBuffer()
-                try reader.read(at: Int64(offset), count: count, into: &buffer)
+                try await reader.read(at: Int64(offset), count: count, into: &buffer)
                 #expect(buffer.readableBytesView.elementsEqual(expected[offset..<(offset + count)]), "range \(offset) + \(count)")
             }
             var past = ByteBuffer()
-            #expect(throws: FileError.self) { try reader.read(at: Int64(expected.count - 10), count: 11, into: &past) }
+            await #expect(throws: FileError.self) { try await reader.read(at: Int64(expected.count - 10), count: 11, into: &past) }
         }
     }
 }

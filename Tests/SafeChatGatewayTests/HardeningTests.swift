@@ -209,27 +209,30 @@ import SealedStream
         try await TestGateway.with { server in
             let client = try await HTTP.login(server.base)
             let (_, _, sealed) = try await sealedStream(plaintextSize: 4_000_000)
-            // The window itself, held open: the manifest is recorded, the bytes not yet renamed.
+            // The window itself, held open: every byte is in and recorded, the file not made yet
+            // (as a store outage or a crash leaves it). It is not a file until it is finished...
             let path = try await client.createUpload(length: sealed.count)
             let id = FileID(String(path.split(separator: "/").last!))!
             #expect(try await client.patch(path, offset: 0, sealed.prefix(sealed.count - 1)).status == 204)
-            let state = try #require(try await server.gateway.registry.upload(id))
-            var validator = state.validator
-            let last = try validator.consume(Array(sealed.suffix(1)))
-            let blob = try server.gateway.blobs.openPartial(id, truncatingTo: state.offset)
+            var state = try #require(try await server.gateway.registry.upload(id))
+            let blob = try await server.gateway.blobs.openPartial(id, at: state.offset, checkpoint: state.blobCheckpoint, sizeLimit: state.length!)
             try await blob.append(ByteBuffer(bytes: sealed.suffix(1)))
-            try blob.sync()
-            blob.close()
-            let manifest = FileManifest(
-                fileID: id, owner: state.owner, createdAt: Date(), expiresAt: nil, size: Int64(sealed.count),
-                plaintextSize: validator.plaintextLength, chunkSize: validator.header!.chunkSize, header: validator.header!,
-                digest: validator.digestHex, metadata: [:],
-                records: state.records + last.map { .init(index: $0.index, offset: $0.offset, length: $0.length, plaintextLength: $0.plaintextLength) })
-            try await server.gateway.registry.putFile(manifest)
-            let during = try await client.send(.GET, "/download/\(id)")
-            #expect(during.status == 200)
-            #expect(fingerprint(during.body) == fingerprint(sealed))
+            state.blobCheckpoint = try await blob.makeDurable(final: true)
+            await blob.close()
+            state.records += try state.validator.consume(Array(sealed.suffix(1))).map {
+                .init(index: $0.index, offset: $0.offset, length: $0.length, plaintextLength: $0.plaintextLength)
+            }
+            state.offset = Int64(sealed.count)
+            try await server.gateway.registry.putUpload(state)
+            #expect(try await client.send(.GET, "/download/\(id)").status == 404)
+            // ...which the uploader's next tus request does: HEAD reports it whole, and it is a file.
+            let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
+            #expect(head.status == 200 && head.header("Upload-Offset") == "\(sealed.count)")
+            let after = try await client.send(.GET, "/download/\(id)")
+            #expect(after.status == 200)
+            #expect(fingerprint(after.body) == fingerprint(sealed))
             #expect(try await client.send(.GET, "/files/\(id)/chunks/0").status == 200)
+            #expect(try await server.gateway.registry.upload(id) == nil)
 
             // And for real: readers hammer a file while its final PATCH runs.
             let path2 = try await client.createUpload(length: sealed.count)

@@ -58,7 +58,7 @@ struct FileRoutes: Sendable {
             throw GatewayError.notFound("chunk")
         }
         let record = manifest.records[n]
-        return try serve(manifest, range: record.offset..<(record.offset + Int64(record.length)), status: .ok, extraHeaders: [
+        return try await serve(manifest, range: record.offset..<(record.offset + Int64(record.length)), status: .ok, extraHeaders: [
             HTTPField.Name("SafeChat-Chunk-Index")!: "\(n)",
         ], headOnly: false, channel: context.channel)
     }
@@ -72,23 +72,23 @@ struct FileRoutes: Sendable {
         if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
         let size = manifest.size
         guard let rangeHeader else {
-            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
+            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
         }
         switch ByteRange.parse(rangeHeader, size: size) {
         case .satisfiable(let range):
-            return try serve(manifest, range: range, status: .partialContent,
+            return try await serve(manifest, range: range, status: .partialContent,
                              extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly,
                              channel: context.channel)
         case .unsatisfiable:
             throw GatewayError(.rangeNotSatisfiable, .rangeNotSatisfiable, "the requested range is outside the file's \(size) bytes",
                                headers: [.contentRange: "bytes */\(size)"])
         case .ignored:
-            return try serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
+            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
         }
     }
 
     private func serve(_ manifest: FileManifest, range: Range<Int64>, status: HTTPResponse.Status,
-                       extraHeaders: HTTPFields, headOnly: Bool, channel: any Channel) throws -> Response {
+                       extraHeaders: HTTPFields, headOnly: Bool, channel: any Channel) async throws -> Response {
         var headers = extraHeaders
         headers[.contentType] = "application/octet-stream"
         headers[.acceptRanges] = "bytes"
@@ -96,9 +96,20 @@ struct FileRoutes: Sendable {
         headers[.contentLength] = "\(range.count)"
         headers[.cacheControl] = "private, no-transform"
         if headOnly { return Response(status: status, headers: headers) }
-        let blob = try blobs.openBlob(manifest.fileID)
-        let body = ResponseBody(contentLength: Int(range.count)) { writer in
-            if let descriptor = blob.fileDescriptor,
+        let blob = try await blobs.openBlob(manifest.fileID, size: manifest.size)
+        // A blob that is not a local file (S3) has its first piece read before the answer starts,
+        // so a store that fails now gets a 503, not a cut connection.
+        var pieces: BlobPieces?
+        if blob.fileDescriptor == nil {
+            let started = BlobPieces(range, of: blob)
+            do { try await started.waitForFirst() } catch {
+                await started.cancel()
+                throw error
+            }
+            pieces = started
+        }
+        let body = ResponseBody(contentLength: Int(range.count)) { [pieces] writer in
+            if pieces == nil, let descriptor = blob.fileDescriptor,
                let sent = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
                 defer { blob.close() }
                 try await writer.write(ByteBuffer())  // the sender's cue to send the file region
@@ -106,54 +117,74 @@ struct FileRoutes: Sendable {
                 try await writer.finish(nil)
                 return
             }
-            try await Self.copy(range, of: blob, to: writer)
+            try await (pieces ?? BlobPieces(range, of: blob)).copy(to: writer)
         }
         return Response(status: status, headers: headers, body: body)
     }
 }
 
-extension FileRoutes {
-    /// Sends `range` of `blob` through `writer`, read in pieces on the blob threads, the next
-    /// pieces read while one is written. The buffers go round: once the connection has written a
-    /// piece, its buffer is ours alone again and is read into in place, so a download does not
-    /// fault in fresh memory for every piece. Closes `blob`.
-    static func copy(_ range: Range<Int64>, of blob: any BlobReader, to writer: consuming some ResponseBodyWriter) async throws {
-        let pieceSize = Int64(DirectIO.readSize)
-        // Hands `buffer` over (the caller's variable is emptied, so the read owns it alone and
-        // fills it in place) and reads the piece at `offset` into it.
-        func read(_ offset: Int64, into buffer: inout ByteBuffer) -> EventLoopFuture<ByteBuffer> {
-            let handed = NIOLockedValueBox<ByteBuffer?>(buffer)
-            buffer = ByteBuffer()
-            return DirectIO.threads.runIfActive(eventLoop: MultiThreadedEventLoopGroup.singleton.next()) {
-                var piece = handed.withLockedValue { value in defer { value = nil }; return value! }
-                piece.clear()
-                try blob.read(at: offset, count: Int(min(pieceSize, range.upperBound - offset)), into: &piece)
-                return piece
-            }
+/// A range of a blob read in the reader's pieces, the next ones read while one is written. The
+/// buffers go round: once the connection has written a piece, its buffer is read into again, so a
+/// download does not fault in fresh memory for every piece. Closes the blob when done.
+final class BlobPieces: @unchecked Sendable {
+    // Driven by one task at a time: the route, then the response body.
+    private let blob: any BlobReader
+    private let range: Range<Int64>
+    private var spares: [ByteBuffer] = []
+    private var pending: [Task<ByteBuffer, any Error>] = []
+    private var nextRead: Int64
+    private var first: ByteBuffer?
+
+    init(_ range: Range<Int64>, of blob: any BlobReader) {
+        self.blob = blob
+        self.range = range
+        nextRead = range.lowerBound
+    }
+
+    private func readAhead() {
+        while pending.count < blob.readsAhead && nextRead < range.upperBound {
+            let offset = nextRead, count = Int(min(Int64(blob.pieceSize), range.upperBound - nextRead))
+            let spare = spares.popLast() ?? ByteBuffer()
+            pending.append(Task { [blob] in
+                var buffer = spare
+                buffer.clear()
+                try await blob.read(at: offset, count: count, into: &buffer)
+                return buffer
+            })
+            nextRead += Int64(count)
         }
-        var spares: [ByteBuffer] = []
-        var pending = CircularBuffer<EventLoopFuture<ByteBuffer>>()
-        var nextRead = range.lowerBound
-        func readAhead() {
-            while pending.count < DirectIO.readsAhead && nextRead < range.upperBound {
-                var buffer = spares.popLast() ?? ByteBuffer()
-                pending.append(read(nextRead, into: &buffer))
-                nextRead += min(pieceSize, range.upperBound - nextRead)
-            }
-        }
+    }
+
+    /// Starts reading and waits for the first piece.
+    func waitForFirst() async throws {
+        readAhead()
+        if !pending.isEmpty { first = try await pending.removeFirst().value }
+    }
+
+    /// Stops reading (once no read can still be using the blob, it is closed).
+    func cancel() async {
+        for reading in pending { reading.cancel(); _ = try? await reading.value }
+        pending = []
+        blob.close()
+    }
+
+    func copy(to writer: consuming some ResponseBodyWriter) async throws {
         do {
             readAhead()
-            while let reading = pending.popFirst() {
-                let piece = try await reading.get()
+            if let first {
+                self.first = nil
+                try await writer.write(first)
+                spares.append(first)
+            }
+            while !pending.isEmpty {
+                let piece = try await pending.removeFirst().value
                 readAhead()
                 try await writer.write(piece)
                 spares.append(piece)
             }
             try await writer.finish(nil)
         } catch {
-            // The descriptor stays open until no read can still be using it.
-            for reading in pending { _ = try? await reading.get() }
-            blob.close()
+            await cancel()
             throw error
         }
         blob.close()

@@ -36,6 +36,9 @@ struct ErrorBodyMiddleware: RouterMiddleware {
             }
             if error.status == .contentTooLarge { throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large") }
             throw GatewayError(error.status, error.status.code < 500 ? .badRequest : .internalError, error.body ?? error.status.reasonPhrase)
+        } catch let error as BlobStoreUnavailable {
+            context.logger.warning("blob store unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            throw GatewayError.storageUnavailable(error)
         } catch is NIOTooManyBytesError {
             throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large")
         } catch let error as HTTPParserError {

@@ -42,6 +42,18 @@ public struct GatewayError: HTTPResponseError, Sendable {
         GatewayError(.contentTooLarge, .tooLarge, "the file exceeds the maximum size of \(max) bytes")
     }
     static let overQuota = GatewayError(.contentTooLarge, .quotaExceeded, "the upload would exceed your storage quota")
+    /// A blob store failure as the client sees it: 503 with Retry-After when the store is
+    /// unreachable (try again; nothing acknowledged is lost), else 500.
+    static func storage(_ error: any Error) -> GatewayError {
+        if let error = error as? GatewayError { return error }
+        if let error = error as? BlobStoreUnavailable { return .storageUnavailable(error) }
+        return GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
+    }
+    static func storageUnavailable(_ error: BlobStoreUnavailable) -> GatewayError {
+        GatewayError(.serviceUnavailable, .storageUnavailable,
+                     "the file store is unavailable (\(error.description)); try again shortly: nothing acknowledged was lost",
+                     headers: [.retryAfter: "5"])
+    }
     /// The uploader was removed from the session the upload goes to (it is dropped).
     static let notMember = GatewayError(.notFound, .notFound,
                                         "session not found: you are no longer a member of the session this upload goes to; nothing more was stored")

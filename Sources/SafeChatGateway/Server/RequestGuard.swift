@@ -156,7 +156,7 @@ final class RequestGuard: ChannelDuplexHandler, RemovableChannelHandler {
     private func watchBody(context: ChannelHandlerContext) {
         guard let timeout = limits.bodyTimeout else { return }
         stall?.cancel()
-        stall = context.eventLoop.scheduleTask(in: timeout) { [self] in
+        stall = context.eventLoop.assumeIsolated().scheduleTask(in: timeout) { [self] in
             guard case .body(let answered) = state else { return }
             if answered {
                 context.close(promise: nil)

@@ -17,7 +17,7 @@ import SealedFormat
 // the device's block. So appends are staged in aligned buffers and written a whole buffer at a
 // time, with up to `DirectIO.writesInFlight` writes running on a thread pool while the next
 // buffer fills; `sync()` writes the unaligned tail padded to a block, cuts the file back to its
-// length and fdatasyncs. Reads fetch the aligned range around the bytes asked for.
+// length and fdatasyncs. Downloads read through the page cache (LocalBlobStore).
 
 enum DirectIO {
     /// The alignment of offsets, lengths and addresses: 4096 covers 512- and 4096-byte devices.
@@ -27,10 +27,6 @@ enum DirectIO {
     static let writeSize = 2 << 20
     /// Whole-buffer writes an upload may have running while it fills the next buffer.
     static let writesInFlight = 2
-    /// Bytes fetched per read on the download path, and reads a download keeps running ahead of
-    /// what it sends (several, so the device always has work queued).
-    static let readSize = 2 << 20
-    static let readsAhead = 3
 
     /// O_DIRECT, which Swift's Glibc module leaves out (glibc declares it only under _GNU_SOURCE);
     /// Linux's value differs by architecture.
@@ -125,7 +121,7 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         do {
             try blob.cut(to: length, fileSize: Int64(info.st_size))
         } catch {
-            blob.close()
+            blob.closeNow()
             throw error
         }
         return blob
@@ -181,6 +177,13 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         return failure
     }
 
+    func makeDurable(final: Bool) async throws -> BlobCheckpoint? {
+        try await blockingIO { [self] in try sync() }
+        return nil
+    }
+
+    func checkpointRecorded() async {}
+
     func sync() throws {
         if let failure = finishWrites() { throw failure }
         if staged > 0 {
@@ -200,7 +203,11 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         if fdatasync(descriptor) != 0 { throw FileError(path: path, operation: "fsync", errno: errno) }
     }
 
-    func truncate(to newLength: Int64) throws {
+    func truncate(to newLength: Int64) async throws {
+        try await blockingIO { [self] in try cutBack(to: newLength) }
+    }
+
+    private func cutBack(to newLength: Int64) throws {
         guard newLength < length else { return }
         if let failure = finishWrites() { throw failure }
         var info = stat()
@@ -228,51 +235,15 @@ final class DirectPartialBlob: PartialBlob, @unchecked Sendable {
         guard n >= staged else { throw FileError(path: path, operation: "read", errno: n < 0 ? errno : EIO) }
     }
 
-    func close() {
+    func close() async {
         // Every path that keeps bytes syncs (or rolls back) before closing, which reports a failed
         // write; here the writes are only waited for, so that no buffer goes back to the pool in use.
+        _ = try? await blockingIO { [self] in closeNow() }
+    }
+
+    func closeNow() {
         _ = finishWrites()
         AlignedBuffer.give(staging)
         Glibc.close(descriptor)
     }
-}
-
-/// A finished blob read with O_DIRECT: no sendfile (it would pull the file into the page cache);
-/// the download path reads it into its own buffers instead.
-struct DirectBlobReader: BlobReader {
-    let descriptor: Int32
-    let path: String
-    let size: Int64
-    var fileDescriptor: Int32? { nil }
-
-    /// Reads `count` bytes at `offset` into `buffer`: the aligned range around them goes into an
-    /// aligned spot of the buffer's free space, and the buffer's readable bytes are then exactly
-    /// the ones asked for. The buffer must be empty.
-    func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) throws {
-        precondition(buffer.readableBytes == 0, "read into an empty buffer")
-        let start = DirectIO.alignDown(offset)
-        let head = Int(offset - start)
-        let span = DirectIO.alignUp(head + count)
-        buffer.clear(minimumCapacity: span + DirectIO.alignment)
-        var failure: Int32 = 0
-        var filled = 0
-        var skip = 0
-        buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: span + DirectIO.alignment) { out in
-            skip = (DirectIO.alignment - Int(bitPattern: out.baseAddress!) % DirectIO.alignment) % DirectIO.alignment
-            let target = out.baseAddress! + skip
-            while filled < head + count {
-                let n = pread(descriptor, target + filled, span - filled, off_t(start) + off_t(filled))
-                if n > 0 { filled += n } else if n < 0 && errno == EINTR { continue } else { failure = n < 0 ? errno : -1; break }
-                if filled % DirectIO.alignment != 0 { break }  // the end of the file
-            }
-            return skip + filled
-        }
-        if failure == 0 && filled < head + count { failure = -1 }
-        if failure == -1 { throw FileError.truncated(path) }
-        if failure != 0 { throw FileError(path: path, operation: "read", errno: failure) }
-        buffer.moveReaderIndex(forwardBy: skip + head)
-        buffer.moveWriterIndex(to: buffer.readerIndex + count)
-    }
-
-    func close() { Glibc.close(descriptor) }
 }

@@ -41,6 +41,7 @@ final class AppendSession: @unchecked Sendable {
         self.maxFileSize = maxFileSize
         self.quota = quota
         declaredHeader = state.validator.header == nil ? state.declaredHeader : nil
+        checkpoint = state.blobCheckpoint
     }
 
     func append(_ buffer: ByteBuffer) async throws {
@@ -75,16 +76,21 @@ final class AppendSession: @unchecked Sendable {
         try await partial.append(buffer)
     }
 
-    /// Writes and fsyncs the appended bytes, on NIO's thread pool.
+    /// What the store returned when it last made this request's bytes durable.
+    private(set) var checkpoint: BlobCheckpoint?
+
+    /// Makes the appended bytes durable (local: written and fsynced; S3: in parts and a tail
+    /// object); the last bytes of a complete stream go out as its final part.
     func makeDurable() async throws {
-        try await blockingIO { [partial] in try partial.sync() }
+        checkpoint = try await partial.makeDurable(final: validator.isComplete)
     }
 
     /// Undoes the request: its bytes are cut off and its quota given back.
-    func rollBack() throws {
+    func rollBack() async throws {
         quota.release(reserved, for: state.owner)
         reserved = 0
-        try partial.truncate(to: state.offset)
+        checkpoint = state.blobCheckpoint
+        try await partial.truncate(to: state.offset)
     }
 
     func checksumActual() -> [UInt8]? {

@@ -61,11 +61,9 @@ public actor UploadManager {
             expiresAt: now.addingTimeInterval(configuration.uploadExpiry), metadata: metadata,
             validator: FramingValidator(), records: [], session: session, declaredHeader: header?.encoded())
         do {
-            try blobs.openPartial(state.uploadID, truncatingTo: 0).close()
             try await registry.putUpload(state)
         } catch {
             if let length { quota.release(length, for: owner) }
-            try? blobs.removePartial(state.uploadID)  // best effort: nothing was acknowledged
             throw error
         }
         return state
@@ -78,7 +76,7 @@ public actor UploadManager {
     /// past its expiry is gone at once (410), whether or not the sweeper has removed it yet.
     func upload(_ id: FileID, for principal: Principal) async throws -> UploadState {
         guard let state = try await registry.upload(id), access.mayAppend(state, principal) else { throw GatewayError.notFound("upload") }
-        if state.isExpired(at: configuration.clock()) {
+        if state.isExpired(at: configuration.clock()) && !state.isComplete {
             if !busy.contains(id) { try await discard(state) }
             throw GatewayError(.gone, .uploadExpired, "the upload expired at \(httpDate(state.expiresAt)); start it again")
         }
@@ -119,7 +117,8 @@ public actor UploadManager {
         }
         busy.insert(id)
         do {
-            let partial = try blobs.openPartial(id, truncatingTo: state.offset)
+            let partial = try await blobs.openPartial(id, at: state.offset, checkpoint: state.blobCheckpoint,
+                                                      sizeLimit: length ?? configuration.maxFileSize)
             return AppendSession(state: state, partial: partial, length: length, reservedUpFront: reservedUpFront,
                                  checksum: checksum, maxFileSize: configuration.maxFileSize, quota: quota,
                                  stillAllowed: { [sessions = access.sessions] in
@@ -146,20 +145,26 @@ public actor UploadManager {
     /// (``AppendSession/makeDurable()``) unless it is refused; returns the new state and, when the
     /// stream is complete, the finished file's manifest.
     func endAppend(_ session: AppendSession, _ end: AppendEnd) async throws -> (UploadState, FileManifest?) {
-        let id = session.state.uploadID
-        defer { busy.remove(id); session.partial.close() }
+        let outcome: Result<(UploadState, FileManifest?), any Error>
+        do { outcome = .success(try await settle(session, end)) } catch { outcome = .failure(error) }
+        await session.partial.close()
+        busy.remove(session.state.uploadID)
+        return try outcome.get()
+    }
+
+    private func settle(_ session: AppendSession, _ end: AppendEnd) async throws -> (UploadState, FileManifest?) {
         var keep = end != .refused
         if keep, let expected = session.checksumExpected {
             // A body whose checksum cannot be verified (mismatch, or cut short) is discarded whole.
             keep = end == .completed && session.checksumActual() == expected
             if !keep && end == .completed {
-                try session.rollBack()
+                try await session.rollBack()
                 throw GatewayError(HTTPResponse.Status(code: 460, reasonPhrase: "Checksum Mismatch"), .checksumMismatch,
                                    "the request body does not match its Upload-Checksum; nothing was stored")
             }
         }
         guard keep else {
-            try session.rollBack()
+            try await session.rollBack()
             // Its uploader was removed from the session it goes to: it can never complete.
             if let target = session.state.session, !access.sessions.isMember(session.state.owner, of: target.sessionID) {
                 try await discard(session.state)
@@ -171,19 +176,34 @@ public actor UploadManager {
         state.length = session.length
         state.validator = session.validator
         state.records += session.records
-        if state.validator.isComplete {
-            if let length = state.length, length != state.offset {
-                try session.rollBack()
-                throw GatewayError.badRequest("the sealed stream ended at \(state.offset) bytes but Upload-Length is \(length)")
-            }
-            return (state, try await finish(state))
+        state.blobCheckpoint = session.checkpoint
+        if state.isComplete, let length = state.length, length != state.offset {
+            try await session.rollBack()
+            throw GatewayError.badRequest("the sealed stream ended at \(state.offset) bytes but Upload-Length is \(length)")
         }
+        // Acknowledged from here: the bytes are durable and the offset recorded.
         try await registry.putUpload(state)
-        return (state, nil)
+        await session.partial.checkpointRecorded()
+        guard state.isComplete else { return (state, nil) }
+        return (state, try await finish(state))
     }
 
-    /// Turns a complete upload into a file: its manifest is written, then its bytes take their final
-    /// name (reads in between find them under the upload's name; see ``LocalBlobStore/openBlob(_:)``).
+    /// The finished file `id` if `principal` owns it. An upload whose bytes are all in but that is
+    /// not a file yet (the store failed while it was being assembled, or the gateway stopped) is
+    /// finished now.
+    func finishedFile(_ id: FileID, for principal: Principal) async throws -> FileManifest? {
+        if let manifest = try await registry.file(id) { return access.owns(manifest, principal) ? manifest : nil }
+        guard let state = try await registry.upload(id), access.mayAppend(state, principal), state.isComplete, !busy.contains(id) else {
+            return nil
+        }
+        busy.insert(id)
+        defer { busy.remove(id) }
+        return try await finish(state)
+    }
+
+    /// Turns a complete upload, recorded as such, into a file: the store assembles and checks its
+    /// bytes under the file's name, then the manifest is written (from then on it can be
+    /// downloaded), then the upload is retired. Each step can run again after a failure or crash.
     ///
     /// A file sent to a session completes only if its uploader is a member before and after its
     /// manifest is written: an epoch that removes them, stored in between, undoes it, so from the
@@ -195,17 +215,19 @@ public actor UploadManager {
             try await discard(state)
             throw GatewayError.notMember
         }
+        try await blobs.promote(state.uploadID, size: state.offset, checkpoint: state.blobCheckpoint)
         let manifest = FileManifest(
             fileID: state.uploadID, owner: state.owner, createdAt: configuration.clock(), expiresAt: nil, size: state.offset,
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
             digest: state.validator.digestHex, metadata: state.metadata, records: state.records, session: state.session)
         try await registry.putFile(manifest)
         guard uploaderIsMember() else {
+            try await blobs.removeBlob(manifest.fileID)
             try await registry.removeFile(manifest.fileID)
-            try await discard(state)
+            try await registry.removeUpload(state.uploadID)
+            quota.release(state.reservedBytes, for: state.owner)
             throw GatewayError.notMember
         }
-        try await blockingIO { [blobs] in try blobs.promote(state.uploadID) }
         try await registry.removeUpload(state.uploadID)
         logger.info("file stored", metadata: ["file_id": "\(manifest.fileID)", "owner": "\(manifest.owner)", "bytes": "\(manifest.size)"])
         do {
@@ -217,18 +239,34 @@ public actor UploadManager {
         return manifest
     }
 
-    /// Finishes what a crash interrupted between recording a file and retiring its upload (a
-    /// manifest whose bytes are still under the upload's name gets them moved into place, and the
-    /// upload's state is dropped), then counts every user's storage. Run once at start, before
-    /// requests are served.
+    /// Finishes what a crash interrupted (complete uploads become files; a manifest an older
+    /// gateway recorded before moving its bytes gets them moved), then counts every user's
+    /// storage. Run once at start, before requests are served.
     func reconcile() async throws {
         for state in try await registry.uploads() {
-            guard try await registry.file(state.uploadID) != nil else { continue }
-            if blobs.partialExists(state.uploadID) { try blobs.promote(state.uploadID) }
-            try await registry.removeUpload(state.uploadID)
-            logger.notice("finished an interrupted completion", metadata: ["file_id": "\(state.uploadID)"])
+            if let manifest = try await registry.file(state.uploadID) {
+                try await blobs.promote(state.uploadID, size: manifest.size, checkpoint: state.blobCheckpoint)
+                try await registry.removeUpload(state.uploadID)
+                logger.notice("finished an interrupted completion", metadata: ["file_id": "\(state.uploadID)"])
+            } else if state.isComplete {
+                await finishLeftOver(state)
+            }
         }
         quota.load(files: try await registry.allFiles(), uploads: try await registry.uploads())
+    }
+
+    /// Tries to finish a complete upload no request is finishing; a failure (the store is down)
+    /// leaves it for the next try.
+    private func finishLeftOver(_ state: UploadState) async {
+        guard !busy.contains(state.uploadID) else { return }
+        busy.insert(state.uploadID)
+        defer { busy.remove(state.uploadID) }
+        do {
+            _ = try await finish(state)
+            logger.notice("finished an interrupted completion", metadata: ["file_id": "\(state.uploadID)"])
+        } catch {
+            logger.warning("a complete upload could not be finished yet", metadata: ["upload_id": "\(state.uploadID)", "error": "\(error)"])
+        }
     }
 
     /// tus termination: removes an upload in progress.
@@ -238,16 +276,17 @@ public actor UploadManager {
         try await discard(state)
     }
 
+    /// Removes an upload: its bytes first, so that a store failure leaves it whole to retry.
     private func discard(_ state: UploadState) async throws {
+        try await blobs.removePartial(state.uploadID, checkpoint: state.blobCheckpoint)
         try await registry.removeUpload(state.uploadID)
-        try blobs.removePartial(state.uploadID)
         quota.release(state.reservedBytes, for: state.owner)
     }
 
-    /// Deletes a finished file: record, bytes, and its share of the quota.
+    /// Deletes a finished file: bytes (first, as for uploads), record, and its share of the quota.
     func removeFile(_ manifest: FileManifest) async throws {
+        try await blobs.removeBlob(manifest.fileID)
         try await registry.removeFile(manifest.fileID)
-        try blobs.removeBlob(manifest.fileID)
         quota.release(manifest.size, for: manifest.owner)
     }
 
@@ -259,6 +298,10 @@ public actor UploadManager {
         var removed = 0
         for state in try await registry.uploads() where !busy.contains(state.uploadID) {
             let orphaned = removedAccounts.contains(state.owner)
+            if state.isComplete && !orphaned {
+                await finishLeftOver(state)
+                continue
+            }
             guard state.isExpired(at: now) || orphaned else { continue }
             try await discard(state)
             removed += 1

@@ -116,7 +116,7 @@ struct UploadRoutes: Sendable {
         let principal = try context.requirePrincipal()
         try requireTusVersion(request)
         let id = try fileID(context)
-        if let manifest = try await registry.file(id), access.owns(manifest, principal) {
+        if let manifest = try await manager.finishedFile(id, for: principal) {
             // Already complete: report it as fully uploaded.
             var headers: HTTPFields = [.tusResumable: Tus.version, .uploadOffset: "\(manifest.size)", .uploadLength: "\(manifest.size)",
                                        .cacheControl: "no-store"]
@@ -141,7 +141,7 @@ struct UploadRoutes: Sendable {
         guard let offsetText = request.headers[.uploadOffset], let offset = Int64(offsetText), offset >= 0 else {
             throw GatewayError.badRequest("Upload-Offset must be a non-negative integer")
         }
-        if let manifest = try await registry.file(id), access.owns(manifest, principal) {
+        if let manifest = try await manager.finishedFile(id, for: principal) {
             guard offset == manifest.size else {
                 throw GatewayError(.conflict, .offsetMismatch, "the upload is complete at \(manifest.size) bytes")
             }
@@ -206,9 +206,10 @@ struct UploadRoutes: Sendable {
             }
         } catch let refused as RefusedBody {
             _ = try? await manager.endAppend(session, .refused)  // rolling back; the refusal is the answer
-            if let error = refused.reason as? GatewayError { throw error }
-            manager.logger.error("upload append failed", metadata: ["upload_id": "\(id)", "error": "\(refused.reason)"])
-            throw GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
+            if !(refused.reason is GatewayError) {
+                manager.logger.error("upload append failed", metadata: ["upload_id": "\(id)", "error": "\(refused.reason)"])
+            }
+            throw GatewayError.storage(refused.reason)
         } catch {
             // The body stream failed: the client went away, stalled, or the server is shutting down.
             do { try await session.makeDurable() } catch {
@@ -220,8 +221,8 @@ struct UploadRoutes: Sendable {
         }
         do { try await session.makeDurable() } catch {
             _ = try? await manager.endAppend(session, .refused)  // the storage error is the answer
-            manager.logger.error("upload fsync failed", metadata: ["upload_id": "\(id)", "error": "\(error)"])
-            throw GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
+            manager.logger.error("upload not made durable", metadata: ["upload_id": "\(id)", "error": "\(error)"])
+            throw GatewayError.storage(error)
         }
         return try await manager.endAppend(session, .completed)
     }

@@ -24,6 +24,13 @@ public struct UploadState: Codable, Sendable {
     /// section 11) is the upload's: the stream must start with exactly these bytes. Nil for an
     /// upload created without one, whose id is random.
     public var declaredHeader: [UInt8]?
+    /// What the blob store needs to resume from `offset` (S3: the multipart upload, its parts and
+    /// the tail object), recorded with it.
+    public var blobCheckpoint: BlobCheckpoint?
+
+    /// Every byte is here and the stream ended: what is left is making it a file (done at once,
+    /// or after a crash or a store outage by the next request, the sweeper or a restart).
+    public var isComplete: Bool { validator.isComplete }
 
     public func isExpired(at now: Date) -> Bool { expiresAt <= now }
 }
