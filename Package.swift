@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers point one way: safechat (CLI) -> SafeChatGateway / SafeChatClient -> SafeChatAPI (wire types)
+// Layers point one way: safechat (CLI) -> SafeChatS3 (a server-grade store) -> SafeChatGateway / SafeChatClient -> SafeChatAPI (wire types)
 // and SealedStream (keys + pipeline) -> SealedFormat (the keyless format) -> COpenSSL / CLZ4 (C shims).
 // The gateway links SealedFormat, never SealedStream: it has no code that could open content.
 let package = Package(
@@ -15,6 +15,7 @@ let package = Package(
         .library(name: "SafeChatKeys", targets: ["SafeChatKeys"]),
         .library(name: "SafeChatGateway", targets: ["SafeChatGateway"]),
         .library(name: "SafeChatClient", targets: ["SafeChatClient"]),
+        .library(name: "SafeChatS3", targets: ["SafeChatS3"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -85,6 +86,19 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        // Sealed files on S3-compatible object storage, behind the gateway's BlobStore protocol;
+        // the gateway does not import it, `safechat serve` wires it in.
+        .target(
+            name: "SafeChatS3",
+            dependencies: [
+                "SafeChatGateway", "SafeChatAPI", "SealedFormat", "COpenSSL",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ]
+        ),
         .target(
             name: "SafeChatClient",
             dependencies: [
@@ -103,7 +117,7 @@ let package = Package(
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient",
+                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient", "SafeChatS3",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -136,7 +150,7 @@ let package = Package(
         .target(
             name: "SafeChatTestSupport",
             dependencies: [
-                "SafeChatGateway", "SafeChatAPI", "SealedStream",
+                "SafeChatGateway", "SafeChatS3", "SafeChatAPI", "SealedStream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),
@@ -159,6 +173,13 @@ let package = Package(
                 "SafeChatClient", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat",
                 .product(name: "WSClient", package: "swift-websocket"),
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
+            name: "SafeChatS3Tests",
+            dependencies: [
+                "SafeChatS3", "SafeChatGateway", "SafeChatAPI", "SealedFormat", "SealedStream", "SafeChatTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
             ]
         ),
         .testTarget(

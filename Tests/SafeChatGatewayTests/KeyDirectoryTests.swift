@@ -44,7 +44,7 @@ import SealedStream
 
             // Survives a restart.
             let reopened = try JSONFileRegistry(directory: server.dataDirectory + "/registry")
-            #expect(try await reopened.identity(of: id1)?.bundle == entry.bundle)
+            #expect(await reopened.identity(of: id1)?.bundle == entry.bundle)
         }
     }
 }

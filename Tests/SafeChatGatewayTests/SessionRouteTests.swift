@@ -193,7 +193,7 @@ import SealedStream
                 curl.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                 curl.arguments = ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--limit-rate", "1M", "-X", method, server.base + path,
                                   "-H", "Authorization: Bearer \(bob.http.token!)", "--data-binary", "@\(file.path)"] + headers.flatMap { ["-H", $0] }
-                curl.standardOutput = try FileHandle(forWritingTo: { FileManager.default.createFile(atPath: status.path, contents: nil); return status }())
+                curl.standardOutput = try FileHandle(forWritingTo: { _ = FileManager.default.createFile(atPath: status.path, contents: nil); return status }())
                 try curl.run()
                 return (curl, status)
             }

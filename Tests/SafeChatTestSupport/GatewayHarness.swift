@@ -20,7 +20,10 @@ public final class TestGateway: @unchecked Sendable {
     private let task: Task<Void, any Error>
     public var base: String { "http://127.0.0.1:\(port)" }
 
-    public static func start(dataDirectory: String? = nil, configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
+    /// Starts a gateway over `dataDirectory` (a new one if nil), its sealed bytes in `store`: on S3,
+    /// under a prefix named after the data directory, so that a restart over it finds them.
+    public static func start(dataDirectory: String? = nil, store: TestStore = .local,
+                             configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
         let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         var configuration = GatewayConfiguration()
         configuration.port = 0
@@ -29,7 +32,12 @@ public final class TestGateway: @unchecked Sendable {
         configure(&configuration)
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .critical
-        let gateway = try await Gateway(configuration: configuration, logger: logger)
+        let blobs: (any BlobStore)? = switch store {
+        case .local: nil
+        case .s3: try await TestObjectStore.fromEnvironment().blobStore(prefix: Self.s3Prefix(dataDirectory: dir),
+                                                                        maxObjectSize: configuration.maxFileSize)
+        }
+        let gateway = try await Gateway(configuration: configuration, blobs: blobs, logger: logger)
         let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
         let app = try gateway.makeApplication { port in portContinuation.yield(port) }
         let task = Task { try await app.runService(gracefulShutdownSignals: []) }
@@ -52,10 +60,13 @@ public final class TestGateway: @unchecked Sendable {
 
     public func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
 
+    /// The S3 prefix of a test gateway over `dataDirectory`.
+    public static func s3Prefix(dataDirectory: String) -> String { "gw/" + URL(fileURLWithPath: dataDirectory).lastPathComponent }
+
     /// Runs `body` against a fresh gateway that is stopped and removed afterwards, whatever `body` does.
-    public static func with<T>(configure: (inout GatewayConfiguration) -> Void = { _ in },
-                        _ body: (TestGateway) async throws -> T) async throws -> T {
-        let server = try await start(configure: configure)
+    public static func with<T>(store: TestStore = .local, configure: (inout GatewayConfiguration) -> Void = { _ in },
+                               _ body: (TestGateway) async throws -> T) async throws -> T {
+        let server = try await start(store: store, configure: configure)
         do {
             let result = try await body(server)
             await server.stop()
@@ -182,22 +193,36 @@ public enum SHA1 {
 }
 
 /// Runs a command to completion without blocking a Swift concurrency thread: the gateway under
-/// test shares the cooperative pool with the test, so a blocking wait could starve it.
+/// test shares the cooperative pool with the test, so a blocking wait could starve it. `output`
+/// holds standard output and error together.
 public func runProcess(_ arguments: [String], in directory: URL) async throws -> (status: Int32, output: String) {
+    let run = try await runProcess(arguments, in: directory, environment: nil, errorsApart: false)
+    return (run.status, run.output)
+}
+
+/// As above, with `environment` (nil: this process's) and, with `errorsApart`, standard error
+/// collected on its own.
+public func runProcess(_ arguments: [String], in directory: URL = URL(fileURLWithPath: FileManager.default.currentDirectoryPath),
+                       environment: [String: String]?, errorsApart: Bool) async throws -> (status: Int32, output: String, errors: String) {
     try await withCheckedThrowingContinuation { continuation in
         Thread {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             process.arguments = arguments
             process.currentDirectoryURL = directory
-            let pipe = Pipe()
+            if let environment { process.environment = environment }
+            let pipe = Pipe(), errors = Pipe()
             process.standardOutput = pipe
-            process.standardError = pipe
+            process.standardError = errorsApart ? errors : pipe
             do {
                 try process.run()
+                let errorText = LogLines()
+                let reader = Thread { errorText.append(String(decoding: errors.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)) }
+                if errorsApart { reader.start() }
                 let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
                 process.waitUntilExit()
-                continuation.resume(returning: (process.terminationStatus, output))
+                if errorsApart { while !reader.isFinished { usleep(1000) } }
+                continuation.resume(returning: (process.terminationStatus, output, errorText.text))
             } catch {
                 continuation.resume(throwing: error)
             }

@@ -23,10 +23,18 @@ public struct ServerProcess {
     /// Everything it wrote to standard error so far (its log).
     public var log: String { logged.text }
 
-    public init(dataDirectory: String, port: Int = 0, options: [String] = []) throws {
+    /// `safechat serve --demo` over `dataDirectory`, its sealed bytes in `store` (on S3 under the
+    /// prefix ``TestGateway`` would use for the same directory).
+    public init(dataDirectory: String, store: TestStore = .local, port: Int = 0, options: [String] = []) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
-        process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory] + options
+        var storeOptions: [String] = []
+        if store == .s3 {
+            let (options, environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: dataDirectory))
+            storeOptions = options
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
+        process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory] + storeOptions + options
         let log = Pipe()
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
