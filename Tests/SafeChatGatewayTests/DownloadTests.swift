@@ -6,10 +6,10 @@ import SafeChatTestSupport
 import SealedStream
 
 @Suite struct DownloadTests {
-    /// With direct I/O (read in 2 MiB pieces, several ahead) and through the page cache (sendfile).
-    @Test(arguments: [true, false])
-    func rangesETagsAndHead(directIO: Bool) async throws {
-        let server = try await TestGateway.start { $0.directIO = directIO }
+    /// Uploaded with direct I/O or through the page cache, and on S3 (read with ranged GETs).
+    @Test(arguments: [(TestStore.local, true), (TestStore.local, false), (TestStore.s3, true)])
+    func rangesETagsAndHead(store: TestStore, directIO: Bool) async throws {
+        let server = try await TestGateway.start(store: store) { $0.directIO = directIO }
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 5_000_000)
@@ -47,8 +47,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func chunksManifestsListingAndDeletion() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func chunksManifestsListingAndDeletion(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 200_000)
@@ -70,7 +71,7 @@ import SealedStream
         #expect(try await client.send(.DELETE, "/files/\(id)").status == 204)
         #expect(try await client.send(.GET, "/download/\(id)").status == 404)
         #expect(try await client.send(.DELETE, "/files/\(id)").status == 404)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/blobs").isEmpty)
+        #expect(try await server.storedBlobs().files.isEmpty)
         await server.stop()
     }
 

@@ -20,8 +20,9 @@ import SealedStream
         return url
     }
 
-    @Test func curlResumesADownloadByteForByte() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func curlResumesADownloadByteForByte(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 2_000_000)
@@ -37,8 +38,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func tuspyUploadsASealedFileThatThenDownloadsAndOpens() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func tuspyUploadsASealedFileThatThenDownloadsAndOpens(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let dir = try Self.scratch()

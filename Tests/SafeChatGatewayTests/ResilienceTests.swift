@@ -9,8 +9,9 @@ import SealedStream
 
 /// Crashes, restarts and load: what is acknowledged survives, and the registry stays consistent.
 @Suite struct ResilienceTests {
-    @Test func thirtyTwoConcurrentUploadsAndARestart() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func thirtyTwoConcurrentUploadsAndARestart(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let streams = try await withThrowingTaskGroup(of: (SessionKey, [UInt8], [UInt8]).self) { group in
@@ -37,7 +38,7 @@ import SealedStream
         await server.stop()
 
         // A new process over the same data directory sees exactly the same files.
-        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory)
+        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory, store: store)
         let again = try await HTTP.login(restarted.base)
         let listed = try #require(try await again.send(.GET, "/files").json["files"] as? [[String: Any]])
         #expect(Set(listed.compactMap { $0["file_id"] as? String }) == Set(ids.values))
@@ -52,9 +53,9 @@ import SealedStream
 
     /// Eight uploads at once, each large enough to have whole-buffer writes in flight when its
     /// final fsync starts: every one completes and reads back byte for byte.
-    @Test(.timeLimit(.minutes(2)))
-    func concurrentLargeUploadsAllComplete() async throws {
-        try await TestGateway.with { server in
+    @Test(.timeLimit(.minutes(2)), arguments: TestStore.allCases)
+    func concurrentLargeUploadsAllComplete(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let client = try await HTTP.login(server.base)
             let streams = try await withThrowingTaskGroup(of: (SessionKey, [UInt8], [UInt8]).self) { group in
                 for i in 0..<8 { group.addTask { try await sealedStream(plaintextSize: 9_000_000 + i * 70_001, chunkSize: 1 << 20) } }
@@ -80,8 +81,9 @@ import SealedStream
         }
     }
 
-    @Test func aClientKilledMidUploadResumesFromTheGatewaysOffset() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func aClientKilledMidUploadResumesFromTheGatewaysOffset(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         // Large enough that socket buffers cannot swallow it all before curl is killed.
@@ -112,10 +114,11 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func aServerKilledWithSIGKILLMidUploadKeepsEveryAcknowledgedByte() async throws {
+    @Test(arguments: TestStore.allCases)
+    func aServerKilledWithSIGKILLMidUploadKeepsEveryAcknowledgedByte(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         var client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 4_000_000)
         let path = try await client.createUpload(length: sealed.count)
@@ -130,7 +133,7 @@ import SealedStream
         server.kill()
         curl.waitUntilExit()
 
-        server = try ServerProcess(dataDirectory: dataDirectory)
+        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         client = try await HTTP.login(server.base)
         let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
@@ -146,10 +149,11 @@ import SealedStream
 extension ResilienceTests {
     /// SIGTERM stops the gateway within its grace period; an upload cut off by it keeps every byte
     /// that arrived, durably, and resumes after a restart.
-    @Test func sigtermMidUploadStopsCleanlyAndLeavesAResumableOffset() async throws {
+    @Test(arguments: TestStore.allCases)
+    func sigtermMidUploadStopsCleanlyAndLeavesAResumableOffset(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         var client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 16_000_000)
         let path = try await client.createUpload(length: sealed.count)
@@ -167,7 +171,7 @@ extension ResilienceTests {
         kill(curl.processIdentifier, SIGKILL)
         curl.waitUntilExit()
 
-        server = try ServerProcess(dataDirectory: dataDirectory)
+        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         client = try await HTTP.login(server.base)
         let offset = try #require(Int(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") ?? ""))
@@ -185,10 +189,11 @@ extension ResilienceTests {
     /// Through the page cache (`sendfile`): with direct I/O every piece is read from the disk, and
     /// under the whole suite's load on two cores such a download has taken longer than the 10 s
     /// grace period, which this test would then report as the shutdown cutting it short.
-    @Test func sigtermMidDownloadLetsItFinish() async throws {
+    @Test(arguments: TestStore.allCases)
+    func sigtermMidDownloadLetsItFinish(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        let server = try ServerProcess(dataDirectory: dataDirectory, options: ["--no-direct-io"])
+        let server = try ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--no-direct-io"])
         defer { server.kill() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 40_000_000)
@@ -241,10 +246,11 @@ extension ResilienceTests {
 extension ResilienceTests {
     /// A gateway killed with SIGKILL mid-download: the download fails as a lost connection and keeps
     /// its verified chunks; after a restart the same download resumes and ends byte-identical.
-    @Test func aGatewayKilledMidDownloadLeavesItResumable() async throws {
+    @Test(arguments: TestStore.allCases)
+    func aGatewayKilledMidDownloadLeavesItResumable(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory)
+        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         var http = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 64 << 20, chunkSize: 1 << 20)
         let id = try #require(try await http.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
@@ -276,7 +282,7 @@ extension ResilienceTests {
         let stripes = progress.split(separator: "\n").dropFirst().map { $0.split(separator: " ").compactMap { Int($0) } }
         #expect(stripes.contains { $0.count == 3 && $0[2] > $0[0] }, "some chunks were verified and recorded: \(progress)")
 
-        server = try ServerProcess(dataDirectory: dataDirectory)
+        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         http = try await HTTP.login(server.base)
         try await Downloader(client: GatewayClient(server: server.base, token: http.token), key: key).download(id, to: output)

@@ -6,8 +6,9 @@ import SafeChatTestSupport
 import SealedStream
 
 @Suite struct UploadTests {
-    @Test func postUploadStoresAStreamThatDownloadsAndOpens() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func postUploadStoresAStreamThatDownloadsAndOpens(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 300_000)
@@ -29,8 +30,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func malformedOrIncompleteStreamsAreRefusedAndNothingIsKept() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func malformedOrIncompleteStreamsAreRefusedAndNothingIsKept(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 200_000)
@@ -50,13 +52,14 @@ import SealedStream
             #expect(reply.json["error"] as? String == code, "\(name): \(reply.text)")
         }
         #expect((try await client.send(.GET, "/files").json["files"] as? [Any])?.isEmpty == true)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/partial").isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/blobs").isEmpty)
+        let stored = try await server.storedBlobs()
+        #expect(stored.files.isEmpty && stored.uploads.isEmpty, "\(stored)")
         await server.stop()
     }
 
-    @Test func tusUploadInPiecesWithEveryDiscoveryHeader() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func tusUploadInPiecesWithEveryDiscoveryHeader(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let options = try await client.send(.OPTIONS, "/uploads", authorized: false)
@@ -92,8 +95,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func tusErrorsHaveTheirStatusCodes() async throws {
-        let server = try await TestGateway.start { $0.maxFileSize = 1 << 20 }
+    @Test(arguments: TestStore.allCases)
+    func tusErrorsHaveTheirStatusCodes(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store) { $0.maxFileSize = 1 << 20 }
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
@@ -145,8 +149,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func creationWithUploadAndQuota() async throws {
-        let server = try await TestGateway.start { $0.userQuota = 300_000 }
+    @Test(arguments: TestStore.allCases)
+    func creationWithUploadAndQuota(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store) { $0.userQuota = 300_000 }
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 200_000)
@@ -161,8 +166,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func anotherUsersUploadsAndFilesDoNotExistForYou() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func anotherUsersUploadsAndFilesDoNotExistForYou(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         try await server.gateway.users.add("mallory", password: "mallory-password")
         let owner = try await HTTP.login(server.base)
@@ -184,8 +190,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func concurrentPatchesToOneUploadDoNotCorruptIt() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: TestStore.allCases)
+    func concurrentPatchesToOneUploadDoNotCorruptIt(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 2_000_000)
@@ -204,8 +211,9 @@ import SealedStream
         await server.stop()
     }
 
-    @Test func abandonedUploadsAreRemovedPastTheirExpiry() async throws {
-        let server = try await TestGateway.start { $0.uploadExpiry = 3600 }
+    @Test(arguments: TestStore.allCases)
+    func abandonedUploadsAreRemovedPastTheirExpiry(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store) { $0.uploadExpiry = 3600 }
         defer { server.removeData() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)
@@ -217,7 +225,7 @@ import SealedStream
         // An hour later (the clock is passed in, so the test does not wait for it).
         #expect(try await server.gateway.uploads.sweep(now: Date().addingTimeInterval(3601)) == 1)
         #expect(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).status == 404)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/data/partial").isEmpty)
+        #expect(try await server.storedBlobs().uploads.isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
         await server.stop()
     }

@@ -21,8 +21,8 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
     typealias OutboundOut = HTTPServerResponsePart
 
     /// Regions handed over and not yet written, in response order, each with the promise its
-    /// route waits on.
-    private var queued = CircularBuffer<(region: FileRegion, sent: EventLoopPromise<Void>)>()
+    /// route waits on; a nil region is a marker, written as the empty part it is.
+    private var queued = CircularBuffer<(region: FileRegion?, sent: EventLoopPromise<Void>)>()
 
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         guard case .body(.byteBuffer(let buffer)) = unwrapOutboundIn(data), buffer.readableBytes == 0,
@@ -32,15 +32,20 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
             return
         }
         let written = promise ?? context.eventLoop.makePromise()
+        written.futureResult.cascade(to: sent)
+        guard let region else {
+            // Writes complete in order: once this one has, everything before it is in the socket.
+            context.write(data, promise: written)
+            return
+        }
         // The handle is ours alone (a dup); closing it fails only if it is already closed.
         written.futureResult.whenComplete { _ in try? region.fileHandle.close() }
-        written.futureResult.cascade(to: sent)
         context.write(wrapOutboundOut(.body(.fileRegion(region))), promise: written)
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         while let (region, sent) = queued.popFirst() {
-            try? region.fileHandle.close()
+            try? region?.fileHandle.close()
             sent.fail(ChannelError.ioOnClosedChannel)
         }
     }
@@ -58,6 +63,19 @@ final class FileRegionSender: ChannelOutboundHandler, RemovableChannelHandler {
             let handle = NIOFileHandle(_deprecatedTakingOwnershipOfDescriptor: copy)
             let sent = channel.eventLoop.makePromise(of: Void.self)
             sender.queued.append((FileRegion(fileHandle: handle, readerIndex: Int(range.lowerBound), endIndex: Int(range.upperBound)), sent))
+            return sent.futureResult
+        }.get()
+    }
+
+    /// Queues a marker as the next empty body part written on `channel`: its future completes once
+    /// every body part before it has been written out, so a route that copied its body can stay in
+    /// flight until then (a graceful shutdown waits for routes, not for NIO's buffers). Nil if
+    /// the connection has no sender (TLS).
+    static func enqueueMarker(on channel: any Channel) async -> EventLoopFuture<Void>? {
+        try? await channel.eventLoop.submit {
+            let sender = try channel.pipeline.syncOperations.handler(type: FileRegionSender.self)
+            let sent = channel.eventLoop.makePromise(of: Void.self)
+            sender.queued.append((nil, sent))
             return sent.futureResult
         }.get()
     }

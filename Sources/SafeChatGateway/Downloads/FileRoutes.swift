@@ -101,7 +101,7 @@ struct FileRoutes: Sendable {
         // so a store that fails now gets a 503, not a cut connection.
         var pieces: BlobPieces?
         if blob.fileDescriptor == nil {
-            let started = BlobPieces(range, of: blob)
+            let started = BlobPieces(range, of: blob, channel: channel)
             do { try await started.waitForFirst() } catch {
                 await started.cancel()
                 throw error
@@ -117,7 +117,7 @@ struct FileRoutes: Sendable {
                 try await writer.finish(nil)
                 return
             }
-            try await (pieces ?? BlobPieces(range, of: blob)).copy(to: writer)
+            try await (pieces ?? BlobPieces(range, of: blob, channel: channel)).copy(to: writer)
         }
         return Response(status: status, headers: headers, body: body)
     }
@@ -130,14 +130,16 @@ final class BlobPieces: @unchecked Sendable {
     // Driven by one task at a time: the route, then the response body.
     private let blob: any BlobReader
     private let range: Range<Int64>
+    private let channel: any Channel
     private var spares: [ByteBuffer] = []
     private var pending: [Task<ByteBuffer, any Error>] = []
     private var nextRead: Int64
     private var first: ByteBuffer?
 
-    init(_ range: Range<Int64>, of blob: any BlobReader) {
+    init(_ range: Range<Int64>, of blob: any BlobReader, channel: any Channel) {
         self.blob = blob
         self.range = range
+        self.channel = channel
         nextRead = range.lowerBound
     }
 
@@ -181,6 +183,10 @@ final class BlobPieces: @unchecked Sendable {
                 readAhead()
                 try await writer.write(piece)
                 spares.append(piece)
+            }
+            if let written = await FileRegionSender.enqueueMarker(on: channel) {
+                try await writer.write(ByteBuffer())
+                try await written.get()
             }
             try await writer.finish(nil)
         } catch {

@@ -203,7 +203,8 @@ final class MaskedFramesOnly: ChannelInboundHandler, RemovableChannelHandler {
             reason.write(webSocketErrorCode: .protocolError)
             reason.writeString("a client's frames are masked (RFC 6455 section 5.1)")
             let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: reason)
-            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in context.close(promise: nil) }
+            let bound = NIOLoopBound(context, eventLoop: context.eventLoop)
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in bound.value.close(promise: nil) }
             return
         }
         context.fireChannelRead(data)

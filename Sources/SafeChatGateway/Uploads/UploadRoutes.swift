@@ -211,20 +211,31 @@ struct UploadRoutes: Sendable {
             }
             throw GatewayError.storage(refused.reason)
         } catch {
-            // The body stream failed: the client went away, stalled, or the server is shutting down.
-            do { try await session.makeDurable() } catch {
-                _ = try? await manager.endAppend(session, .refused)  // nothing durable to keep
-                throw error
+            // The body stream failed: the client went away, stalled, or the server is shutting down
+            // (its grace period over, the request is cancelled: what arrived is kept all the same).
+            try await Self.uncancelled { [manager] in
+                do { try await session.makeDurable() } catch {
+                    _ = try? await manager.endAppend(session, .refused)  // nothing durable to keep
+                    throw error
+                }
+                _ = try await manager.endAppend(session, .interrupted)
             }
-            _ = try await manager.endAppend(session, .interrupted)
             throw error
         }
-        do { try await session.makeDurable() } catch {
-            _ = try? await manager.endAppend(session, .refused)  // the storage error is the answer
-            manager.logger.error("upload not made durable", metadata: ["upload_id": "\(id)", "error": "\(error)"])
-            throw GatewayError.storage(error)
+        return try await Self.uncancelled { [manager] in
+            do { try await session.makeDurable() } catch {
+                _ = try? await manager.endAppend(session, .refused)  // the storage error is the answer
+                manager.logger.error("upload not made durable", metadata: ["upload_id": "\(id)", "error": "\(error)"])
+                throw GatewayError.storage(error)
+            }
+            return try await manager.endAppend(session, .completed)
         }
-        return try await manager.endAppend(session, .completed)
+    }
+
+    /// Runs `work` to its end even if the request is cancelled (a shutdown past its grace period):
+    /// bytes that arrived are made durable and recorded, not dropped halfway.
+    private static func uncancelled<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) async throws -> T {
+        try await Task { try await work() }.value
     }
 
     /// A body the gateway refuses (bad framing, over a limit, a storage failure), as opposed to one
