@@ -94,9 +94,10 @@ public struct S3BlobStore: BlobStore {
                            tails: try await client.list(prefix: prefix + "uploads/"))
     }
 
-    /// Writes and deletes a small probe object: the bucket is reachable, and the credentials may
-    /// write and delete in it.
+    /// The bucket exists (some stores would create it on the first write, under a mistyped name),
+    /// and the credentials may write and delete in it: a small probe object is written and deleted.
     public func check() async throws {
+        try await client.headBucket()
         let key = client.settings.prefix + ".safechat-probe-\(Secrets.randomHex(8))"
         try await client.put(key, ByteBuffer(string: "probe"))
         try await client.delete(key)

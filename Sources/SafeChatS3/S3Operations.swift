@@ -14,6 +14,14 @@ extension S3Client {
         return md5
     }
 
+    /// HeadBucket: throws unless the bucket exists and the credentials reach it.
+    func headBucket() async throws {
+        let answer = try await send(.HEAD, nil, accept: [200, 404])
+        guard answer.status == 200 else {
+            throw S3ServiceError(status: 404, code: "NoSuchBucket", operation: "HEAD \(settings.bucket)", message: "the bucket does not exist")
+        }
+    }
+
     /// HeadObject: the object's size and ETag, or nil if there is none.
     func head(_ key: String) async throws -> (size: Int64, etag: String)? {
         let answer = try await send(.HEAD, key, accept: [200, 404])

@@ -22,7 +22,7 @@ public final class TestGateway: @unchecked Sendable {
 
     /// Starts a gateway over `dataDirectory` (a new one if nil), its sealed bytes in `store`: on S3,
     /// under a prefix named after the data directory, so that a restart over it finds them.
-    public static func start(dataDirectory: String? = nil, store: TestStore = .local,
+    public static func start(dataDirectory: String? = nil, store: TestStore = .local, blobs: (any BlobStore)? = nil,
                              configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
         let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         var configuration = GatewayConfiguration()
@@ -32,10 +32,12 @@ public final class TestGateway: @unchecked Sendable {
         configure(&configuration)
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .critical
-        let blobs: (any BlobStore)? = switch store {
-        case .local: nil
-        case .s3: try await TestObjectStore.fromEnvironment().blobStore(prefix: Self.s3Prefix(dataDirectory: dir),
+        let blobs: (any BlobStore)? = if let blobs { blobs } else {
+            switch store {
+            case .local: nil
+            case .s3: try await TestObjectStore.fromEnvironment().blobStore(prefix: Self.s3Prefix(dataDirectory: dir),
                                                                         maxObjectSize: configuration.maxFileSize)
+            }
         }
         let gateway = try await Gateway(configuration: configuration, blobs: blobs, logger: logger)
         let (portStream, portContinuation) = AsyncStream<Int>.makeStream()

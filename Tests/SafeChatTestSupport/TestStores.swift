@@ -1,3 +1,4 @@
+import AsyncHTTPClient
 import Foundation
 import SafeChatGateway
 import SafeChatS3
@@ -84,5 +85,85 @@ extension TestGateway {
         let data = dataDirectory + "/data"
         return (try FileManager.default.contentsOfDirectory(atPath: data + "/blobs"),
                 try FileManager.default.contentsOfDirectory(atPath: data + "/partial"))
+    }
+}
+
+/// A SeaweedFS of a test's own (S3 on loopback, any access key accepted), for a test that stops
+/// and restarts its store: the shared one of `.ci/services` stays up for every other test.
+public final class PrivateSeaweedFS: @unchecked Sendable {
+    // Used by the one test that made it.
+    public let directory: String
+    public let s3Port: Int
+    private var process: Process?
+    public var endpoint: String { "http://127.0.0.1:\(s3Port)" }
+
+    public init() throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("weed-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // Four ports from here, each with its gRPC port 10000 above: all under 55000.
+        s3Port = 20_000 + Int.random(in: 0..<2400) * 10
+    }
+
+    /// Starts it (again, over the same directory and ports) and waits until S3 answers.
+    public func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["weed", "server", "-dir=\(directory)", "-ip=127.0.0.1", "-ip.bind=127.0.0.1",
+                             "-master.port=\(s3Port + 1)", "-volume.port=\(s3Port + 2)", "-filer.port=\(s3Port + 3)",
+                             "-volume.max=0", "-master.volumeSizeLimitMB=64", "-s3", "-s3.port=\(s3Port)",
+                             // Its S3 server also opens catalog ports of fixed numbers by default, which the
+                             // shared store holds already.
+                             "-s3.port.iceberg=0", "-s3.port.lance=0"]
+        process.standardOutput = FileHandle(forWritingAtPath: "/dev/null")
+        _ = FileManager.default.createFile(atPath: directory + "/log", contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: directory + "/log")
+        do { try process.run() } catch {
+            throw TestStoreMissing(description: "weed (SeaweedFS) cannot be run: \(error); `bash .ci/services start` installs it")
+        }
+        self.process = process
+        for _ in 0..<120 {
+            if await answers() { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw TestStoreMissing(description: "SeaweedFS did not answer on \(endpoint) within 30 s; see \(directory)/log")
+    }
+
+    private func answers() async -> Bool {
+        var request = HTTPClientRequest(url: endpoint + "/")
+        request.method = .GET
+        return (try? await HTTPClient.shared.execute(request, timeout: .seconds(1))) != nil
+    }
+
+    /// Stops it the way an outage does: SIGKILL, nothing flushed.
+    public func stop() {
+        guard let process else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        self.process = nil
+    }
+
+    public func remove() {
+        stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    public func makeBucket(_ name: String) async throws {
+        var environment = ProcessInfo.processInfo.environment
+        environment["AWS_ACCESS_KEY_ID"] = "any"
+        environment["AWS_SECRET_ACCESS_KEY"] = "any"
+        environment["AWS_DEFAULT_REGION"] = "us-east-1"
+        environment["AWS_CA_BUNDLE"] = nil
+        for _ in 0..<40 {
+            let run = try await runProcess(["aws", "--endpoint-url", endpoint, "s3", "mb", "s3://\(name)"], environment: environment, errorsApart: true)
+            if run.status == 0 { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw TestStoreMissing(description: "could not make bucket \(name) on \(endpoint); see \(directory)/log")
+    }
+
+    /// An S3 store on it, under `s3://BUCKET/PREFIX`.
+    public func blobStore(bucket: String, prefix: String = "gw") throws -> S3BlobStore {
+        S3BlobStore(settings: try S3Settings(location: "s3://\(bucket)/\(prefix)", endpoint: endpoint, region: nil,
+                                             credentials: S3Credentials(accessKeyID: "any", secretAccessKey: "any"), maxObjectSize: 64 << 30))
     }
 }
