@@ -43,6 +43,7 @@ let package = Package(
             pkgConfig: "liblz4",
             providers: [.apt(["liblz4-dev"])]
         ),
+        .systemLibrary(name: "CMalloc"),
         .target(
             name: "SealedFormat",
             dependencies: ["COpenSSL"]
@@ -117,7 +118,7 @@ let package = Package(
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient", "SafeChatS3",
+                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient", "SafeChatS3", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -178,8 +179,9 @@ let package = Package(
         .testTarget(
             name: "SafeChatS3Tests",
             dependencies: [
-                "SafeChatS3", "SafeChatGateway", "SafeChatAPI", "SealedFormat", "SealedStream", "SafeChatTestSupport",
+                "SafeChatS3", "SafeChatGateway", "SafeChatAPI", "SealedFormat", "SealedStream", "SafeChatTestSupport", "safechat",
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
             ]
         ),
         .testTarget(

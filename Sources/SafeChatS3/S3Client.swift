@@ -76,6 +76,7 @@ struct S3Client: Sendable {
                 throw error(answer, .GET, key)
             }
             slot.buffer.clear()
+            slot.buffer.reserveCapacity(count)
             for try await part in response.body {
                 guard slot.buffer.readableBytes + part.readableBytes <= count else { break }
                 slot.buffer.writeImmutableBuffer(part)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CMalloc
 import Foundation
 import Logging
 import SafeChatGateway
@@ -107,6 +108,11 @@ struct ServeCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // Transfer buffers (S3 parts, download pieces) are megabytes each and come and go with
+        // requests: served from mmap and unmapped when freed, so that the resident size follows
+        // what is in use. (glibc would otherwise raise this threshold after the first free and keep
+        // freed buffers in its heaps.)
+        _ = mallopt(M_MMAP_THRESHOLD, 256 << 10)
         try await reportingFailures("serve") {
             var configuration = GatewayConfiguration()
             configuration.host = host
