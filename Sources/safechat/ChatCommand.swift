@@ -25,7 +25,7 @@ private func show(_ line: ChatLine, json: Bool) {
     if json {
         print(String(decoding: (try? WireCoding.encoder.encode(line)) ?? Data(), as: UTF8.self))
     } else {
-        print(line.rendered)
+        showLine(line.rendered)
     }
 }
 
@@ -104,7 +104,7 @@ struct ChatCommand: AsyncParsableCommand {
     func run() async throws {
         try await reportingFailures("chat") {
             let client = try await chatClient(session)
-            for line in try client.room.history.read().suffix(20) { print(line.rendered) }
+            for line in try client.room.history.read().suffix(20) { showLine(line.rendered) }
             let typing = ChatTyping(client: client)
             // Typed lines are read for the whole run; connections come and go beneath them.
             Task {
@@ -118,6 +118,7 @@ struct ChatCommand: AsyncParsableCommand {
                 let started = ContinuousClock.now
                 let (_, closed) = try await ChatSocket.connect(client.login, session: session) { socket in
                     typing.socket.withLock { $0 = socket }
+                    printError("connected to \(session); type a line to send it, /quit to leave")
                     defer { typing.socket.withLock { $0 = nil } }
                     try await ChatTyping.receive(socket, client: client)
                 }
@@ -145,7 +146,7 @@ private final class ChatTyping: Sendable {
             case .delivery:
                 let lines = await client.room.accept(frame)
                 try client.room.history.append(lines)
-                for line in lines { print(line.rendered) }
+                for line in lines { showLine(line.rendered) }
                 if let seq = frame.seq { try await socket.send(ChatFrame(type: .ack, seq: seq)) }
             case .error:
                 printError("the gateway refused: \(frame.text ?? frame.error?.rawValue ?? "error")")
@@ -181,7 +182,7 @@ private final class ChatTyping: Sendable {
                 let (wire, sealed) = try await client.room.seal(line.hasPrefix("//") ? String(line.dropFirst()) : line)
                 try await socket.send(ChatFrame(type: .send, message: wire))
                 try client.room.history.append([sealed])
-                print(sealed.rendered)
+                showLine(sealed.rendered)
             } catch {
                 printError("not sent: \(error)")
             }
@@ -209,4 +210,10 @@ final class StandardInputLines: Sendable {
             continuation.finish()
         }
     }
+}
+
+/// Writes a chat line to stdout at once, even into a pipe: someone reading the chat through `tee`
+/// or a script sees each message when it arrives, not when a buffer fills.
+private func showLine(_ text: String) {
+    FileHandle.standardOutput.write(Data((text + "\n").utf8))
 }

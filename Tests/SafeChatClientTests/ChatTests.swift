@@ -165,30 +165,28 @@ import SealedStream
         try await TestGateway.with { server in
             let (one, two, _, session) = try await Self.pair(server)
             defer { one.remove(); two.remove() }
-            func chat(_ ws: Workspace) throws -> (Process, Pipe, Pipe) {
-                let process = Process(), input = Pipe(), output = Pipe()
+            func chat(_ ws: Workspace) throws -> (Process, Pipe, PipeText, PipeText) {
+                let process = Process(), input = Pipe(), output = PipeText(), errors = PipeText()
                 process.executableURL = URL(fileURLWithPath: ClientCommandTests.safechat)
                 process.arguments = ["chat", session]
                 process.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": ws.config, "XDG_DATA_HOME": ws.data]) { $1 }
                 process.standardInput = input
-                process.standardOutput = output
-                process.standardError = FileHandle.nullDevice
+                process.standardOutput = output.pipe
+                process.standardError = errors.pipe
                 try process.run()
-                return (process, input, output)
+                return (process, input, output, errors)
             }
-            let (p1, in1, out1) = try chat(one), (p2, in2, out2) = try chat(two)
-            try await Task.sleep(for: .seconds(1.5))
+            let (p1, in1, out1, err1) = try chat(one), (p2, in2, out2, err2) = try chat(two)
+            // Each waits for its own connection, as a user waits for the "connected" line.
+            #expect(await err1.wait(for: "connected to"), "\(err1.value)")
+            #expect(await err2.wait(for: "connected to"), "\(err2.value)")
             in1.fileHandleForWriting.write(Data("hello from one\n".utf8))
-            try await Task.sleep(for: .seconds(1))
+            #expect(await out2.wait(for: "user1 ✓: hello from one"), "\(out2.value)")
             in2.fileHandleForWriting.write(Data("hi from two\n/quit\n".utf8))
-            try await Task.sleep(for: .seconds(1))
+            #expect(await out1.wait(for: "user2 ✓: hi from two"), "\(out1.value)")
             in1.fileHandleForWriting.write(Data("/quit\n".utf8))
             p1.waitUntilExit()
             p2.waitUntilExit()
-            let seenByOne = String(decoding: out1.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            let seenByTwo = String(decoding: out2.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-            #expect(seenByTwo.contains("user1 ✓: hello from one"), "\(seenByTwo)")
-            #expect(seenByOne.contains("user2 ✓: hi from two"), "\(seenByOne)")
             #expect(p1.terminationStatus == 0 && p2.terminationStatus == 0)
         }
     }

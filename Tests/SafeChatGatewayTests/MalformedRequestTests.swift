@@ -111,11 +111,11 @@ import SealedStream
             defer { socket.close() }
             try socket.send(Array(("GET /chat?session=\(session) HTTP/1.1\r\n\(Self.host)Connection: Upgrade\r\nUpgrade: websocket\r\n"
                 + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nAuthorization: Bearer \(client.token!)\r\n\r\n").utf8))
-            let upgraded = socket.received(within: .seconds(1))
+            let upgraded = socket.received(within: .seconds(20)) { $0.firstRange(of: Array("\r\n\r\n".utf8)) != nil }
             #expect(String(decoding: upgraded, as: UTF8.self).hasPrefix("HTTP/1.1 101"), "\(String(decoding: upgraded, as: UTF8.self))")
             let frame = Array(#"{"v":1,"type":"ack","seq":1}"#.utf8)
             try socket.send([0x81, UInt8(frame.count)] + frame)
-            let closing = socket.received(within: .seconds(5))
+            let closing = socket.received(within: .seconds(20))
             // A close frame (0x88) whose payload starts with 1002 (0x03EA), then the end of the connection.
             let close = try #require(closing.firstRange(of: [0x88]).map { Array(closing[$0.lowerBound...]) }, "\(closing)")
             #expect(close.count >= 4 && close[2] == 0x03 && close[3] == 0xEA, "\(close)")

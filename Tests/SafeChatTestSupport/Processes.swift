@@ -114,11 +114,12 @@ public final class RawConnection: @unchecked Sendable {
     }
 
     /// Everything the peer sends until it closes the connection or `timeout` passes.
-    public func received(within timeout: Duration) -> [UInt8] {
+    /// What arrives until `timeout` passes, the peer closes, or `enough` holds for what came so far.
+    public func received(within timeout: Duration, until enough: ([UInt8]) -> Bool = { _ in false }) -> [UInt8] {
         let deadline = ContinuousClock.now + timeout
         var out: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        while ContinuousClock.now < deadline {
+        while ContinuousClock.now < deadline && !enough(out) {
             var poller = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             guard poll(&poller, 1, 50) >= 0 else { break }
             guard poller.revents != 0 else { continue }
@@ -161,5 +162,33 @@ public struct RawAnswer: Sendable {
               let object = try? JSONSerialization.jsonObject(with: Data(body)) as? [String: Any],
               object["message"] is String else { return nil }
         return object["error"] as? String
+    }
+}
+
+/// Text a child process writes to a pipe, gathered as it arrives so that a test can wait for a
+/// line instead of sleeping a fixed time.
+public final class PipeText: Sendable {
+    public let pipe = Pipe()
+    private let text = Mutex("")
+
+    public init() {
+        pipe.fileHandleForReading.readabilityHandler = { [weak self] handle in
+            let data = handle.availableData
+            if data.isEmpty { handle.readabilityHandler = nil; return }
+            self?.text.withLock { $0 += String(decoding: data, as: UTF8.self) }
+        }
+    }
+
+    public var value: String { text.withLock { $0 } }
+
+    /// Waits until the text contains `needle` or `timeout` passes; true if it does.
+    @discardableResult
+    public func wait(for needle: String, within timeout: Duration = .seconds(30)) async -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if value.contains(needle) { return true }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        return value.contains(needle)
     }
 }
