@@ -1,7 +1,5 @@
 import ArgumentParser
-#if canImport(Glibc)
-import Glibc
-#endif
+import CMalloc
 
 /// The `safechat` command line: thin commands over the SealedStream library.
 @main
@@ -34,19 +32,9 @@ struct SafeChatCommand: AsyncParsableCommand {
 /// blocks are handed back to the kernel when freed, so every chunk faults in freshly zeroed pages;
 /// measured, that is a third of the CPU time of `open`. Serving them from the heap removes that cost;
 /// a bounded trim threshold and arena count keep what the heap holds on to small (each thread's
-/// arena would otherwise keep up to the threshold).
+/// arena would otherwise keep up to the threshold). `serve` sets its own mmap threshold.
 func tuneAllocator() {
-    #if canImport(Glibc)
-    // M_TRIM_THRESHOLD, M_MMAP_THRESHOLD and M_ARENA_MAX in <malloc.h>.
-    let trimThreshold: Int32 = -1, mmapThreshold: Int32 = -3, arenaMax: Int32 = -8
-    _ = glibcMallopt(mmapThreshold, 32 << 20)
-    _ = glibcMallopt(trimThreshold, 16 << 20)
-    _ = glibcMallopt(arenaMax, 4)
-    #endif
+    _ = mallopt(M_MMAP_THRESHOLD, 32 << 20)
+    _ = mallopt(M_TRIM_THRESHOLD, 16 << 20)
+    _ = mallopt(M_ARENA_MAX, 4)
 }
-
-#if canImport(Glibc)
-// <malloc.h> is not part of Swift's Glibc module; mallopt has a stable C ABI.
-@_silgen_name("mallopt")
-private func glibcMallopt(_ parameter: Int32, _ value: Int32) -> Int32
-#endif

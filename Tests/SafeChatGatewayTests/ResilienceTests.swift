@@ -186,8 +186,8 @@ extension ResilienceTests {
 extension ResilienceTests {
     /// Downloads go out with sendfile(2), queued all at once; the route still waits until the file
     /// has been sent, so a graceful shutdown lets a download in flight finish.
-    /// Through the page cache (`sendfile`): with direct I/O every piece is read from the disk, and
-    /// under the whole suite's load on two cores such a download has taken longer than the 10 s
+    /// The upload is written through the page cache too, so that the download reads memory: under
+    /// the whole suite's load on two cores, one read from the disk has taken longer than the 10 s
     /// grace period, which this test would then report as the shutdown cutting it short.
     @Test(arguments: TestStore.allCases)
     func sigtermMidDownloadLetsItFinish(store: TestStore) async throws {
