@@ -121,11 +121,16 @@ public final class PrivateSeaweedFS: @unchecked Sendable {
             throw TestStoreMissing(description: "weed (SeaweedFS) cannot be run: \(error); `bash .ci/services start` installs it")
         }
         self.process = process
-        for _ in 0..<120 {
+        // Its master, volume and filer start one after another: slow on a loaded two-core machine.
+        for _ in 0..<360 {
             if await answers() { return }
+            guard process.isRunning else { break }
             try await Task.sleep(for: .milliseconds(250))
         }
-        throw TestStoreMissing(description: "SeaweedFS did not answer on \(endpoint) within 30 s; see \(directory)/log")
+        let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
+        let tail = log.split(separator: "\n").suffix(15).joined(separator: "\n")
+        throw TestStoreMissing(description: "SeaweedFS did not answer on \(endpoint) within 90 s"
+            + (process.isRunning ? "" : " (it exited with \(process.terminationStatus))") + "; its log ends:\n\(tail)")
     }
 
     private func answers() async -> Bool {
