@@ -1,7 +1,7 @@
 // swift-tools-version: 6.1
 import PackageDescription
 
-// Layers point one way: safechat (CLI) -> SafeChatS3 (a server-grade store) -> SafeChatGateway / SafeChatClient -> SafeChatAPI (wire types)
+// Layers point one way: safechat (CLI) -> SafeChatS3, SafeChatPostgres (server-grade backends) -> SafeChatGateway / SafeChatClient -> SafeChatAPI (wire types)
 // and SealedStream (keys + pipeline) -> SealedFormat (the keyless format) -> COpenSSL / CLZ4 (C shims).
 // The gateway links SealedFormat, never SealedStream: it has no code that could open content.
 let package = Package(
@@ -16,6 +16,7 @@ let package = Package(
         .library(name: "SafeChatGateway", targets: ["SafeChatGateway"]),
         .library(name: "SafeChatClient", targets: ["SafeChatClient"]),
         .library(name: "SafeChatS3", targets: ["SafeChatS3"]),
+        .library(name: "SafeChatPostgres", targets: ["SafeChatPostgres"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
@@ -31,6 +32,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-extras.git", from: "1.35.2"),
         .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
         .package(url: "https://github.com/hummingbird-project/swift-websocket.git", from: "1.6.2"),
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         .systemLibrary(
@@ -100,6 +102,17 @@ let package = Package(
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
+        // The gateway's state in PostgreSQL, behind the gateway's storage protocols (Registry); like
+        // SafeChatS3, the gateway does not import it and `safechat serve --database` wires it in.
+        .target(
+            name: "SafeChatPostgres",
+            dependencies: [
+                "SafeChatGateway", "SafeChatAPI", "SealedFormat",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .target(
             name: "SafeChatClient",
             dependencies: [
@@ -118,7 +131,7 @@ let package = Package(
         .executableTarget(
             name: "safechat",
             dependencies: [
-                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient", "SafeChatS3", "CMalloc",
+                "SealedStream", "SafeChatAPI", "SafeChatKeys", "SafeChatGateway", "SafeChatClient", "SafeChatS3", "SafeChatPostgres", "CMalloc",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -151,7 +164,7 @@ let package = Package(
         .target(
             name: "SafeChatTestSupport",
             dependencies: [
-                "SafeChatGateway", "SafeChatS3", "SafeChatAPI", "SealedStream",
+                "SafeChatGateway", "SafeChatS3", "SafeChatPostgres", "SafeChatAPI", "SealedStream",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "Hummingbird", package: "hummingbird"),
                 .product(name: "Logging", package: "swift-log"),

@@ -9,7 +9,7 @@ import SealedFormat
 
 /// Signed requests to one bucket, path-style (`ENDPOINT/BUCKET/KEY`), each retried a few times
 /// when the store fails in a way that may pass. What still fails that way is
-/// ``BlobStoreUnavailable`` (the gateway answers 503 and keeps what it acknowledged); what the store
+/// ``StorageUnavailable`` (the gateway answers 503 and keeps what it acknowledged); what the store
 /// refuses is ``S3ServiceError``.
 struct S3Client: Sendable {
     let settings: S3Settings
@@ -110,7 +110,7 @@ struct S3Client: Sendable {
             } catch {
                 if Task.isCancelled { throw CancellationError() }
                 guard let pause = pauses.popFirst() else {
-                    throw BlobStoreUnavailable("the object store at \(settings.endpoint) failed: \(method) \(key ?? settings.bucket): \(Self.describe(error))")
+                    throw StorageUnavailable("the object store at \(settings.endpoint) failed: \(method) \(key ?? settings.bucket): \(Self.describe(error))")
                 }
                 try await Task.sleep(for: pause)
             }

@@ -3,6 +3,7 @@ import CMalloc
 import Foundation
 import Logging
 import SafeChatGateway
+import SafeChatPostgres
 import SafeChatS3
 
 struct ServeCommand: AsyncParsableCommand {
@@ -14,8 +15,10 @@ struct ServeCommand: AsyncParsableCommand {
             registry/ (one JSON manifest per file and per upload) and data/ (sealed bytes), unless \
             --blob-store puts sealed bytes on S3-compatible object storage; its credentials come \
             from AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN) or the \
-            credentials file (~/.aws/credentials, AWS_PROFILE), never from a flag. Each option can \
-            also come from the environment variable named in its help.
+            credentials file (~/.aws/credentials, AWS_PROFILE), never from a flag; and unless \
+            --database keeps the file registry in PostgreSQL, its password from PGPASSWORD or \
+            --database-password-file. Each option can also come from the environment variable \
+            named in its help.
             """)
 
     @Flag(help: "Create the prototype's demo account user1 / password123 (never in production).")
@@ -78,6 +81,16 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(name: .customLong("s3-region"), help: "The store's region for request signatures [SAFECHAT_S3_REGION, AWS_REGION; default us-east-1].")
     var s3RegionOption: String?
 
+    @Option(name: .customLong("database"), help: """
+        Keep the file registry (files, uploads in progress, identity bundles) in PostgreSQL: \
+        postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]; the schema is migrated \
+        at start [SAFECHAT_DATABASE].
+        """)
+    var databaseOption: String?
+
+    @Option(name: .customLong("database-password-file"), help: "A file (0600) holding the database password; else PGPASSWORD [SAFECHAT_DATABASE_PASSWORD_FILE].")
+    var databasePasswordFileOption: String?
+
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
 
@@ -88,6 +101,10 @@ struct ServeCommand: AsyncParsableCommand {
     var tlsCert: String? { tlsCertOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_CERT"] }
     var tlsKey: String? { tlsKeyOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_KEY"] }
     var blobStore: String? { blobStoreOption ?? ProcessInfo.processInfo.environment["SAFECHAT_BLOB_STORE"] }
+    var database: String? { databaseOption ?? ProcessInfo.processInfo.environment["SAFECHAT_DATABASE"] }
+    var databasePasswordFile: String? {
+        databasePasswordFileOption ?? ProcessInfo.processInfo.environment["SAFECHAT_DATABASE_PASSWORD_FILE"]
+    }
     var s3Endpoint: String? { s3EndpointOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_ENDPOINT"] }
     var s3Region: String? {
         s3RegionOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_REGION"] ?? ProcessInfo.processInfo.environment["AWS_REGION"]
@@ -140,13 +157,32 @@ struct ServeCommand: AsyncParsableCommand {
             let logger = Logger(label: "safechat.gateway")
             if demo { logger.warning("demo mode: the account user1 / password123 exists; never run this in production") }
             let blobs = try await objectStore(maxFileSize: configuration.maxFileSize)
-            let gateway = try await Gateway(configuration: configuration, blobs: blobs, logger: logger)
+            let databaseSettings = try databaseSettings()
             let scheme = tlsCert == nil ? "http" : "https"
-            try await gateway.run { port in
-                logger.info("listening", metadata: ["url": "\(scheme)://\(host):\(port)", "data_dir": "\(dataDir)",
-                                                    "blob_store": "\(blobStore.map { "\($0) at \(s3Endpoint!)" } ?? "\(dataDir)/data")"])
+            let placement: Logger.Metadata = [
+                "data_dir": "\(dataDir)",
+                "blob_store": "\(blobStore.map { "\($0) at \(s3Endpoint!)" } ?? "\(dataDir)/data")",
+                "registry": "\(databaseSettings.map(\.description) ?? "\(dataDir)/registry")",
+            ]
+            let serve: @Sendable ((any Registry)?) async throws -> Void = { [configuration] registry in
+                let gateway = try await Gateway(configuration: configuration, blobs: blobs, registry: registry, logger: logger)
+                try await gateway.run { port in
+                    logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })
+                }
+            }
+            guard let databaseSettings else { return try await serve(nil) }
+            let postgres = PostgresDatabase(settings: databaseSettings)
+            try await postgres.withRunning {
+                try await postgres.prepare(logger: logger)
+                try await serve(PostgresRegistry(database: postgres))
             }
         }
+    }
+
+    /// The database `--database` names, or nil for the data directory's registry.
+    func databaseSettings() throws -> DatabaseSettings? {
+        guard let database else { return nil }
+        return try DatabaseSettings(url: database, passwordFile: databasePasswordFile)
     }
 }
 

@@ -46,8 +46,8 @@ import SealedStream
             let body = try await again.send(.GET, "/download/\(id)").body
             #expect(fingerprint(try await openStream(body, key: streams[i].0)) == fingerprint(streams[i].1), "file \(i)")
         }
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/files").count == 32)
+        #expect(try await restarted.recordedRegistry().uploads.isEmpty)
+        #expect(try await restarted.recordedRegistry().files.count == 32)
         await restarted.stop()
     }
 
@@ -237,7 +237,7 @@ extension ResilienceTests {
         let body = try await again.send(.GET, "/download/\(id)").body
         #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
         #expect(try await again.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") == "\(sealed.count)")
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
+        #expect(try await restarted.recordedRegistry().uploads.isEmpty)
         await restarted.stop()
     }
 }

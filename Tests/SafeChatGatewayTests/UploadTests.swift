@@ -226,7 +226,7 @@ import SealedStream
         #expect(try await server.gateway.uploads.sweep(now: Date().addingTimeInterval(3601)) == 1)
         #expect(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).status == 404)
         #expect(try await server.storedBlobs().uploads.isEmpty)
-        #expect(try FileManager.default.contentsOfDirectory(atPath: server.dataDirectory + "/registry/uploads").isEmpty)
+        #expect(try await server.recordedRegistry().uploads.isEmpty)
         await server.stop()
     }
 }

@@ -160,7 +160,7 @@ import SafeChatTestSupport
         let settings = try TestObjectStore.fromEnvironment()
         let nowhere = S3BlobStore(settings: try S3Settings(location: "s3://\(settings.bucket)", endpoint: "http://127.0.0.1:9", region: nil,
                                                            credentials: S3Credentials(accessKeyID: "x", secretAccessKey: "y"), maxObjectSize: 1 << 30))
-        await #expect(throws: BlobStoreUnavailable.self) { try await nowhere.check() }
+        await #expect(throws: StorageUnavailable.self) { try await nowhere.check() }
         let forged = S3BlobStore(settings: try S3Settings(location: "s3://\(settings.bucket)", endpoint: settings.endpoint, region: nil,
                                                           credentials: S3Credentials(accessKeyID: settings.accessKeyID, secretAccessKey: "not-the-secret"),
                                                           maxObjectSize: 1 << 30))

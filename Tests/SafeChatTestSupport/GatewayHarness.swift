@@ -6,6 +6,7 @@ import Foundation
 import NIOCore
 import NIOHTTP1
 import SafeChatGateway
+import SafeChatPostgres
 import SafeChatAPI
 import SealedStream
 import Hummingbird
@@ -18,6 +19,8 @@ public final class TestGateway: @unchecked Sendable {
     public let port: Int
     public let gateway: Gateway
     private let task: Task<Void, any Error>
+    /// The PostgreSQL registry's pool (store `.postgres`), stopped after the gateway.
+    private let database: (pool: PostgresDatabase, task: Task<Void, Never>)?
     public var base: String { "http://127.0.0.1:\(port)" }
 
     /// Starts a gateway over `dataDirectory` (a new one if nil), its sealed bytes in `store`: on S3,
@@ -32,35 +35,56 @@ public final class TestGateway: @unchecked Sendable {
         configure(&configuration)
         var logger = Logger(label: "test-gateway")
         logger.logLevel = .critical
-        let blobs: (any BlobStore)? = if let blobs { blobs } else {
-            switch store {
-            case .local: nil
-            case .s3: try await TestObjectStore.fromEnvironment().blobStore(prefix: Self.s3Prefix(dataDirectory: dir),
-                                                                        maxObjectSize: configuration.maxFileSize)
-            }
+        let blobs: (any BlobStore)? = if let blobs { blobs } else if store.usesS3 {
+            try await TestObjectStore.fromEnvironment().blobStore(prefix: Self.s3Prefix(dataDirectory: dir), maxObjectSize: configuration.maxFileSize)
+        } else {
+            nil
         }
-        let gateway = try await Gateway(configuration: configuration, blobs: blobs, logger: logger)
-        let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
-        let app = try gateway.makeApplication { port in portContinuation.yield(port) }
-        let task = Task { try await app.runService(gracefulShutdownSignals: []) }
-        var iterator = portStream.makeAsyncIterator()
-        guard let port = await iterator.next() else { throw CancellationError() }
-        return TestGateway(dataDirectory: dir, port: port, gateway: gateway, task: task)
+        var database: (pool: PostgresDatabase, task: Task<Void, Never>)?
+        if store == .postgres {
+            let server = try TestDatabase.fromEnvironment()
+            let name = TestDatabase.name(dataDirectory: dir)
+            try server.create(name)
+            let pool = PostgresDatabase(settings: try server.settings(name), maximumConnections: 4, logger: logger)
+            database = (pool, Task { await pool.run() })
+            try await pool.prepare(logger: logger)
+        }
+        do {
+            let gateway = try await Gateway(configuration: configuration, blobs: blobs,
+                                            registry: database.map { PostgresRegistry(database: $0.pool) }, logger: logger)
+            let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
+            let app = try gateway.makeApplication { port in portContinuation.yield(port) }
+            let task = Task { try await app.runService(gracefulShutdownSignals: []) }
+            var iterator = portStream.makeAsyncIterator()
+            guard let port = await iterator.next() else { throw CancellationError() }
+            return TestGateway(dataDirectory: dir, port: port, gateway: gateway, task: task, database: database)
+        } catch {
+            database?.task.cancel()
+            throw error
+        }
     }
 
-    private init(dataDirectory: String, port: Int, gateway: Gateway, task: Task<Void, any Error>) {
+    private init(dataDirectory: String, port: Int, gateway: Gateway, task: Task<Void, any Error>,
+                 database: (pool: PostgresDatabase, task: Task<Void, Never>)?) {
         self.dataDirectory = dataDirectory
         self.port = port
         self.gateway = gateway
         self.task = task
+        self.database = database
     }
 
     public func stop() async {
         task.cancel()
         _ = await task.result
+        database?.task.cancel()
+        _ = await database?.task.value
     }
 
-    public func removeData() { try? FileManager.default.removeItem(atPath: dataDirectory) }
+    /// Removes the data directory, and the gateway's database when it has one.
+    public func removeData() {
+        try? FileManager.default.removeItem(atPath: dataDirectory)
+        if database != nil { try? TestDatabase.fromEnvironment().drop(TestDatabase.name(dataDirectory: dataDirectory)) }
+    }
 
     /// The S3 prefix of a test gateway over `dataDirectory`.
     public static func s3Prefix(dataDirectory: String) -> String { "gw/" + URL(fileURLWithPath: dataDirectory).lastPathComponent }

@@ -24,16 +24,24 @@ public struct ServerProcess {
     public var log: String { logged.text }
 
     /// `safechat serve --demo` over `dataDirectory`, its sealed bytes in `store` (on S3 under the
-    /// prefix ``TestGateway`` would use for the same directory).
+    /// prefix ``TestGateway`` would use for the same directory; for `.postgres`, its registry in the
+    /// database ``TestGateway`` would use).
     public init(dataDirectory: String, store: TestStore = .local, port: Int = 0, options: [String] = []) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
         var storeOptions: [String] = []
-        if store == .s3 {
-            let (options, environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: dataDirectory))
+        var environment = ProcessInfo.processInfo.environment
+        if store.usesS3 {
+            let (options, s3Environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: dataDirectory))
             storeOptions = options
-            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+            environment.merge(s3Environment) { $1 }
         }
+        if store == .postgres {
+            let server = try TestDatabase.fromEnvironment()
+            storeOptions += ["--database", try server.create(TestDatabase.name(dataDirectory: dataDirectory))]
+            environment["PGPASSWORD"] = server.password
+        }
+        process.environment = environment
         process.arguments = ["serve", "--demo", "--port", "\(port)", "--data-dir", dataDirectory] + storeOptions + options
         let log = Pipe()
         process.standardError = log

@@ -1,14 +1,99 @@
 import AsyncHTTPClient
 import Foundation
 import SafeChatGateway
+import SafeChatPostgres
 import SafeChatS3
 
-/// The blob stores the gateway suite runs against: the local data directory (the embedded default)
-/// and S3 on the SeaweedFS that `.ci/services start` runs on loopback.
+/// The storage configurations the gateway suite runs against: the embedded default (the data
+/// directory), S3 on the SeaweedFS that `.ci/services start` runs on loopback, and the
+/// server-grade pair: the registry in that script's PostgreSQL, sealed bytes on S3.
 public enum TestStore: String, Sendable, CaseIterable, CustomStringConvertible {
     case local, s3
+    case postgres = "postgres+s3"
 
     public var description: String { rawValue }
+    /// Sealed bytes on S3.
+    public var usesS3: Bool { self != .local }
+}
+
+/// What `.ci/services` wrote for the tests: the environment's SAFECHAT_TEST_* values, else its file.
+func testServiceSettings() -> [String: String] {
+    var values = ProcessInfo.processInfo.environment
+    let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent(".build/test-services/env")
+    for line in ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n") {
+        let parts = line.split(separator: "=", maxSplits: 1)
+        if parts.count == 2, values[String(parts[0])] == nil { values[String(parts[0])] = String(parts[1]) }
+    }
+    return values
+}
+
+/// The PostgreSQL of `.ci/services`; each test gateway gets a database of its own, named after its
+/// data directory (so a restart over the directory finds it). Missing, a test fails naming the
+/// script: it never skips.
+public struct TestDatabase: Sendable {
+    /// postgres://USER@HOST:PORT/postgres (the server's maintenance database).
+    public let url: String
+    public let password: String
+
+    public static func fromEnvironment() throws -> TestDatabase {
+        let values = testServiceSettings()
+        guard let url = values["SAFECHAT_TEST_DATABASE_URL"], let password = values["SAFECHAT_TEST_PGPASSWORD"] else {
+            throw TestStoreMissing(description: "no test PostgreSQL: run `bash .ci/services start` (it starts PostgreSQL on loopback)")
+        }
+        return TestDatabase(url: url, password: password)
+    }
+
+    /// The database of the gateway over `dataDirectory`.
+    public static func name(dataDirectory: String) -> String {
+        let base = URL(fileURLWithPath: dataDirectory).lastPathComponent.lowercased()
+            .map { $0.isLetter || $0.isNumber ? $0 : "_" }
+        return "t_" + String(base.suffix(56))
+    }
+
+    /// The URL of database `name` on this server.
+    public func url(of name: String) -> String {
+        url[..<url.lastIndex(of: "/")!] + "/" + name
+    }
+
+    /// Makes database `name` unless it exists; returns its URL.
+    @discardableResult
+    public func create(_ name: String) throws -> String {
+        let exists = try psql("SELECT 1 FROM pg_database WHERE datname = '\(name)'")
+        if exists.trimmingCharacters(in: .whitespacesAndNewlines) != "1" { _ = try psql("CREATE DATABASE \(name)") }
+        return url(of: name)
+    }
+
+    /// Drops database `name`, closing whatever is still connected to it.
+    public func drop(_ name: String) {
+        _ = try? psql("DROP DATABASE IF EXISTS \(name) WITH (FORCE)")
+    }
+
+    /// Settings for database `name`, with this server's password.
+    public func settings(_ name: String) throws -> DatabaseSettings {
+        try DatabaseSettings(url: url(of: name), environment: ["PGPASSWORD": password])
+    }
+
+    /// Runs one statement with Debian's psql (the password in its environment, never its arguments).
+    public func psql(_ statement: String, database: String? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["psql", database.map { url(of: $0) } ?? url, "-v", "ON_ERROR_STOP=1", "-tAc", statement]
+        process.environment = ProcessInfo.processInfo.environment.merging(["PGPASSWORD": password]) { $1 }
+        let output = Pipe(), errors = Pipe()
+        process.standardOutput = output
+        process.standardError = errors
+        do { try process.run() } catch {
+            throw TestStoreMissing(description: "psql cannot be run (\(error)): `bash .ci/services start` installs PostgreSQL")
+        }
+        let out = output.fileHandleForReading.readDataToEndOfFile()
+        let err = errors.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0 else {
+            throw TestStoreMissing(description: "psql \(statement): \(String(decoding: err, as: UTF8.self)) (is `bash .ci/services start` running?)")
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
 }
 
 /// The object store of `.ci/services`: its settings from the environment (SAFECHAT_TEST_S3_*) or
@@ -21,15 +106,7 @@ public struct TestObjectStore: Sendable {
     public let secretAccessKey: String
 
     public static func fromEnvironment() throws -> TestObjectStore {
-        var values = ProcessInfo.processInfo.environment
-        if values["SAFECHAT_TEST_S3_ENDPOINT"] == nil {
-            let file = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-                .appendingPathComponent(".build/test-services/env")
-            for line in ((try? String(contentsOf: file, encoding: .utf8)) ?? "").split(separator: "\n") {
-                let parts = line.split(separator: "=", maxSplits: 1)
-                if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
-            }
-        }
+        let values = testServiceSettings()
         guard let endpoint = values["SAFECHAT_TEST_S3_ENDPOINT"], let bucket = values["SAFECHAT_TEST_S3_BUCKET"],
               let id = values["SAFECHAT_TEST_S3_ACCESS_KEY_ID"], let secret = values["SAFECHAT_TEST_S3_SECRET_ACCESS_KEY"] else {
             throw TestStoreMissing(description: "no S3 test store: run `bash .ci/services start` (it starts SeaweedFS on loopback)")
@@ -85,6 +162,17 @@ extension TestGateway {
         let data = dataDirectory + "/data"
         return (try FileManager.default.contentsOfDirectory(atPath: data + "/blobs"),
                 try FileManager.default.contentsOfDirectory(atPath: data + "/partial"))
+    }
+
+    /// What the registry holds durably: the embedded one's record files on disk, or the rows a
+    /// fresh query of the database returns.
+    public func recordedRegistry() async throws -> (files: [String], uploads: [String]) {
+        if gateway.registry is JSONFileRegistry {
+            let registry = dataDirectory + "/registry"
+            return (try FileManager.default.contentsOfDirectory(atPath: registry + "/files"),
+                    try FileManager.default.contentsOfDirectory(atPath: registry + "/uploads"))
+        }
+        return (try await gateway.registry.allFiles().map(\.fileID.description), try await gateway.registry.uploads().map(\.uploadID.description))
     }
 }
 

@@ -37,15 +37,17 @@ public struct Gateway: Sendable {
     let logger: Logger
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
-    /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``).
-    public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil,
+    /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
+    /// `registry` is where files and uploads are recorded: by default its `registry/`
+    /// (``JSONFileRegistry``).
+    public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, registry: (any Registry)? = nil,
                 logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
         self.logger = logger
         throttle = LoginThrottle(clock: configuration.clock)
-        registry = try JSONFileRegistry(directory: root + "/registry")
+        self.registry = try registry ?? JSONFileRegistry(directory: root + "/registry")
         self.blobs = try blobs ?? LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
         let users = try UserStore(path: Self.usersPath(dataDirectory: root))
         self.users = users
@@ -66,7 +68,7 @@ public struct Gateway: Sendable {
             clock: configuration.clock)
         self.chat = chat
         web = try WebAssets.load()
-        uploads = UploadManager(registry: registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
+        uploads = UploadManager(registry: self.registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")

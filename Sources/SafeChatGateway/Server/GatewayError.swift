@@ -46,10 +46,10 @@ public struct GatewayError: HTTPResponseError, Sendable {
     /// unreachable (try again; nothing acknowledged is lost), else 500.
     static func storage(_ error: any Error) -> GatewayError {
         if let error = error as? GatewayError { return error }
-        if let error = error as? BlobStoreUnavailable { return .storageUnavailable(error) }
+        if let error = error as? StorageUnavailable { return .storageUnavailable(error) }
         return GatewayError(.internalServerError, .storageError, "the gateway could not store the upload; nothing was kept")
     }
-    static func storageUnavailable(_ error: BlobStoreUnavailable) -> GatewayError {
+    static func storageUnavailable(_ error: StorageUnavailable) -> GatewayError {
         GatewayError(.serviceUnavailable, .storageUnavailable,
                      "the file store is unavailable (\(error.description)); try again shortly: nothing acknowledged was lost",
                      headers: [.retryAfter: "5"])

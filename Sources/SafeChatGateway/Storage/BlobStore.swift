@@ -65,9 +65,10 @@ public protocol BlobReader: Sendable {
     func close()
 }
 
-/// A store failed in a way that may pass (unreachable, overloaded): the request is answered 503
-/// with Retry-After, and nothing acknowledged is lost.
-public struct BlobStoreUnavailable: Error, CustomStringConvertible {
+/// A store (of sealed bytes or of the gateway's state) failed in a way that may pass (unreachable,
+/// overloaded, restarting): the request is answered 503 with
+/// Retry-After, and nothing acknowledged is lost.
+public struct StorageUnavailable: Error, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
 }

@@ -1,0 +1,130 @@
+import Foundation
+import Logging
+import NIOCore
+import PostgresNIO
+import SafeChatGateway
+
+/// The connection pool to one database, and the one place that decides what a failure means: a
+/// server that cannot be reached, restarts or refuses connections for now is
+/// ``StorageUnavailable`` (the gateway answers 503 with Retry-After, and has acknowledged nothing
+/// it did not store); anything else is a ``DatabaseError``.
+public final class PostgresDatabase: Sendable {
+    public let settings: DatabaseSettings
+    let client: PostgresClient
+    let logger: Logger
+    /// How long one operation may wait for the server before the request is answered 503.
+    let deadline: Duration
+
+    public init(settings: DatabaseSettings, maximumConnections: Int = 20, deadline: Duration = .seconds(10),
+                logger: Logger = Logger(label: "safechat.postgres")) {
+        self.settings = settings
+        self.logger = logger
+        self.deadline = deadline
+        var configuration = settings.clientConfiguration
+        configuration.options.maximumConnections = maximumConnections
+        client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+    }
+
+    /// Runs the pool until the task is cancelled; every other call needs this running.
+    public func run() async { await client.run() }
+
+    /// Checks that the server answers and the login works, on a connection of its own so that the
+    /// line it throws names the cause (the pool only retries), and the server.
+    public func check() async throws {
+        let settings = self.settings, logger = self.logger
+        do {
+            let connection = try await PostgresConnection.connect(
+                on: PostgresConnection.defaultEventLoopGroup.any(), configuration: try settings.connectionConfiguration(),
+                id: 0, logger: logger).get()
+            do {
+                _ = try await connection.query("SELECT 1", logger: logger)
+                try? await connection.close()
+            } catch {
+                try? await connection.close()
+                throw error
+            }
+        } catch let error as PSQLError {
+            throw DatabaseConfigurationError("the database at \(settings) cannot be used: \(Self.describe(error))")
+        } catch {
+            throw DatabaseConfigurationError("the database at \(settings) cannot be used: \(error)")
+        }
+    }
+
+    /// Runs `body` on the pool within the deadline; failures are classified (see the type's doc).
+    func perform<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = self.client
+        do {
+            return try await withThrowingTaskGroup(of: T?.self) { group in
+                group.addTask { try await body(client) }
+                group.addTask { [deadline] in
+                    try await Task.sleep(for: deadline)
+                    return nil
+                }
+                defer { group.cancelAll() }
+                guard let first = try await group.next(), let value = first else {
+                    throw StorageUnavailable("the database at \(settings) did not answer within \(deadline): \(what)")
+                }
+                return value
+            }
+        } catch let error as StorageUnavailable {
+            throw error
+        } catch {
+            throw classify(error, doing: what)
+        }
+    }
+
+    /// Runs `body` in one transaction (committed when it returns, rolled back when it throws).
+    func transaction<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresConnection) async throws -> T) async throws -> T {
+        let logger = self.logger
+        return try await perform(what) { client in
+            try await client.withTransaction(logger: logger) { connection in try await body(connection) }
+        }
+    }
+
+    private func classify(_ error: any Error, doing what: String) -> any Error {
+        if error is CancellationError { return error }
+        if let error = error as? PSQLError {
+            let message = Self.describe(error)
+            if error.code == .server {
+                // Class 08: connection exception; 53: insufficient resources; 57: operator
+                // intervention (shutdown, cannot connect now); 40001/40P01: retry the transaction.
+                let state = error.serverInfo?[.sqlState] ?? ""
+                if ["08", "53", "57"].contains(String(state.prefix(2))) || state == "40001" || state == "40P01" {
+                    return StorageUnavailable("the database at \(settings) failed: \(what): \(message)")
+                }
+                return DatabaseError(description: "the database at \(settings) refused \(what): \(message)")
+            }
+            return StorageUnavailable("the database at \(settings) failed: \(what): \(message)")
+        }
+        if error is IOError || error is ChannelError || error is NIOConnectionError {
+            return StorageUnavailable("the database at \(settings) cannot be reached: \(what): \(error)")
+        }
+        return error
+    }
+
+    /// PSQLError's own description hides everything (it may hold query values); the server's
+    /// message and SQLSTATE say what happened without them.
+    static func describe(_ error: PSQLError) -> String {
+        if let info = error.serverInfo {
+            return "\(info[.message] ?? "error") (SQLSTATE \(info[.sqlState] ?? "?"))"
+        }
+        if let underlying = error.underlying { return "\(error.code): \(underlying)" }
+        return "\(error.code)"
+    }
+}
+
+/// The database refused an operation for a reason that will not pass by waiting.
+public struct DatabaseError: Error, CustomStringConvertible {
+    public let description: String
+}
+
+extension PostgresDatabase {
+    /// Runs `body` with the pool running, and stops the pool when it returns or throws.
+    public func withRunning<T: Sendable>(_ body: @Sendable () async throws -> T) async throws -> T {
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask { await self.run() }
+            defer { group.cancelAll() }
+            return try await body()
+        }
+    }
+}

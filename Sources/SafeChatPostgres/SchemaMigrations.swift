@@ -1,0 +1,121 @@
+import Foundation
+import PostgresNIO
+
+/// The schema, as numbered steps applied in order and recorded in `safechat_schema`. Gateways
+/// starting together (and `safechat migrate`) take one advisory lock around the whole check, so
+/// each step runs once; each step runs in its own transaction, so a crash leaves the schema at a
+/// step's boundary. Steps are only ever added: a released step never changes.
+public enum SchemaMigrations {
+    public struct Step: Sendable {
+        public let version: Int
+        public let summary: String
+        let statements: [String]
+    }
+
+    /// Held for the migration's duration: session-level, so it is released if the holder dies.
+    static let lockKey: Int64 = 0x5AFE_C4A7_0000_0001
+
+    public static let steps: [Step] = [
+        Step(version: 1, summary: "file registry: files, uploads in progress, identity bundles", statements: [
+            """
+            CREATE TABLE files (
+                id text PRIMARY KEY,
+                owner text NOT NULL,
+                session text,
+                created_at timestamptz NOT NULL,
+                record jsonb NOT NULL)
+            """,
+            "CREATE INDEX files_by_owner ON files (owner, created_at)",
+            "CREATE INDEX files_by_session ON files (session, created_at) WHERE session IS NOT NULL",
+            """
+            CREATE TABLE uploads (
+                id text PRIMARY KEY,
+                owner text NOT NULL,
+                record jsonb NOT NULL)
+            """,
+            """
+            CREATE TABLE identities (
+                user_id text PRIMARY KEY,
+                bundle jsonb NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+        ]),
+    ]
+
+    public static var latestVersion: Int { steps.last?.version ?? 0 }
+
+    /// Brings the database to ``latestVersion``; returns the steps it applied (none when it was
+    /// there already). Refuses a database a newer build has migrated past this one.
+    @discardableResult
+    public static func apply(on database: PostgresDatabase) async throws -> [Step] {
+        let logger = database.logger
+        let settings = database.settings
+        return try await database.perform("schema migration") { client in
+            try await client.withConnection { connection in
+                try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: logger)
+                do {
+                    let applied = try await run(on: connection, logger: logger, settings: settings)
+                    try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+                    return applied
+                } catch {
+                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
+                    throw error
+                }
+            }
+        }
+    }
+
+    /// The version the database is at (0 for an empty one).
+    public static func currentVersion(on database: PostgresDatabase) async throws -> Int {
+        try await database.perform("schema version") { client in
+            let exists = try await client.query("SELECT to_regclass('safechat_schema') IS NOT NULL").decode(Bool.self)
+            var present = false
+            for try await value in exists { present = value }
+            guard present else { return 0 }
+            var version = 0
+            for try await value in try await client.query("SELECT coalesce(max(version), 0) FROM safechat_schema").decode(Int.self) {
+                version = value
+            }
+            return version
+        }
+    }
+
+    private static func run(on connection: PostgresConnection, logger: Logger, settings: DatabaseSettings) async throws -> [Step] {
+        try await connection.query("""
+            CREATE TABLE IF NOT EXISTS safechat_schema (
+                version integer PRIMARY KEY,
+                summary text NOT NULL,
+                applied_at timestamptz NOT NULL DEFAULT now())
+            """, logger: logger)
+        var current = 0
+        for try await version in try await connection.query("SELECT coalesce(max(version), 0) FROM safechat_schema", logger: logger).decode(Int.self) {
+            current = version
+        }
+        guard current <= latestVersion else {
+            throw DatabaseConfigurationError("the database at \(settings) has schema version \(current), newer than this build's \(latestVersion): run a newer safechat")
+        }
+        var applied: [Step] = []
+        for step in steps where step.version > current {
+            try await connection.withTransaction(logger: logger) { connection in
+                for statement in step.statements {
+                    try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+                }
+                try await connection.query("INSERT INTO safechat_schema (version, summary) VALUES (\(step.version), \(step.summary))",
+                                           logger: logger)
+            }
+            applied.append(step)
+        }
+        return applied
+    }
+}
+
+extension PostgresDatabase {
+    /// What a gateway does at start: checks the server answers, then migrates the schema (under
+    /// the advisory lock, so gateways starting together take turns).
+    public func prepare(logger: Logger) async throws {
+        try await check()
+        for step in try await SchemaMigrations.apply(on: self) {
+            logger.info("database schema migrated", metadata: ["version": "\(step.version)", "step": "\(step.summary)"])
+        }
+    }
+}
