@@ -198,6 +198,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "SafeChatPostgresTests",
+            dependencies: ["SafeChatPostgres", "SafeChatGateway", "SafeChatAPI", "SafeChatTestSupport", "safechat"]
+        ),
+        .testTarget(
             name: "SafeChatKeysTests",
             dependencies: ["SafeChatKeys", "SafeChatAPI", "SealedStream"]
         ),

@@ -25,7 +25,9 @@ public final class TestGateway: @unchecked Sendable {
 
     /// Starts a gateway over `dataDirectory` (a new one if nil), its sealed bytes in `store`: on S3,
     /// under a prefix named after the data directory, so that a restart over it finds them.
+    /// `database` puts the registry in that database instead (any store).
     public static func start(dataDirectory: String? = nil, store: TestStore = .local, blobs: (any BlobStore)? = nil,
+                             database databaseSettings: DatabaseSettings? = nil,
                              configure: (inout GatewayConfiguration) -> Void = { _ in }) async throws -> TestGateway {
         let dir = dataDirectory ?? FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         var configuration = GatewayConfiguration()
@@ -41,11 +43,14 @@ public final class TestGateway: @unchecked Sendable {
             nil
         }
         var database: (pool: PostgresDatabase, task: Task<Void, Never>)?
-        if store == .postgres {
-            let server = try TestDatabase.fromEnvironment()
-            let name = TestDatabase.name(dataDirectory: dir)
-            try server.create(name)
-            let pool = PostgresDatabase(settings: try server.settings(name), maximumConnections: 4, logger: logger)
+        if store == .postgres || databaseSettings != nil {
+            let settings = try databaseSettings ?? {
+                let server = try TestDatabase.fromEnvironment()
+                let name = TestDatabase.name(dataDirectory: dir)
+                try server.create(name)
+                return try server.settings(name)
+            }()
+            let pool = PostgresDatabase(settings: settings, maximumConnections: 4, logger: logger)
             database = (pool, Task { await pool.run() })
             try await pool.prepare(logger: logger)
         }
@@ -83,7 +88,9 @@ public final class TestGateway: @unchecked Sendable {
     /// Removes the data directory, and the gateway's database when it has one.
     public func removeData() {
         try? FileManager.default.removeItem(atPath: dataDirectory)
-        if database != nil { try? TestDatabase.fromEnvironment().drop(TestDatabase.name(dataDirectory: dataDirectory)) }
+        if let database, database.pool.settings.database == TestDatabase.name(dataDirectory: dataDirectory) {
+            try? TestDatabase.fromEnvironment().drop(database.pool.settings.database)
+        }
     }
 
     /// The S3 prefix of a test gateway over `dataDirectory`.

@@ -260,3 +260,70 @@ public final class PrivateSeaweedFS: @unchecked Sendable {
                                              credentials: S3Credentials(accessKeyID: "any", secretAccessKey: "any"), maxObjectSize: 64 << 30))
     }
 }
+
+/// A PostgreSQL of a test's own (Debian's, a scratch cluster on a loopback port), for a test that
+/// stops and restarts its database: the shared one of `.ci/services` stays up for every other test.
+/// As root it runs as the `postgres` user, as PostgreSQL requires.
+public final class PrivatePostgres: @unchecked Sendable {
+    // Used by the one test that made it.
+    public let directory: String
+    public let port: Int
+    public let password: String
+    private static let bin = "/usr/lib/postgresql/15/bin/"
+    public var url: String { "postgres://postgres@127.0.0.1:\(port)/postgres" }
+
+    public init() async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("pg-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        port = 30_000 + Int.random(in: 0..<20_000)
+        password = UUID().uuidString
+        let pwfile = directory + "/pwfile"
+        FileManager.default.createFile(atPath: pwfile, contents: Data((password + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        if getuid() == 0 { _ = try await runProcess(["chown", "-R", "postgres:", directory], in: URL(fileURLWithPath: "/")) }
+        let run = try await Self.asPostgres([Self.bin + "initdb", "-D", directory + "/data", "-U", "postgres",
+                                             "--auth=scram-sha-256", "--pwfile=" + pwfile, "-N"])
+        guard run.status == 0 else { throw TestStoreMissing(description: "initdb failed: \(run.output)") }
+    }
+
+    private static func asPostgres(_ arguments: [String]) async throws -> (status: Int32, output: String) {
+        try await runProcess((getuid() == 0 ? ["runuser", "-u", "postgres", "--"] : []) + arguments, in: URL(fileURLWithPath: "/"))
+    }
+
+    /// Starts it (again, over the same data) and waits until it takes connections. The server runs
+    /// in the foreground of a child of its own (no pg_ctl, whose exit nothing here would wait for).
+    public func start() async throws {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = (getuid() == 0 ? ["runuser", "-u", "postgres", "--"] : [])
+            + [Self.bin + "postgres", "-D", directory + "/data", "-p", "\(port)", "-k", "/tmp", "-c", "listen_addresses=127.0.0.1"]
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle(forWritingAtPath: directory + "/log") ?? FileHandle.nullDevice
+        try process.run()
+        for _ in 0..<240 {
+            if (try? await PostgresDatabase(settings: settings()).check()) != nil { return }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
+        throw TestStoreMissing(description: "PostgreSQL did not start within 60 s: \(log.suffix(500))")
+    }
+
+    /// Stops it the way a crash does (SIGQUIT: no shutdown checkpoint, every connection cut), and
+    /// waits until it is gone.
+    public func stop() async throws {
+        guard let text = try? String(contentsOfFile: directory + "/data/postmaster.pid", encoding: .utf8),
+              let pid = text.split(separator: "\n").first.flatMap({ pid_t($0) }) else { return }
+        kill(pid, SIGQUIT)
+        for _ in 0..<240 where kill(pid, 0) == 0 { try await Task.sleep(for: .milliseconds(250)) }
+    }
+
+    public func remove() async {
+        try? await stop()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+
+    public func settings() throws -> DatabaseSettings {
+        try DatabaseSettings(url: url, environment: ["PGPASSWORD": password])
+    }
+}
