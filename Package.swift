@@ -199,7 +199,7 @@ let package = Package(
         ),
         .testTarget(
             name: "SafeChatPostgresTests",
-            dependencies: ["SafeChatPostgres", "SafeChatGateway", "SafeChatAPI", "SafeChatTestSupport", "safechat"]
+            dependencies: ["SafeChatPostgres", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat"]
         ),
         .testTarget(
             name: "SafeChatKeysTests",

@@ -69,27 +69,8 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Bytes of those one account's messages may hold, e.g. 32M; beyond it that account's sends are refused [SAFECHAT_CHAT_STORAGE_PER_ACCOUNT].")
     var chatStoragePerAccount: String = ProcessInfo.processInfo.environment["SAFECHAT_CHAT_STORAGE_PER_ACCOUNT"] ?? "32M"
 
-    @Option(name: .customLong("blob-store"), help: """
-        Where sealed files go: s3://BUCKET[/PREFIX] on the object store at --s3-endpoint; by default \
-        the data directory's data/ [SAFECHAT_BLOB_STORE].
-        """)
-    var blobStoreOption: String?
-
-    @Option(name: .customLong("s3-endpoint"), help: "The object store's URL, e.g. https://s3.eu-west-1.amazonaws.com or http://127.0.0.1:8333 (path-style) [SAFECHAT_S3_ENDPOINT].")
-    var s3EndpointOption: String?
-
-    @Option(name: .customLong("s3-region"), help: "The store's region for request signatures [SAFECHAT_S3_REGION, AWS_REGION; default us-east-1].")
-    var s3RegionOption: String?
-
-    @Option(name: .customLong("database"), help: """
-        Keep the file registry (files, uploads in progress, identity bundles) in PostgreSQL: \
-        postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]; the schema is migrated \
-        at start [SAFECHAT_DATABASE].
-        """)
-    var databaseOption: String?
-
-    @Option(name: .customLong("database-password-file"), help: "A file (0600) holding the database password; else PGPASSWORD [SAFECHAT_DATABASE_PASSWORD_FILE].")
-    var databasePasswordFileOption: String?
+    @OptionGroup(title: "Object storage") var objectStore: ObjectStoreOptions
+    @OptionGroup(title: "Database") var database: DatabaseOptions
 
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
@@ -100,15 +81,6 @@ struct ServeCommand: AsyncParsableCommand {
     // An optional option cannot default to an environment variable, so the fallback happens here.
     var tlsCert: String? { tlsCertOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_CERT"] }
     var tlsKey: String? { tlsKeyOption ?? ProcessInfo.processInfo.environment["SAFECHAT_TLS_KEY"] }
-    var blobStore: String? { blobStoreOption ?? ProcessInfo.processInfo.environment["SAFECHAT_BLOB_STORE"] }
-    var database: String? { databaseOption ?? ProcessInfo.processInfo.environment["SAFECHAT_DATABASE"] }
-    var databasePasswordFile: String? {
-        databasePasswordFileOption ?? ProcessInfo.processInfo.environment["SAFECHAT_DATABASE_PASSWORD_FILE"]
-    }
-    var s3Endpoint: String? { s3EndpointOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_ENDPOINT"] }
-    var s3Region: String? {
-        s3RegionOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_REGION"] ?? ProcessInfo.processInfo.environment["AWS_REGION"]
-    }
 
     func validate() throws {
         guard (0...65535).contains(port) else { throw ValidationError("--port must be 0 to 65535") }
@@ -121,7 +93,6 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--chat-queue takes 1 to 1000000, --chat-retention positive seconds, --chat-storage and --chat-storage-per-account a size such as 256M")
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
-        guard (blobStore == nil) == (s3Endpoint == nil) else { throw ValidationError("--blob-store s3://BUCKET and --s3-endpoint URL go together") }
     }
 
     func run() async throws {
@@ -156,12 +127,12 @@ struct ServeCommand: AsyncParsableCommand {
             }
             let logger = Logger(label: "safechat.gateway")
             if demo { logger.warning("demo mode: the account user1 / password123 exists; never run this in production") }
-            let blobs = try await objectStore(maxFileSize: configuration.maxFileSize)
-            let databaseSettings = try databaseSettings()
+            let blobs = try await objectStore.store(maxFileSize: configuration.maxFileSize)
+            let databaseSettings = try database.settings()
             let scheme = tlsCert == nil ? "http" : "https"
             let placement: Logger.Metadata = [
                 "data_dir": "\(dataDir)",
-                "blob_store": "\(blobStore.map { "\($0) at \(s3Endpoint!)" } ?? "\(dataDir)/data")",
+                "blob_store": "\(objectStore.summary ?? "\(dataDir)/data")",
                 "registry": "\(databaseSettings.map(\.description) ?? "\(dataDir)/registry")",
             ]
             let serve: @Sendable ((any Registry)?) async throws -> Void = { [configuration] registry in
@@ -177,34 +148,6 @@ struct ServeCommand: AsyncParsableCommand {
                 try await serve(PostgresRegistry(database: postgres))
             }
         }
-    }
-
-    /// The database `--database` names, or nil for the data directory's registry.
-    func databaseSettings() throws -> DatabaseSettings? {
-        guard let database else { return nil }
-        return try DatabaseSettings(url: database, passwordFile: databasePasswordFile)
-    }
-}
-
-extension ServeCommand {
-    /// The S3 store `--blob-store` names, checked (reachable, writable) before anything starts; nil
-    /// for the data directory.
-    func objectStore(maxFileSize: Int64) async throws -> S3BlobStore? {
-        guard let blobStore, let s3Endpoint else { return nil }
-        let store: S3BlobStore
-        do {
-            let settings = try S3Settings(location: blobStore, endpoint: s3Endpoint, region: s3Region,
-                                          credentials: try S3Credentials.load(), maxObjectSize: maxFileSize)
-            store = S3BlobStore(settings: settings)
-        } catch let error as S3ConfigurationError {
-            throw CLIError(description: error.description)
-        }
-        do {
-            try await store.check()
-        } catch {
-            throw CLIError(description: "the object store at \(store.settings.endpoint) (bucket \(store.settings.bucket)) cannot be used: \(error)")
-        }
-        return store
     }
 }
 

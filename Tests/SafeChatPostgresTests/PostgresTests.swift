@@ -1,8 +1,10 @@
 import Foundation
 import SafeChatAPI
 import SafeChatGateway
+import SafeChatKeys
 import SafeChatPostgres
 import SafeChatTestSupport
+import SealedStream
 import Testing
 
 /// The PostgreSQL backend against a real server (`.ci/services`, or a private one for outages).
@@ -120,5 +122,77 @@ import Testing
         await server.stop()
         server.removeData()
         await postgres.remove()
+    }
+
+    /// An embedded gateway's files, upload in progress and identity bundle move to PostgreSQL and
+    /// S3 with `safechat migrate --from-data-dir`; the gateway started on them serves the same
+    /// bytes under the same ids, the upload resumes from its offset, and a second run copies nothing.
+    @Test func migrateFromADataDirectoryMovesRegistryAndFiles() async throws {
+        let embedded = try await TestGateway.start()
+        let dir = embedded.dataDirectory
+        let client = try await HTTP.login(embedded.base)
+        var streams: [String: (SessionKey, [UInt8])] = [:]
+        for size in [200_000, 3_000_000] {
+            let (key, plaintext, sealed) = try await sealedStream(plaintextSize: size)
+            let id = try #require(try await client.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
+            streams[id] = (key, plaintext)
+        }
+        let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 2_500_000)
+        let path = try await client.createUpload(length: sealed.count)
+        #expect(try await client.patch(path, offset: 0, sealed.prefix(1_000_003)).status == 204)
+        let user1 = try #require(try await embedded.gateway.users.id(of: "user1"))
+        let identity = try Identity.generate(userID: Array(Data(hexPairs: user1.description)))
+        #expect(try await client.send(.PUT, "/keys/me", headers: [("Content-Type", "application/json")],
+                                      body: identity.publicBundle.encoded()).status == 200)
+        let published = try await client.send(.GET, "/keys/user1").body
+        await embedded.stop()
+
+        let server = try TestDatabase.fromEnvironment()
+        let url = try server.create(TestDatabase.name(dataDirectory: dir))
+        let store = try TestObjectStore.fromEnvironment()
+        let (storeOptions, storeEnvironment) = store.serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: dir))
+        let environment = ProcessInfo.processInfo.environment.merging(storeEnvironment) { $1 }.merging(["PGPASSWORD": server.password]) { $1 }
+        let arguments = [Self.safechat, "migrate", "--database", url, "--from-data-dir", dir] + storeOptions
+        let first = try await runProcess(arguments, environment: environment, errorsApart: true)
+        #expect(first.status == 0, "\(first.errors)")
+        #expect(first.output.contains("imported 2 files, 1 uploads in progress and 1 identity bundles"), "\(first.output)")
+        let second = try await runProcess(arguments, environment: environment, errorsApart: true)
+        #expect(second.output.contains("imported 0 files") && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
+
+        // The data directory's own registry and blobs go; the gateway finds everything in PostgreSQL and S3.
+        try FileManager.default.removeItem(atPath: dir + "/registry/files")
+        try FileManager.default.removeItem(atPath: dir + "/data")
+        let moved = try await TestGateway.start(dataDirectory: dir, store: .postgres)
+        do {
+            let again = try await HTTP.login(moved.base)
+            let listed = try #require(try await again.send(.GET, "/files").json["files"] as? [[String: Any]])
+            #expect(Set(listed.compactMap { $0["file_id"] as? String }) == Set(streams.keys))
+            for (id, (key, plaintext)) in streams {
+                let body = try await again.send(.GET, "/download/\(id)").body
+                #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
+            }
+            #expect(try await again.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") == "1000003")
+            #expect(try await again.patch(path, offset: 1_000_003, sealed.dropFirst(1_000_003)).status == 204)
+            let id = String(path.split(separator: "/").last!)
+            #expect(fingerprint(try await openStream(try await again.send(.GET, "/download/\(id)").body, key: key)) == fingerprint(plaintext))
+            #expect(try await again.send(.GET, "/keys/user1").body == published)
+            #expect(try await moved.storedBlobs().files.count == 3)
+        } catch {
+            Issue.record(error)
+        }
+        await moved.stop()
+        moved.removeData()
+    }
+}
+
+private extension Data {
+    init(hexPairs hex: String) {
+        var bytes: [UInt8] = []
+        var index = hex.startIndex
+        while index < hex.endIndex, let next = hex.index(index, offsetBy: 2, limitedBy: hex.endIndex) {
+            bytes.append(UInt8(hex[index..<next], radix: 16) ?? 0)
+            index = next
+        }
+        self.init(bytes)
     }
 }

@@ -1,0 +1,128 @@
+import Foundation
+import NIOCore
+import SafeChatAPI
+import SafeChatGateway
+import SealedFormat
+
+/// `safechat migrate --from-data-dir DIR`: copies an embedded gateway's file registry (finished
+/// files, uploads in progress, identity bundles) into PostgreSQL and, given another blob store, its
+/// sealed bytes there under the same ids. Idempotent: a file already in the database is skipped,
+/// and each file's bytes are in the destination store before its row is written, so a run cut
+/// short is finished by running it again. The data directory is only read.
+public struct DataDirectoryImport: Sendable {
+    public struct Summary: Sendable, Equatable {
+        public var files = 0, skipped = 0, uploads = 0, identities = 0, bytesCopied: Int64 = 0
+    }
+
+    let dataDirectory: String
+    let registry: any Registry
+    /// Where sealed bytes go; nil: they stay in the data directory's `data/`.
+    let destination: (any BlobStore)?
+    let maxFileSize: Int64
+
+    public init(dataDirectory: String, registry: any Registry, destination: (any BlobStore)?, maxFileSize: Int64) {
+        self.dataDirectory = dataDirectory
+        self.registry = registry
+        self.destination = destination
+        self.maxFileSize = maxFileSize
+    }
+
+    public func run(progress: @Sendable (String) -> Void = { _ in }) async throws -> Summary {
+        let registryDirectory = dataDirectory + "/registry"
+        guard FileManager.default.fileExists(atPath: registryDirectory + "/files") else {
+            throw DatabaseConfigurationError("\(dataDirectory) holds no gateway registry (no registry/files)")
+        }
+        let source = try JSONFileRegistry(directory: registryDirectory)
+        let blobs = try LocalBlobStore(root: dataDirectory + "/data", directIO: false)
+        var summary = Summary()
+        for manifest in try await source.allFiles().sorted(by: { $0.createdAt < $1.createdAt }) {
+            if try await registry.file(manifest.fileID) != nil {
+                summary.skipped += 1
+                continue
+            }
+            if let destination {
+                let reader = try await blobs.openBlob(manifest.fileID, size: manifest.size)
+                defer { reader.close() }
+                summary.bytesCopied += try await copy(manifest.fileID, from: reader, count: manifest.size, final: true,
+                                                      promote: true, to: destination, sizeLimit: manifest.size).copied
+            }
+            try await registry.putFile(manifest)
+            summary.files += 1
+            progress("file \(manifest.fileID) (\(manifest.size) bytes)")
+        }
+        for var state in try await source.uploads() where try await registry.upload(state.uploadID) == nil {
+            if let destination, state.offset > 0 {
+                let path = dataDirectory + "/data/partial/\(state.uploadID)"
+                let reader = try PartialFileReader(path: path, size: state.offset)
+                defer { reader.close() }
+                let (copied, checkpoint) = try await copy(state.uploadID, from: reader, count: state.offset,
+                                                          final: state.isComplete, promote: false, to: destination,
+                                                          sizeLimit: state.length ?? maxFileSize)
+                summary.bytesCopied += copied
+                state.blobCheckpoint = checkpoint
+            }
+            try await registry.putUpload(state)
+            summary.uploads += 1
+            progress("upload \(state.uploadID) at offset \(state.offset)")
+        }
+        for file in try FileManager.default.contentsOfDirectory(atPath: registryDirectory + "/keys") where file.hasSuffix(".json") {
+            guard let user = UserID(file.dropLast(5)), let (bundle, updatedAt) = try await source.identity(of: user) else { continue }
+            try await registry.putIdentity(bundle, of: user, at: updatedAt)
+            summary.identities += 1
+        }
+        return summary
+    }
+
+    /// Streams `count` bytes into `id` on `store` the way an upload does, and with `promote` makes
+    /// them the file `id` (a finished file; an upload in progress keeps its checkpoint).
+    private func copy(_ id: FileID, from reader: any BlobReader, count: Int64, final: Bool, promote: Bool, to store: any BlobStore,
+                      sizeLimit: Int64) async throws -> (copied: Int64, checkpoint: BlobCheckpoint?) {
+        let partial = try await store.openPartial(id, at: 0, checkpoint: nil, sizeLimit: sizeLimit)
+        let piece = 4 << 20
+        var offset: Int64 = 0
+        var buffer = ByteBuffer()
+        do {
+            while offset < count {
+                let length = Int(min(Int64(piece), count - offset))
+                buffer.clear()
+                try await reader.read(at: offset, count: length, into: &buffer)
+                try await partial.append(buffer)
+                offset += Int64(length)
+            }
+            let checkpoint = try await partial.makeDurable(final: final)
+            await partial.close()
+            if promote { try await store.promote(id, size: count, checkpoint: checkpoint) }
+            return (count, checkpoint)
+        } catch {
+            await partial.close()
+            throw error
+        }
+    }
+}
+
+/// The acknowledged bytes of a local upload in progress (`data/partial/ID`), read like a blob.
+struct PartialFileReader: BlobReader {
+    let handle: FileHandle
+    let size: Int64
+    var pieceSize: Int { 4 << 20 }
+    var readsAhead: Int { 1 }
+    var fileDescriptor: Int32? { nil }
+
+    init(path: String, size: Int64) throws {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw DatabaseConfigurationError("cannot read the upload in progress \(path)")
+        }
+        self.handle = handle
+        self.size = size
+    }
+
+    func read(at offset: Int64, count: Int, into buffer: inout ByteBuffer) async throws {
+        try handle.seek(toOffset: UInt64(offset))
+        guard let data = try handle.read(upToCount: count), data.count == count else {
+            throw DatabaseConfigurationError("the upload in progress ends before its acknowledged offset")
+        }
+        buffer.writeBytes(data)
+    }
+
+    func close() { try? handle.close() }
+}
