@@ -4,25 +4,28 @@ import SafeChatAPI
 import SafeChatGateway
 import SealedFormat
 
-/// `safechat migrate --from-data-dir DIR`: copies an embedded gateway's file registry (finished
-/// files, uploads in progress, identity bundles) into PostgreSQL and, given another blob store, its
+/// `safechat migrate --from-data-dir DIR`: copies an embedded gateway's accounts (same ids, hashes
+/// and token generations) and file registry (finished files, uploads in progress, identity
+/// bundles) into PostgreSQL and, given another blob store, its
 /// sealed bytes there under the same ids. Idempotent: a file already in the database is skipped,
 /// and each file's bytes are in the destination store before its row is written, so a run cut
 /// short is finished by running it again. The data directory is only read.
 public struct DataDirectoryImport: Sendable {
     public struct Summary: Sendable, Equatable {
-        public var files = 0, skipped = 0, uploads = 0, identities = 0, bytesCopied: Int64 = 0
+        public var accounts = 0, files = 0, skipped = 0, uploads = 0, identities = 0, bytesCopied: Int64 = 0
     }
 
     let dataDirectory: String
     let registry: any Registry
+    let accounts: PostgresAccountStore
     /// Where sealed bytes go; nil: they stay in the data directory's `data/`.
     let destination: (any BlobStore)?
     let maxFileSize: Int64
 
-    public init(dataDirectory: String, registry: any Registry, destination: (any BlobStore)?, maxFileSize: Int64) {
+    public init(dataDirectory: String, database: PostgresDatabase, destination: (any BlobStore)?, maxFileSize: Int64) {
         self.dataDirectory = dataDirectory
-        self.registry = registry
+        self.registry = PostgresRegistry(database: database)
+        self.accounts = PostgresAccountStore(database: database)
         self.destination = destination
         self.maxFileSize = maxFileSize
     }
@@ -32,9 +35,11 @@ public struct DataDirectoryImport: Sendable {
         guard FileManager.default.fileExists(atPath: registryDirectory + "/files") else {
             throw DatabaseConfigurationError("\(dataDirectory) holds no gateway registry (no registry/files)")
         }
+        let (records, removed) = try await UserStore(path: Gateway.usersPath(dataDirectory: dataDirectory)).records()
+        var summary = Summary()
+        summary.accounts = try await accounts.importRecords(records, removed: removed)
         let source = try JSONFileRegistry(directory: registryDirectory)
         let blobs = try LocalBlobStore(root: dataDirectory + "/data", directIO: false)
-        var summary = Summary()
         for manifest in try await source.allFiles().sorted(by: { $0.createdAt < $1.createdAt }) {
             if try await registry.file(manifest.fileID) != nil {
                 summary.skipped += 1

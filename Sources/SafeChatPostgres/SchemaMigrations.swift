@@ -40,6 +40,21 @@ public enum SchemaMigrations {
                 updated_at timestamptz NOT NULL)
             """,
         ]),
+        Step(version: 2, summary: "accounts: names, scrypt hashes, token generations; removed account ids", statements: [
+            """
+            CREATE TABLE accounts (
+                id text PRIMARY KEY,
+                name text NOT NULL UNIQUE,
+                password jsonb NOT NULL,
+                created_at timestamptz NOT NULL DEFAULT now(),
+                token_generation integer NOT NULL DEFAULT 0)
+            """,
+            """
+            CREATE TABLE removed_accounts (
+                id text PRIMARY KEY,
+                removed_at timestamptz NOT NULL DEFAULT now())
+            """,
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

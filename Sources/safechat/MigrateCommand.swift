@@ -12,8 +12,8 @@ struct MigrateCommand: AsyncParsableCommand {
         abstract: "Apply the database schema's migrations (gateways also do this at start); import a data directory.",
         discussion: """
             The password comes from PGPASSWORD or --database-password-file, never from the URL. \
-            --from-data-dir DIR copies DIR's file registry (files, uploads in progress, identity \
-            bundles) into the database, and with --blob-store its sealed files to that store under \
+            --from-data-dir DIR copies DIR's accounts and file registry (files, uploads in \
+            progress, identity bundles) into the database, and with --blob-store its sealed files to that store under \
             the same ids; running it again skips what is already there. DIR is only read; stop \
             the gateway that uses it first.
             """)
@@ -43,14 +43,14 @@ struct MigrateCommand: AsyncParsableCommand {
                                             logger: Logger(label: "safechat.migrate", factory: { _ in SwiftLogNoOpLogHandler() }))
             try await postgres.withRunning {
                 try await postgres.check()
-                let before = try await SchemaMigrations.currentVersion(on: postgres)
                 let applied = try await SchemaMigrations.apply(on: postgres)
                 for step in applied { print("applied \(step.version): \(step.summary)") }
-                print("\(settings): schema version \(applied.last?.version ?? before)\(applied.isEmpty ? " (up to date)" : "")")
+                let version = try await SchemaMigrations.currentVersion(on: postgres)
+                print("\(settings): schema version \(version)\(applied.isEmpty ? " (up to date)" : "")")
                 guard let fromDataDir else { return }
-                let summary = try await DataDirectoryImport(dataDirectory: fromDataDir, registry: PostgresRegistry(database: postgres),
+                let summary = try await DataDirectoryImport(dataDirectory: fromDataDir, database: postgres,
                                                             destination: destination, maxFileSize: maxFileSize).run()
-                print("imported \(summary.files) files, \(summary.uploads) uploads in progress and \(summary.identities) identity bundles "
+                print("imported \(summary.accounts) accounts, \(summary.files) files, \(summary.uploads) uploads in progress and \(summary.identities) identity bundles "
                       + "from \(fromDataDir) (\(summary.skipped) files already there; \(summary.bytesCopied) bytes copied)")
             }
         }

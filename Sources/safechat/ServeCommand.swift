@@ -134,18 +134,20 @@ struct ServeCommand: AsyncParsableCommand {
                 "data_dir": "\(dataDir)",
                 "blob_store": "\(objectStore.summary ?? "\(dataDir)/data")",
                 "registry": "\(databaseSettings.map(\.description) ?? "\(dataDir)/registry")",
+                "accounts": "\(databaseSettings.map(\.description) ?? Gateway.usersPath(dataDirectory: dataDir))",
             ]
-            let serve: @Sendable ((any Registry)?) async throws -> Void = { [configuration] registry in
-                let gateway = try await Gateway(configuration: configuration, blobs: blobs, registry: registry, logger: logger)
+            let serve: @Sendable ((any Registry)?, (any AccountStore)?) async throws -> Void = { [configuration] registry, accounts in
+                let gateway = try await Gateway(configuration: configuration, blobs: blobs, registry: registry, accounts: accounts,
+                                                logger: logger)
                 try await gateway.run { port in
                     logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })
                 }
             }
-            guard let databaseSettings else { return try await serve(nil) }
+            guard let databaseSettings else { return try await serve(nil, nil) }
             let postgres = PostgresDatabase(settings: databaseSettings)
             try await postgres.withRunning {
                 try await postgres.prepare(logger: logger)
-                try await serve(PostgresRegistry(database: postgres))
+                try await serve(PostgresRegistry(database: postgres), PostgresAccountStore(database: postgres))
             }
         }
     }

@@ -49,7 +49,7 @@ struct ObjectStoreOptions: ParsableArguments {
 /// Where the gateway's state goes (`serve`, `migrate`): the data directory by default, or PostgreSQL.
 struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("database"), help: """
-        Keep the file registry (files, uploads in progress, identity bundles) in PostgreSQL: \
+        Keep accounts and the file registry (files, uploads in progress, identity bundles) in PostgreSQL: \
         postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]; the schema is migrated \
         at start [SAFECHAT_DATABASE].
         """)

@@ -1,20 +1,33 @@
 import ArgumentParser
 import Foundation
+import Logging
 import SafeChatGateway
+import SafeChatPostgres
 
 struct UserCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "user",
-        abstract: "Manage gateway accounts (works while the server runs).",
+        abstract: "Manage gateway accounts (works while the server runs; with --database, on every gateway of that database).",
         subcommands: [Add.self, Passwd.self, Remove.self])
 
     struct Options: ParsableArguments {
         @Option(help: "Data directory of the gateway [SAFECHAT_DATA_DIR].")
         var dataDir: String = ProcessInfo.processInfo.environment["SAFECHAT_DATA_DIR"] ?? "./safechat-data"
 
-        func store() throws -> UserStore {
-            try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
-            return try UserStore(path: Gateway.usersPath(dataDirectory: dataDir))
+        @OptionGroup(title: "Database") var database: DatabaseOptions
+
+        /// Runs `body` on the accounts: the data directory's, or the database's (migrated first).
+        func withStore(_ body: @Sendable (any AccountStore) async throws -> Void) async throws {
+            guard let settings = try database.settings() else {
+                try FileManager.default.createDirectory(atPath: dataDir, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+                return try await body(try UserStore(path: Gateway.usersPath(dataDirectory: dataDir)))
+            }
+            let logger = Logger(label: "safechat.user", factory: { _ in SwiftLogNoOpLogHandler() })
+            let postgres = PostgresDatabase(settings: settings, maximumConnections: 2, logger: logger)
+            try await postgres.withRunning {
+                try await postgres.prepare(logger: logger)
+                try await body(PostgresAccountStore(database: postgres))
+            }
         }
     }
 
@@ -25,9 +38,9 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures("user add") {
-                try UserStore.validate(name: name)
+                try AccountName.validate(name)
                 let password = try readPassword(prompt: "Password for \(name): ", confirm: true)
-                try await options.store().add(name, password: password)
+                try await options.withStore { try await $0.add(name, password: password) }
                 printError("added user \(name)")
             }
         }
@@ -40,10 +53,11 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures("user passwd") {
-                let store = try options.store()
-                guard try await store.contains(name) else { throw CLIError(description: "no user '\(name)'") }
-                let password = try readPassword(prompt: "New password for \(name): ", confirm: true)
-                try await store.setPassword(name, password: password)
+                try await options.withStore { store in
+                    guard try await store.contains(name) else { throw CLIError(description: "no user '\(name)'") }
+                    let password = try readPassword(prompt: "New password for \(name): ", confirm: true)
+                    try await store.setPassword(name, password: password)
+                }
                 printError("password changed for \(name)")
             }
         }
@@ -56,7 +70,7 @@ struct UserCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await reportingFailures("user rm") {
-                try await options.store().remove(name)
+                try await options.withStore { try await $0.remove(name) }
                 printError("removed user \(name)")
             }
         }

@@ -124,6 +124,50 @@ import Testing
         await postgres.remove()
     }
 
+    /// Accounts in PostgreSQL: `safechat user add|passwd|rm --database` take effect on every gateway
+    /// of the database at once.
+    @Test func accountsManagedWithDatabaseHoldOnEveryGatewayAtOnce() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_accounts_\(UInt32.random(in: 0...UInt32.max))"
+        let url = try server.create(name)
+        defer { server.drop(name) }
+        let a = try await TestGateway.start(database: try server.settings(name))
+        let b = try await TestGateway.start(database: try server.settings(name))
+        do {
+            let environment = ProcessInfo.processInfo.environment.merging(["PGPASSWORD": server.password]) { $1 }
+            func user(_ arguments: [String], input: String) async throws -> (status: Int32, errors: String) {
+                let run = try await runProcess(["sh", "-c", "printf '\(input)' | \"$0\" \"$@\"", Self.safechat, "user"] + arguments + ["--database", url],
+                                               environment: environment, errorsApart: true)
+                return (run.status, run.errors)
+            }
+            #expect(try await user(["add", "carol"], input: "first-password\\nfirst-password\\n").status == 0)
+            let onA = try await HTTP.login(a.base, user: "carol", password: "first-password")
+            let onB = try await HTTP.login(b.base, user: "carol", password: "first-password")
+            #expect(try await onA.send(.GET, "/files").status == 200)
+            #expect(try await onB.send(.GET, "/files").status == 200)
+            // A second add of the same name is refused, whichever store it is.
+            let again = try await user(["add", "carol"], input: "other-password\\nother-password\\n")
+            #expect(again.status == 1 && again.errors.contains("already exists"))
+
+            #expect(try await user(["passwd", "carol"], input: "second-password\\nsecond-password\\n").status == 0)
+            #expect(try await onA.send(.GET, "/files").status == 401)
+            #expect(try await onB.send(.GET, "/files").status == 401)
+            let renewed = try await HTTP.login(b.base, user: "carol", password: "second-password")
+            #expect(try await renewed.send(.GET, "/files").status == 200)
+
+            #expect(try await user(["rm", "carol"], input: "").status == 0)
+            #expect(try await renewed.send(.GET, "/files").status == 401)
+            #expect(try await a.gateway.users.removedIDs().count == 1)
+            #expect(try await user(["rm", "carol"], input: "").errors.contains("no user 'carol'"))
+        } catch {
+            Issue.record(error)
+        }
+        await a.stop()
+        await b.stop()
+        a.removeData()
+        b.removeData()
+    }
+
     /// An embedded gateway's files, upload in progress and identity bundle move to PostgreSQL and
     /// S3 with `safechat migrate --from-data-dir`; the gateway started on them serves the same
     /// bytes under the same ids, the upload resumes from its offset, and a second run copies nothing.
@@ -155,9 +199,9 @@ import Testing
         let arguments = [Self.safechat, "migrate", "--database", url, "--from-data-dir", dir] + storeOptions
         let first = try await runProcess(arguments, environment: environment, errorsApart: true)
         #expect(first.status == 0, "\(first.errors)")
-        #expect(first.output.contains("imported 2 files, 1 uploads in progress and 1 identity bundles"), "\(first.output)")
+        #expect(first.output.contains("imported 1 accounts, 2 files, 1 uploads in progress and 1 identity bundles"), "\(first.output)")
         let second = try await runProcess(arguments, environment: environment, errorsApart: true)
-        #expect(second.output.contains("imported 0 files") && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
+        #expect(second.output.contains("imported 0 accounts, 0 files") && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
 
         // The data directory's own registry and blobs go; the gateway finds everything in PostgreSQL and S3.
         try FileManager.default.removeItem(atPath: dir + "/registry/files")

@@ -28,7 +28,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
 /// all ask here.
 struct TokenValidator: Sendable {
     let service: TokenService
-    let users: UserStore
+    let users: any AccountStore
     let revocations: TokenRevocations
 
     func validate(_ token: String) async throws -> (Principal, TokenClaims)? {

@@ -8,7 +8,7 @@ import SafeChatAPI
 /// (docs/KEYS.md).
 struct KeyRoutes: Sendable {
     let registry: any Registry
-    let users: UserStore
+    let users: any AccountStore
     let clock: @Sendable () -> Date
 
     func register(on router: RouterGroup<GatewayContext>) {
@@ -33,7 +33,7 @@ struct KeyRoutes: Sendable {
 
     func lookUp(_ request: Request, _ context: GatewayContext) async throws -> Response {
         _ = try context.requirePrincipal()
-        guard let name = context.parameters.get("user"), (try? UserStore.validate(name: name)) != nil,
+        guard let name = context.parameters.get("user"), (try? AccountName.validate(name)) != nil,
               let id = try await users.id(of: name), let (bundle, updatedAt) = try await registry.identity(of: id)
         else { throw GatewayError.notFound("identity") }
         return try jsonResponse(KeyDirectoryEntry(user: name, userID: id.value, bundle: bundle, updatedAt: updatedAt))

@@ -6,7 +6,7 @@ import SafeChatAPI
 
 /// POST /login: a user name and password for a bearer token.
 struct LoginRoutes: Sendable {
-    let users: UserStore
+    let users: any AccountStore
     let tokens: TokenService
     let throttle: LoginThrottle
 
@@ -43,7 +43,7 @@ struct LoginRoutes: Sendable {
 /// POST /logout: revokes the token it is sent with, alone, at once: every request with it is then
 /// 401, and the chat connections it opened close within a second.
 struct LogoutRoute: Sendable {
-    let users: UserStore
+    let users: any AccountStore
     let revocations: TokenRevocations
 
     func register(on router: RouterGroup<GatewayContext>) {

@@ -3,19 +3,12 @@ import NIOPosix
 import SafeChatAPI
 import SealedFormat
 
-/// Accounts, in `users.json` (mode 0600) in the data directory, with scrypt password hashes.
+/// The embedded ``AccountStore``: accounts in `users.json` (mode 0600) in the data directory, with
+/// scrypt password hashes (``PasswordHash``).
 ///
 /// The file is rewritten atomically on every change, and re-read whenever it changed on disk, so
 /// `safechat user add|passwd|rm` work while the server runs.
-public actor UserStore {
-    struct PasswordHash: Codable, Equatable {
-        var algorithm = "scrypt"
-        var n: UInt64
-        var r: UInt64
-        var p: UInt64
-        var salt: String
-        var hash: String
-    }
+public actor UserStore: AccountStore {
 
     struct User: Codable {
         /// The stable principal: files, uploads and memberships belong to it, never to the name, so
@@ -69,8 +62,7 @@ public actor UserStore {
         }
     }
 
-    /// scrypt cost: N = 2^15, r = 8, p = 1 (32 MiB, about 0.1 s): OWASP's minimum for scrypt.
-    static let cost = (n: UInt64(1 << 15), r: UInt64(8), p: UInt64(1))
+    static let cost = PasswordHash.cost
 
     let path: String
     private var users: [String: User] = [:]
@@ -81,7 +73,7 @@ public actor UserStore {
 
     public init(path: String) throws {
         self.path = path
-        decoy = Self.hash(password: Secrets.randomHex(16))
+        decoy = PasswordHash.decoy
         if let file = try Self.read(path) {
             users = Dictionary(file.users.map { ($0.name, $0) }, uniquingKeysWith: { $1 })
             removed = file.removed
@@ -90,30 +82,20 @@ public actor UserStore {
         loadedModification = Self.modification(path)
     }
 
-    /// Names that cannot be accounts: `me` is what `/keys/me` means, so that account could never be named.
-    static let reservedNames: Set<String> = ["me"]
-
-    public static func validate(name: String) throws {
-        guard !reservedNames.contains(name) else { throw UserStoreError.reservedName(name) }
-        guard (1...64).contains(name.utf8.count),
-              name.utf8.allSatisfy({ (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2D || $0 == 0x5F || $0 == 0x2E })
-        else { throw UserStoreError.invalidName(name) }
-    }
+    public static func validate(name: String) throws { try AccountName.validate(name) }
 
     public func add(_ name: String, password: String) throws {
-        try Self.validate(name: name)
+        try AccountName.validate(name)
         try reloadIfChanged()
         guard users[name] == nil else { throw UserStoreError.exists(name) }
-        try Self.validate(password: password)
-        users[name] = User(name: name, password: Self.hash(password: password))
+        users[name] = User(name: name, password: try PasswordHash(password: password))
         try save()
     }
 
     public func setPassword(_ name: String, password: String) throws {
         try reloadIfChanged()
         guard users[name] != nil else { throw UserStoreError.unknown(name) }
-        try Self.validate(password: password)
-        users[name]!.password = Self.hash(password: password)
+        users[name]!.password = try PasswordHash(password: password)
         users[name]!.tokenGeneration += 1
         try save()
     }
@@ -144,7 +126,7 @@ public actor UserStore {
     /// meanwhile yields a token that is already revoked.
     public nonisolated func verify(_ name: String, password: String) async throws -> (principal: Principal, tokenGeneration: Int)? {
         let (stored, account) = try await passwordHash(of: name)
-        let matches = try await NIOThreadPool.singleton.runIfActive { Self.check(password: password, against: stored) }
+        let matches = try await stored.matches(password)
         guard matches, let account else { return nil }
         return (Principal(id: account.id, name: account.name), account.tokenGeneration)
     }
@@ -169,6 +151,15 @@ public actor UserStore {
         return users[name]?.id
     }
 
+    /// Every account as stored, and the removed ids (what `migrate --from-data-dir` copies).
+    public func records() throws -> (accounts: [AccountRecord], removed: [UserID]) {
+        try reloadIfChanged()
+        let accounts = users.values.sorted { $0.name < $1.name }.map {
+            AccountRecord(id: $0.id, name: $0.name, password: $0.password, createdAt: $0.createdAt, tokenGeneration: $0.tokenGeneration)
+        }
+        return (accounts, removed)
+    }
+
     /// Ids of removed accounts (the gateway deletes what belonged to them).
     public func removedIDs() throws -> Set<UserID> {
         try reloadIfChanged()
@@ -178,24 +169,6 @@ public actor UserStore {
     private func passwordHash(of name: String) throws -> (PasswordHash, User?) {
         try reloadIfChanged()
         return (users[name]?.password ?? decoy, users[name])
-    }
-
-    static func validate(password: String) throws {
-        guard (8...1024).contains(password.utf8.count) else { throw UserStoreError.weakPassword }
-    }
-
-    static func hash(password: String) -> PasswordHash {
-        let salt = Secrets.randomBytes(16)
-        let derived = Secrets.scrypt(password: Array(password.utf8), salt: salt, n: cost.n, r: cost.r, p: cost.p, length: 32)!
-        return PasswordHash(n: cost.n, r: cost.r, p: cost.p, salt: Secrets.hex(salt), hash: Secrets.hex(derived))
-    }
-
-    static func check(password: String, against stored: PasswordHash) -> Bool {
-        guard stored.algorithm == "scrypt", stored.n <= 1 << 20, stored.r <= 32, stored.p <= 16,
-              let salt = Secrets.bytes(fromHex: stored.salt), let expected = Secrets.bytes(fromHex: stored.hash),
-              let derived = Secrets.scrypt(password: Array(password.utf8), salt: salt, n: stored.n, r: stored.r, p: stored.p, length: expected.count)
-        else { return false }
-        return Secrets.constantTimeEqual(derived, expected)
     }
 
     private func reloadIfChanged() throws {
@@ -235,22 +208,4 @@ public actor UserStore {
         return Date(timeIntervalSince1970: Double(info.st_mtim.tv_sec) + Double(info.st_mtim.tv_nsec) / 1e9 + Double(info.st_size) * 1e-12)
     }
 
-}
-
-public enum UserStoreError: Error, Equatable, CustomStringConvertible {
-    case invalidName(String)
-    case reservedName(String)
-    case exists(String)
-    case unknown(String)
-    case weakPassword
-
-    public var description: String {
-        switch self {
-        case .invalidName(let name): "'\(name)' is not a valid user name (1-64 letters, digits, '.', '-', '_')"
-        case .reservedName(let name): "'\(name)' is reserved (GET /keys/\(name) means the caller); choose another name"
-        case .exists(let name): "user '\(name)' already exists"
-        case .unknown(let name): "no user '\(name)'"
-        case .weakPassword: "a password must be 8 to 1024 bytes long"
-        }
-    }
 }

@@ -25,7 +25,7 @@ public struct Gateway: Sendable {
     public let configuration: GatewayConfiguration
     public let registry: any Registry
     public let blobs: any BlobStore
-    public let users: UserStore
+    public let users: any AccountStore
     public let uploads: UploadManager
     public let sessions: SessionStore
     let chat: ChatService
@@ -39,9 +39,10 @@ public struct Gateway: Sendable {
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
     /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
     /// `registry` is where files and uploads are recorded: by default its `registry/`
-    /// (``JSONFileRegistry``).
+    /// (``JSONFileRegistry``); `accounts` where accounts are: by default its `users.json`
+    /// (``UserStore``).
     public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, registry: (any Registry)? = nil,
-                logger: Logger = Logger(label: "safechat.gateway")) async throws {
+                accounts: (any AccountStore)? = nil, logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
@@ -49,7 +50,7 @@ public struct Gateway: Sendable {
         throttle = LoginThrottle(clock: configuration.clock)
         self.registry = try registry ?? JSONFileRegistry(directory: root + "/registry")
         self.blobs = try blobs ?? LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
-        let users = try UserStore(path: Self.usersPath(dataDirectory: root))
+        let users = try accounts ?? UserStore(path: Self.usersPath(dataDirectory: root))
         self.users = users
         sessions = try SessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)

@@ -18,7 +18,7 @@ import Synchronization
 /// accounts that were removed (they are unreachable from the moment of removal; this frees the space).
 struct Sweeper: Service {
     let uploads: UploadManager
-    let users: UserStore
+    let users: any AccountStore
     let logger: Logger
 
     func run() async throws {
