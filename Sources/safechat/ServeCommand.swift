@@ -72,6 +72,12 @@ struct ServeCommand: AsyncParsableCommand {
     @OptionGroup(title: "Object storage") var objectStore: ObjectStoreOptions
     @OptionGroup(title: "Database") var database: DatabaseOptions
 
+    @Option(name: .customLong("signing-key"), help: """
+        The token signing key file (made, 0600, if missing); by default the data directory's signing.key. \
+        Gateways behind one load balancer share one [SAFECHAT_SIGNING_KEY].
+        """)
+    var signingKeyOption: String?
+
     @Option(name: .customLong("tls-cert"), help: "TLS certificate chain (PEM); with --tls-key, serves HTTPS on the same port [SAFECHAT_TLS_CERT].")
     var tlsCertOption: String?
 
@@ -118,6 +124,7 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.chatRetention = TimeInterval(chatRetention)
             configuration.chatStorageLimit = Int(parseByteCount(chatStorage)!)
             configuration.chatStoragePerAccount = Int(parseByteCount(chatStoragePerAccount)!)
+            configuration.signingKeyPath = signingKeyOption ?? ProcessInfo.processInfo.environment["SAFECHAT_SIGNING_KEY"]
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey
             LoggingSystem.bootstrap { label in
@@ -136,18 +143,20 @@ struct ServeCommand: AsyncParsableCommand {
                 "registry": "\(databaseSettings.map(\.description) ?? "\(dataDir)/registry")",
                 "accounts": "\(databaseSettings.map(\.description) ?? Gateway.usersPath(dataDirectory: dataDir))",
             ]
-            let serve: @Sendable ((any Registry)?, (any AccountStore)?) async throws -> Void = { [configuration] registry, accounts in
-                let gateway = try await Gateway(configuration: configuration, blobs: blobs, registry: registry, accounts: accounts,
-                                                logger: logger)
+            let serve: @Sendable (PostgresDatabase?) async throws -> Void = { [configuration] postgres in
+                let gateway = try await Gateway(configuration: configuration, blobs: blobs,
+                                                registry: postgres.map(PostgresRegistry.init(database:)),
+                                                accounts: postgres.map(PostgresAccountStore.init(database:)),
+                                                uploadLocks: postgres.map(PostgresUploadLocks.init(database:)), logger: logger)
                 try await gateway.run { port in
                     logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })
                 }
             }
-            guard let databaseSettings else { return try await serve(nil, nil) }
+            guard let databaseSettings else { return try await serve(nil) }
             let postgres = PostgresDatabase(settings: databaseSettings)
             try await postgres.withRunning {
                 try await postgres.prepare(logger: logger)
-                try await serve(PostgresRegistry(database: postgres), PostgresAccountStore(database: postgres))
+                try await serve(postgres)
             }
         }
     }

@@ -57,7 +57,8 @@ public final class TestGateway: @unchecked Sendable {
         do {
             let gateway = try await Gateway(configuration: configuration, blobs: blobs,
                                             registry: database.map { PostgresRegistry(database: $0.pool) },
-                                            accounts: database.map { PostgresAccountStore(database: $0.pool) }, logger: logger)
+                                            accounts: database.map { PostgresAccountStore(database: $0.pool) },
+                                            uploadLocks: database.map { PostgresUploadLocks(database: $0.pool) }, logger: logger)
             let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
             let app = try gateway.makeApplication { port in portContinuation.yield(port) }
             let task = Task { try await app.runService(gracefulShutdownSignals: []) }

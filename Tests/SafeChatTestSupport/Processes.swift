@@ -26,19 +26,21 @@ public struct ServerProcess {
     /// `safechat serve --demo` over `dataDirectory`, its sealed bytes in `store` (on S3 under the
     /// prefix ``TestGateway`` would use for the same directory; for `.postgres`, its registry in the
     /// database ``TestGateway`` would use).
-    public init(dataDirectory: String, store: TestStore = .local, port: Int = 0, options: [String] = []) throws {
+    /// `cluster` names the database and S3 prefix instead of the data directory, for gateways that
+    /// share them.
+    public init(dataDirectory: String, store: TestStore = .local, cluster: String? = nil, port: Int = 0, options: [String] = []) throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
         var storeOptions: [String] = []
         var environment = ProcessInfo.processInfo.environment
         if store.usesS3 {
-            let (options, s3Environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: dataDirectory))
+            let (options, s3Environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: cluster ?? dataDirectory))
             storeOptions = options
             environment.merge(s3Environment) { $1 }
         }
         if store == .postgres {
             let server = try TestDatabase.fromEnvironment()
-            storeOptions += ["--database", try server.create(TestDatabase.name(dataDirectory: dataDirectory))]
+            storeOptions += ["--database", try server.create(TestDatabase.name(dataDirectory: cluster ?? dataDirectory))]
             environment["PGPASSWORD"] = server.password
         }
         process.environment = environment

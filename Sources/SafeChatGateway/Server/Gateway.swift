@@ -40,9 +40,11 @@ public struct Gateway: Sendable {
     /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
     /// `registry` is where files and uploads are recorded: by default its `registry/`
     /// (``JSONFileRegistry``); `accounts` where accounts are: by default its `users.json`
-    /// (``UserStore``).
+    /// (``UserStore``); `uploadLocks` what keeps appends to one upload one at a time across gateways
+    /// (alone, none is needed).
     public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, registry: (any Registry)? = nil,
-                accounts: (any AccountStore)? = nil, logger: Logger = Logger(label: "safechat.gateway")) async throws {
+                accounts: (any AccountStore)? = nil, uploadLocks: (any UploadLocks)? = nil,
+                logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
@@ -54,7 +56,7 @@ public struct Gateway: Sendable {
         self.users = users
         sessions = try SessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)
-        tokens = try await TokenService(signingKeyPath: root + "/signing.key", issuer: configuration.tokenIssuer,
+        tokens = try await TokenService(signingKeyPath: configuration.signingKeyPath ?? root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
         revocations = try TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
         let validator = TokenValidator(service: tokens, users: users, revocations: revocations)
@@ -70,6 +72,7 @@ public struct Gateway: Sendable {
         self.chat = chat
         web = try WebAssets.load()
         uploads = UploadManager(registry: self.registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
+                                locks: uploadLocks ?? ProcessUploadLocks(),
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")

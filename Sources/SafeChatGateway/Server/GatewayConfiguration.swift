@@ -39,6 +39,9 @@ public struct GatewayConfiguration: Sendable {
     public var chatPingInterval: Duration = .seconds(30)
     /// Starts with the prototype's demo account user1 / password123.
     public var demo = false
+    /// The token signing key (64 hex digits, 0600), made at first start if missing; by default
+    /// `signing.key` in the data directory. Gateways that share users share this file.
+    public var signingKeyPath: String?
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
 

@@ -24,12 +24,16 @@ public actor UploadManager {
     /// Told of every file completed (the chat announces those sent to a session).
     let fileStored: @Sendable (FileManifest) async throws -> Void
     private var busy: Set<FileID> = []
+    /// The cross-gateway lock each append in progress holds (see ``UploadLocks``).
+    let locks: any UploadLocks
+    private var held: [FileID: any HeldUploadLock] = [:]
     /// Ids being created now: a second create of the same bound id waits for no one and is refused.
     private var creating: Set<FileID> = []
 
     init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger,
-         fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
+         locks: any UploadLocks = ProcessUploadLocks(), fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
         self.fileStored = fileStored
+        self.locks = locks
         self.registry = registry
         self.blobs = blobs
         self.configuration = configuration
@@ -91,34 +95,42 @@ public actor UploadManager {
     /// effect only if the request is not refused.
     func beginAppend(_ id: FileID, principal: Principal, offset: Int64, declaredLength: Int64?,
                      checksum: (DigestKind, [UInt8])?) async throws -> AppendSession {
-        let state = try await upload(id, for: principal)
+        _ = try await upload(id, for: principal)
         guard !busy.contains(id) else { throw GatewayError.locked }
-        // Removed from the session it goes to: the upload can never complete, and is dropped now.
-        if let session = state.session, !access.sessions.isMember(state.owner, of: session.sessionID) {
-            try await discard(state)
-            throw GatewayError.notMember
-        }
-        guard offset == state.offset else {
-            throw GatewayError(.conflict, .offsetMismatch, "Upload-Offset \(offset) does not match the upload's offset \(state.offset)")
-        }
-        var length = state.length
-        var reservedUpFront: Int64 = 0
-        if let declaredLength {
-            if let existing = state.length {
-                guard existing == declaredLength else { throw GatewayError.badRequest("Upload-Length is already \(existing)") }
-            } else {
-                guard declaredLength >= state.offset else { throw GatewayError.badRequest("Upload-Length is smaller than the upload's offset \(state.offset)") }
-                guard declaredLength <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
-                // The bytes so far are reserved already; the rest of the declared length now.
-                reservedUpFront = declaredLength - state.offset
-                guard quota.reserve(reservedUpFront, for: state.owner) else { throw GatewayError.overQuota }
-                length = declaredLength
-            }
-        }
         busy.insert(id)
+        var lock: (any HeldUploadLock)?
+        var reservedUpFront: Int64 = 0
+        var owner: UserID?
         do {
+            lock = try await locks.tryLock(id)
+            guard lock != nil else { throw GatewayError.locked }
+            // Read again under the lock: another gateway may have appended meanwhile.
+            let state = try await upload(id, for: principal)
+            owner = state.owner
+            // Removed from the session it goes to: the upload can never complete, and is dropped now.
+            if let session = state.session, !access.sessions.isMember(state.owner, of: session.sessionID) {
+                try await discard(state)
+                throw GatewayError.notMember
+            }
+            guard offset == state.offset else {
+                throw GatewayError(.conflict, .offsetMismatch, "Upload-Offset \(offset) does not match the upload's offset \(state.offset)")
+            }
+            var length = state.length
+            if let declaredLength {
+                if let existing = state.length {
+                    guard existing == declaredLength else { throw GatewayError.badRequest("Upload-Length is already \(existing)") }
+                } else {
+                    guard declaredLength >= state.offset else { throw GatewayError.badRequest("Upload-Length is smaller than the upload's offset \(state.offset)") }
+                    guard declaredLength <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
+                    // The bytes so far are reserved already; the rest of the declared length now.
+                    guard quota.reserve(declaredLength - state.offset, for: state.owner) else { throw GatewayError.overQuota }
+                    reservedUpFront = declaredLength - state.offset
+                    length = declaredLength
+                }
+            }
             let partial = try await blobs.openPartial(id, at: state.offset, checkpoint: state.blobCheckpoint,
                                                       sizeLimit: length ?? configuration.maxFileSize)
+            held[id] = lock
             return AppendSession(state: state, partial: partial, length: length, reservedUpFront: reservedUpFront,
                                  checksum: checksum, maxFileSize: configuration.maxFileSize, quota: quota,
                                  stillAllowed: { [sessions = access.sessions] in
@@ -126,7 +138,8 @@ public actor UploadManager {
                                  })
         } catch {
             busy.remove(id)
-            quota.release(reservedUpFront, for: state.owner)
+            await lock?.release()
+            if let owner { quota.release(reservedUpFront, for: owner) }
             throw error
         }
     }
@@ -149,6 +162,7 @@ public actor UploadManager {
         do { outcome = .success(try await settle(session, end)) } catch { outcome = .failure(error) }
         await session.partial.close()
         busy.remove(session.state.uploadID)
+        await held.removeValue(forKey: session.state.uploadID)?.release()
         return try outcome.get()
     }
 
