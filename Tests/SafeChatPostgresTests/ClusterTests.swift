@@ -94,4 +94,60 @@ import Glibc
         #expect(fingerprint(try await openStream(body, key: key)) == fingerprint(plaintext))
         _ = cluster
     }
+
+    /// The CLI through HAProxy: gateway A serves until it is killed with SIGKILL mid-PATCH, then
+    /// HAProxy sends everything to B; `safechat upload` run again resumes there, and the file
+    /// downloaded through the balancer is byte-identical.
+    @Test func theCLIFinishesThroughTheBalancerAfterAGatewayIsKilledMidPatch() async throws {
+        let cluster = try Cluster()
+        defer { cluster.remove() }
+        let balancer = try await TestBalancer(servers: [cluster.a.base, cluster.b.base], backupsFrom: 1)
+        defer { balancer.stop() }
+        let work = FileManager.default.temporaryDirectory.appendingPathComponent("client-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(atPath: work) }
+        let environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": work + "/config", "XDG_DATA_HOME": work + "/data"]) { $1 }
+        func safechat(_ arguments: [String], stdin: String? = nil) async throws -> (status: Int32, output: String, errors: String) {
+            let command = stdin.map { ["sh", "-c", "printf '%s\\n' \"$0\" | \"$@\"", $0, PostgresTests.safechat] } ?? [PostgresTests.safechat]
+            return try await runProcess(command + arguments, in: URL(fileURLWithPath: work), environment: environment, errorsApart: true)
+        }
+        #expect(try await safechat(["login", "--server", balancer.base, "--user", "user1"], stdin: "password123").status == 0)
+        #expect(try await safechat(["keygen", "key"]).status == 0)
+        #expect(try await runProcess(["sh", "-c", "head -c 600000000 /dev/urandom > big"], in: URL(fileURLWithPath: work)).status == 0)
+
+        let upload = Process()
+        upload.executableURL = URL(fileURLWithPath: PostgresTests.safechat)
+        upload.arguments = ["upload", "-q", "--key", "key", "big"]
+        upload.environment = environment
+        upload.currentDirectoryURL = URL(fileURLWithPath: work)
+        upload.standardOutput = FileHandle.nullDevice
+        upload.standardError = FileHandle.nullDevice
+        try upload.run()
+        // Kill A a second after the upload was created there: its PATCH is streaming then (an
+        // offset is recorded when a PATCH ends, so the registry cannot say how far it got).
+        let database = try TestDatabase.fromEnvironment()
+        var created = false
+        for _ in 0..<600 where !created {
+            let text = try database.psql("SELECT count(*) FROM uploads", database: TestDatabase.name(dataDirectory: cluster.name))
+            created = text.trimmingCharacters(in: .whitespacesAndNewlines) != "0"
+            if !created { try await Task.sleep(for: .milliseconds(50)) }
+        }
+        try await Task.sleep(for: .seconds(1))
+        cluster.a.kill()
+        let status: Int32 = await withCheckedContinuation { continuation in
+            Thread { upload.waitUntilExit(); continuation.resume(returning: upload.terminationStatus) }.start()
+        }
+        #expect(created && status != 0, "the upload was to be cut off mid-way (exit \(status))")
+
+        var finished: (status: Int32, output: String, errors: String)?
+        for _ in 0..<3 {
+            finished = try await safechat(["upload", "-q", "--key", "key", "big"])
+            if finished?.status == 0 { break }
+            try await Task.sleep(for: .seconds(1))
+        }
+        #expect(finished?.status == 0, "\(finished?.errors ?? "")")
+        let id = finished?.output.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+        #expect(try await safechat(["download", "--key", "key", id, "--output", "back"]).status == 0)
+        #expect(try await runProcess(["cmp", "big", "back"], in: URL(fileURLWithPath: work)).status == 0)
+    }
 }

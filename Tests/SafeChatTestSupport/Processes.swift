@@ -202,3 +202,82 @@ public final class PipeText: Sendable {
         return value.contains(needle)
     }
 }
+
+/// HAProxy (Debian's) on a loopback port in front of gateways, as an operator runs it: HTTP mode,
+/// health checks every 500 ms, long timeouts for uploads. `backupsFrom`: servers from this index on
+/// take traffic only when every earlier one is down (a failover test knows where requests go).
+public final class TestBalancer: @unchecked Sendable {
+    // Used by the one test that made it.
+    public let port: Int
+    public var base: String { "http://127.0.0.1:\(port)" }
+    private let process: Process
+    private let directory: String
+
+    public init(servers: [String], backupsFrom: Int? = nil) async throws {
+        directory = FileManager.default.temporaryDirectory.appendingPathComponent("haproxy-\(UUID().uuidString)").path
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        port = try freePort()
+        var config = """
+            global
+              maxconn 2000
+            defaults
+              mode http
+              timeout connect 2s
+              timeout client 10m
+              timeout server 10m
+              retries 3
+              option redispatch
+            frontend gateways
+              bind 127.0.0.1:\(port)
+              default_backend gateway
+            backend gateway
+              balance roundrobin
+              option httpchk GET /
+            """
+        for (index, server) in servers.enumerated() {
+            let address = server.replacingOccurrences(of: "http://", with: "")
+            config += "\n  server g\(index) \(address) check inter 500 fall 2 rise 1" + (backupsFrom.map { index >= $0 ? " backup" : "" } ?? "")
+        }
+        try (config + "\n").write(toFile: directory + "/haproxy.cfg", atomically: true, encoding: .utf8)
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["haproxy", "-f", directory + "/haproxy.cfg", "-db"]
+        process.standardOutput = FileHandle.nullDevice
+        _ = FileManager.default.createFile(atPath: directory + "/log", contents: nil)
+        process.standardError = FileHandle(forWritingAtPath: directory + "/log")
+        do { try process.run() } catch {
+            throw TestStoreMissing(description: "haproxy cannot be run (\(error)): .ci/run installs Debian's haproxy")
+        }
+        for _ in 0..<80 {
+            if let reply = try? await HTTP(base: base).send(.GET, "/"), reply.status == 200 { return }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        let log = (try? String(contentsOfFile: directory + "/log", encoding: .utf8)) ?? ""
+        stop()
+        throw TestStoreMissing(description: "HAProxy did not answer on \(base): \(log.suffix(500))")
+    }
+
+    public func stop() {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        try? FileManager.default.removeItem(atPath: directory)
+    }
+}
+
+/// A TCP port nothing listens on now (the kernel's choice).
+public func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    address.sin_port = 0
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    guard bound else { throw CocoaError(.fileWriteUnknown) }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
