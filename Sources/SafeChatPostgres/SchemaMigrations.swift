@@ -55,6 +55,16 @@ public enum SchemaMigrations {
                 removed_at timestamptz NOT NULL DEFAULT now())
             """,
         ]),
+        Step(version: 3, summary: "tokens revoked one by one (logout), until they expire", statements: [
+            """
+            CREATE TABLE token_revocations (
+                id text PRIMARY KEY,
+                user_id text NOT NULL,
+                expires timestamptz NOT NULL)
+            """,
+            "CREATE INDEX token_revocations_by_user ON token_revocations (user_id)",
+            "CREATE INDEX token_revocations_by_expiry ON token_revocations (expires)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -147,6 +147,7 @@ struct ServeCommand: AsyncParsableCommand {
                 let gateway = try await Gateway(configuration: configuration, blobs: blobs,
                                                 registry: postgres.map(PostgresRegistry.init(database:)),
                                                 accounts: postgres.map(PostgresAccountStore.init(database:)),
+                                                revocations: postgres.map { PostgresRevocationStore(database: $0) },
                                                 uploadLocks: postgres.map(PostgresUploadLocks.init(database:)), logger: logger)
                 try await gateway.run { port in
                     logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })

@@ -55,6 +55,13 @@ import Glibc
         }
         let listed = try #require(try await onB.send(.GET, "/files").json["files"] as? [[String: Any]])
         #expect(listed.compactMap { $0["file_id"] as? String } == [id])
+
+        // Logged out through A: refused by B at once; another token of the same account still works.
+        let other = try await HTTP.login(cluster.b.base)
+        #expect(try await onA.send(.POST, "/logout").status == 204)
+        #expect(try await onB.send(.GET, "/files").status == 401)
+        #expect(try await onA.send(.GET, "/files").status == 401)
+        #expect(try await HTTP(base: cluster.a.base, token: other.token).send(.GET, "/files").status == 200)
     }
 
     /// A PATCH in flight on A holds the upload: the same PATCH on B gets 423. A is killed with

@@ -58,6 +58,9 @@ public final class TestGateway: @unchecked Sendable {
             let gateway = try await Gateway(configuration: configuration, blobs: blobs,
                                             registry: database.map { PostgresRegistry(database: $0.pool) },
                                             accounts: database.map { PostgresAccountStore(database: $0.pool) },
+                                            revocations: database.map { [configuration] in
+                                                PostgresRevocationStore(database: $0.pool, clock: configuration.clock)
+                                            },
                                             uploadLocks: database.map { PostgresUploadLocks(database: $0.pool) }, logger: logger)
             let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
             let app = try gateway.makeApplication { port in portContinuation.yield(port) }

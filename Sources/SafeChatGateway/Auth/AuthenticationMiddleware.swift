@@ -29,7 +29,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
 struct TokenValidator: Sendable {
     let service: TokenService
     let users: any AccountStore
-    let revocations: TokenRevocations
+    let revocations: any RevocationStore
 
     func validate(_ token: String) async throws -> (Principal, TokenClaims)? {
         guard let claims = await service.verify(token) else { return nil }
@@ -38,7 +38,7 @@ struct TokenValidator: Sendable {
 
     /// The principal `claims` act for, if they still hold.
     func validate(_ claims: TokenClaims) async throws -> Principal? {
-        if let id = claims.id, revocations.isRevoked(id) { return nil }
+        if let id = claims.id, try await revocations.isRevoked(id) { return nil }
         return try await users.principal(id: claims.user, tokenGeneration: claims.generation)
     }
 }

@@ -44,7 +44,7 @@ struct LoginRoutes: Sendable {
 /// 401, and the chat connections it opened close within a second.
 struct LogoutRoute: Sendable {
     let users: any AccountStore
-    let revocations: TokenRevocations
+    let revocations: any RevocationStore
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("logout") { _, context in

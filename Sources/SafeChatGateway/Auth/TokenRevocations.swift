@@ -3,14 +3,28 @@ import SafeChatAPI
 import SealedFormat
 import Synchronization
 
-/// Tokens revoked one by one (POST /logout), until they would have expired anyway:
-/// `revoked-tokens.json` in the data directory (0600, rewritten atomically), and a set in memory
+/// Tokens revoked one by one (POST /logout), until they would have expired anyway. The routes see
+/// only this protocol: ``TokenRevocations`` keeps them in the data directory, a server-grade
+/// backend (SafeChatPostgres) in a database every gateway checks.
+///
+/// Each account keeps at most a bounded number of revocations: one that logs out more often than
+/// that within a token's lifetime has all its tokens revoked instead (its token generation moves
+/// on), so no account can grow the list without bound.
+public protocol RevocationStore: Sendable {
+    /// Whether the token with this id was revoked.
+    func isRevoked(_ id: String) async throws -> Bool
+    /// Revokes the token `id` of `user` (durably, before this returns). Returns false if the
+    /// account already has its bound of revocations pending: the caller revokes all its tokens.
+    func revoke(_ id: String, of user: UserID, expires: Date) async throws -> Bool
+}
+
+/// The embedded ``RevocationStore``: `revoked-tokens.json` in the data directory (0600, rewritten atomically), and a set in memory
 /// that every authenticated request checks without waiting.
 ///
 /// Each account keeps at most ``perAccount`` (1000) revocations: one that logs out more often than that
 /// within a token's lifetime has all its tokens revoked instead (its token generation moves on), so
 /// no account can grow this list without bound.
-public actor TokenRevocations {
+public actor TokenRevocations: RevocationStore {
     struct Entry: Codable, Sendable {
         let id: String
         let user: UserID
@@ -40,12 +54,9 @@ public actor TokenRevocations {
         ids = Mutex(Set(entries.map(\.id)))
     }
 
-    /// Whether the token with this id was revoked.
     public nonisolated func isRevoked(_ id: String) -> Bool { ids.withLock { $0.contains(id) } }
 
-    /// Revokes the token `id` of `user` (durably, before this returns). Returns false if the account
-    /// already has ``perAccount`` revocations pending: the caller revokes all its tokens instead.
-    func revoke(_ id: String, of user: UserID, expires: Date) async throws -> Bool {
+    public func revoke(_ id: String, of user: UserID, expires: Date) async throws -> Bool {
         let now = clock()
         entries.removeAll { $0.expires <= now }
         guard entries.filter({ $0.user == user }).count < perAccount else { return false }

@@ -31,7 +31,7 @@ public struct Gateway: Sendable {
     let chat: ChatService
     let web: WebAssets
     let tokens: TokenService
-    let revocations: TokenRevocations
+    let revocations: any RevocationStore
     let throttle: LoginThrottle
     let access: AccessPolicy
     let logger: Logger
@@ -40,10 +40,11 @@ public struct Gateway: Sendable {
     /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
     /// `registry` is where files and uploads are recorded: by default its `registry/`
     /// (``JSONFileRegistry``); `accounts` where accounts are: by default its `users.json`
-    /// (``UserStore``); `uploadLocks` what keeps appends to one upload one at a time across gateways
+    /// (``UserStore``); `revocations` the tokens logged out one by one: by default its
+    /// `revoked-tokens.json` (``TokenRevocations``); `uploadLocks` what keeps appends to one upload one at a time across gateways
     /// (alone, none is needed).
     public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, registry: (any Registry)? = nil,
-                accounts: (any AccountStore)? = nil, uploadLocks: (any UploadLocks)? = nil,
+                accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil, uploadLocks: (any UploadLocks)? = nil,
                 logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
@@ -58,8 +59,8 @@ public struct Gateway: Sendable {
         access = AccessPolicy(sessions: sessions)
         tokens = try await TokenService(signingKeyPath: configuration.signingKeyPath ?? root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
-        revocations = try TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
-        let validator = TokenValidator(service: tokens, users: users, revocations: revocations)
+        self.revocations = try revocations ?? TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
+        let validator = TokenValidator(service: tokens, users: users, revocations: self.revocations)
         let bus = LocalChatBus()
         let chat = ChatService(
             log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
