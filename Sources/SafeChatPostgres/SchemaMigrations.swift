@@ -65,6 +65,16 @@ public enum SchemaMigrations {
             "CREATE INDEX token_revocations_by_user ON token_revocations (user_id)",
             "CREATE INDEX token_revocations_by_expiry ON token_revocations (expires)",
         ]),
+        Step(version: 4, summary: "login attempts per account and address (keys hashed), shared by every gateway", statements: [
+            """
+            CREATE TABLE login_attempts (
+                key text PRIMARY KEY,
+                attempts integer NOT NULL,
+                locked_until timestamptz NOT NULL,
+                updated_at timestamptz NOT NULL)
+            """,
+            "CREATE INDEX login_attempts_by_update ON login_attempts (updated_at)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -145,10 +145,7 @@ struct ServeCommand: AsyncParsableCommand {
             ]
             let serve: @Sendable (PostgresDatabase?) async throws -> Void = { [configuration] postgres in
                 let gateway = try await Gateway(configuration: configuration, blobs: blobs,
-                                                registry: postgres.map(PostgresRegistry.init(database:)),
-                                                accounts: postgres.map(PostgresAccountStore.init(database:)),
-                                                revocations: postgres.map { PostgresRevocationStore(database: $0) },
-                                                uploadLocks: postgres.map(PostgresUploadLocks.init(database:)), logger: logger)
+                                                state: postgres.map { .postgres($0) } ?? GatewayStateStores(), logger: logger)
                 try await gateway.run { port in
                     logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })
                 }

@@ -168,6 +168,42 @@ import Testing
         b.removeData()
     }
 
+    /// Twelve wrong passwords at once, spread over two gateways of one database: together they get
+    /// at most the documented guesses, as on one gateway; the right password then waits too.
+    @Test func loginGuessesSpreadOverTwoGatewaysCountTogether() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_throttle_\(UInt32.random(in: 0...UInt32.max))"
+        try server.create(name)
+        defer { server.drop(name) }
+        let clock = TestClock()
+        let a = try await TestGateway.start(database: try server.settings(name)) { $0.clock = clock.now }
+        let b = try await TestGateway.start(database: try server.settings(name)) { $0.clock = clock.now }
+        do {
+            let statuses = try await withThrowingTaskGroup(of: Int.self) { group in
+                for index in 0..<12 {
+                    let gateway = HTTP(base: index % 2 == 0 ? a.base : b.base)
+                    group.addTask {
+                        try await gateway.send(.POST, "/login", body: Array(#"{"username":"user1","password":"wrong-guess"}"#.utf8)).status
+                    }
+                }
+                return try await group.reduce(into: [Int]()) { $0.append($1) }
+            }
+            #expect(statuses.filter { $0 == 401 }.count <= LoginAdmission.freeFailures, "\(statuses)")
+            #expect(statuses.allSatisfy { $0 == 401 || $0 == 429 }, "\(statuses)")
+            let locked = try await HTTP(base: b.base).send(.POST, "/login", body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
+            #expect(locked.status == 429 && locked.header("Retry-After") != nil)
+            // Nothing in the table names the account or the address.
+            let keys = try server.psql("SELECT string_agg(key, ',') FROM login_attempts", database: name)
+            #expect(!keys.contains("user1") && !keys.contains("127.0.0.1") && keys.count > 64)
+        } catch {
+            Issue.record(error)
+        }
+        await a.stop()
+        await b.stop()
+        a.removeData()
+        b.removeData()
+    }
+
     /// An embedded gateway's files, upload in progress and identity bundle move to PostgreSQL and
     /// S3 with `safechat migrate --from-data-dir`; the gateway started on them serves the same
     /// bytes under the same ids, the upload resumes from its offset, and a second run copies nothing.

@@ -56,12 +56,8 @@ public final class TestGateway: @unchecked Sendable {
         }
         do {
             let gateway = try await Gateway(configuration: configuration, blobs: blobs,
-                                            registry: database.map { PostgresRegistry(database: $0.pool) },
-                                            accounts: database.map { PostgresAccountStore(database: $0.pool) },
-                                            revocations: database.map { [configuration] in
-                                                PostgresRevocationStore(database: $0.pool, clock: configuration.clock)
-                                            },
-                                            uploadLocks: database.map { PostgresUploadLocks(database: $0.pool) }, logger: logger)
+                                            state: database.map { [configuration] in .postgres($0.pool, clock: configuration.clock) }
+                                                ?? GatewayStateStores(), logger: logger)
             let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
             let app = try gateway.makeApplication { port in portContinuation.yield(port) }
             let task = Task { try await app.runService(gracefulShutdownSignals: []) }

@@ -8,7 +8,7 @@ import SafeChatAPI
 struct LoginRoutes: Sendable {
     let users: any AccountStore
     let tokens: TokenService
-    let throttle: LoginThrottle
+    let throttle: any LoginAttempts
 
     struct LoginRequest: Decodable { let username: String; let password: String }
 
@@ -24,7 +24,7 @@ struct LoginRoutes: Sendable {
         let keys = ["user:\(login.username)", "addr:\(context.remoteAddress)"]
         // The attempt is counted before the password is checked, so concurrent guesses cannot all
         // slip in while the first ones are still hashing.
-        let attempt = await throttle.begin(keys)
+        let attempt = try await throttle.begin(keys)
         if case .refused(let wait) = attempt {
             throw GatewayError(.tooManyRequests, .tooManyAttempts, "too many failed logins; retry in \(wait) s",
                                headers: [.retryAfter: "\(wait)"])
@@ -33,7 +33,7 @@ struct LoginRoutes: Sendable {
             context.logger.notice("login failed", metadata: ["user": "\(login.username)", "address": "\(context.remoteAddress)"])
             throw GatewayError(.unauthorized, .invalidCredentials, "wrong user name or password")
         }
-        await throttle.succeeded(keys)
+        try await throttle.succeeded(keys)
         let (token, expires) = try await tokens.issue(for: principal.id, generation: generation)
         context.logger.info("login", metadata: ["user": "\(principal.name)"])
         return try jsonResponse(LoginReply(token: token, expiresAt: expires, userID: principal.id.value))

@@ -32,35 +32,31 @@ public struct Gateway: Sendable {
     let web: WebAssets
     let tokens: TokenService
     let revocations: any RevocationStore
-    let throttle: LoginThrottle
+    let throttle: any LoginAttempts
     let access: AccessPolicy
     let logger: Logger
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
     /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
-    /// `registry` is where files and uploads are recorded: by default its `registry/`
-    /// (``JSONFileRegistry``); `accounts` where accounts are: by default its `users.json`
-    /// (``UserStore``); `revocations` the tokens logged out one by one: by default its
-    /// `revoked-tokens.json` (``TokenRevocations``); `uploadLocks` what keeps appends to one upload one at a time across gateways
-    /// (alone, none is needed).
-    public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, registry: (any Registry)? = nil,
-                accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil, uploadLocks: (any UploadLocks)? = nil,
+    /// `state` where the rest of the gateway's state goes: by default the data directory and memory
+    /// (``GatewayStateStores``).
+    public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, state: GatewayStateStores = GatewayStateStores(),
                 logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
         self.logger = logger
-        throttle = LoginThrottle(clock: configuration.clock)
-        self.registry = try registry ?? JSONFileRegistry(directory: root + "/registry")
+        throttle = state.loginAttempts ?? LoginThrottle(clock: configuration.clock)
+        registry = try state.registry ?? JSONFileRegistry(directory: root + "/registry")
         self.blobs = try blobs ?? LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
-        let users = try accounts ?? UserStore(path: Self.usersPath(dataDirectory: root))
+        let users = try state.accounts ?? UserStore(path: Self.usersPath(dataDirectory: root))
         self.users = users
         sessions = try SessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)
         tokens = try await TokenService(signingKeyPath: configuration.signingKeyPath ?? root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
-        self.revocations = try revocations ?? TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
-        let validator = TokenValidator(service: tokens, users: users, revocations: self.revocations)
+        revocations = try state.revocations ?? TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
+        let validator = TokenValidator(service: tokens, users: users, revocations: revocations)
         let bus = LocalChatBus()
         let chat = ChatService(
             log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
@@ -72,8 +68,8 @@ public struct Gateway: Sendable {
             clock: configuration.clock)
         self.chat = chat
         web = try WebAssets.load()
-        uploads = UploadManager(registry: self.registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
-                                locks: uploadLocks ?? ProcessUploadLocks(),
+        uploads = UploadManager(registry: registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
+                                locks: state.uploadLocks ?? ProcessUploadLocks(),
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             try await users.add("user1", password: "password123")

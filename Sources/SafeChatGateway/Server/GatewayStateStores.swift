@@ -1,0 +1,25 @@
+/// Where the gateway keeps its state besides sealed bytes. Each store left nil is the embedded
+/// default: the data directory (registry, accounts, revocations) or this process's memory (login
+/// counts, upload locks). A server-grade backend fills them all (SafeChatPostgres), so that many
+/// gateways share one state.
+public struct GatewayStateStores: Sendable {
+    /// Files, uploads in progress, identity bundles (default ``JSONFileRegistry``).
+    public var registry: (any Registry)?
+    /// Accounts and their token generations (default ``UserStore``).
+    public var accounts: (any AccountStore)?
+    /// Tokens logged out one by one (default ``TokenRevocations``).
+    public var revocations: (any RevocationStore)?
+    /// The login throttle's counts (default ``LoginThrottle``, in memory).
+    public var loginAttempts: (any LoginAttempts)?
+    /// One append at a time per upload across gateways (alone, none is needed).
+    public var uploadLocks: (any UploadLocks)?
+
+    public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
+                loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil) {
+        self.registry = registry
+        self.accounts = accounts
+        self.revocations = revocations
+        self.loginAttempts = loginAttempts
+        self.uploadLocks = uploadLocks
+    }
+}
