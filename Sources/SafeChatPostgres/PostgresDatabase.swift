@@ -14,6 +14,8 @@ public final class PostgresDatabase: Sendable {
     let logger: Logger
     /// How long one operation may wait for the server before the request is answered 503.
     let deadline: Duration
+    /// Where this gateway's upload locks are held (``PostgresUploadLocks``).
+    let lockConnection: DedicatedConnection
 
     public init(settings: DatabaseSettings, maximumConnections: Int = 20, deadline: Duration = .seconds(10),
                 logger: Logger = Logger(label: "safechat.postgres")) {
@@ -23,10 +25,15 @@ public final class PostgresDatabase: Sendable {
         var configuration = settings.clientConfiguration
         configuration.options.maximumConnections = maximumConnections
         client = PostgresClient(configuration: configuration, backgroundLogger: logger)
+        lockConnection = DedicatedConnection(settings: settings, logger: logger)
     }
 
-    /// Runs the pool until the task is cancelled; every other call needs this running.
-    public func run() async { await client.run() }
+    /// Runs the pool until the task is cancelled; every other call needs this running. Then closes
+    /// the connection the upload locks were held on.
+    public func run() async {
+        await client.run()
+        await lockConnection.close()
+    }
 
     /// Checks that the server answers and the login works, on a connection of its own so that the
     /// line it throws names the cause (the pool only retries), and the server.

@@ -1,5 +1,6 @@
 import Foundation
 import PostgresNIO
+import SafeChatGateway
 
 /// The schema, as numbered steps applied in order and recorded in `safechat_schema`. Gateways
 /// starting together (and `safechat migrate`) take one advisory lock around the whole check, so
@@ -83,20 +84,28 @@ public enum SchemaMigrations {
     /// there already). Refuses a database a newer build has migrated past this one.
     @discardableResult
     public static func apply(on database: PostgresDatabase) async throws -> [Step] {
-        let logger = database.logger
-        let settings = database.settings
-        return try await database.perform("schema migration") { client in
-            try await client.withConnection { connection in
-                try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: logger)
-                do {
-                    let applied = try await run(on: connection, logger: logger, settings: settings)
-                    try await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
-                    return applied
-                } catch {
-                    _ = try? await connection.query("SELECT pg_advisory_unlock(\(lockKey))", logger: logger)
-                    throw error
-                }
+        // A connection of its own, not the pool's, and no request deadline: a migration may wait
+        // its turn and take its time, and closing this connection (whatever happens) releases the
+        // lock, which a pooled connection cut off mid-way would hand on still held.
+        let logger = database.logger, settings = database.settings
+        let connection: PostgresConnection
+        do {
+            connection = try await PostgresConnection.connect(on: PostgresConnection.defaultEventLoopGroup.any(),
+                                                              configuration: try settings.connectionConfiguration(), id: 2, logger: logger).get()
+        } catch {
+            throw StorageUnavailable("the database at \(settings) cannot be reached to migrate its schema: \(error)")
+        }
+        do {
+            try await connection.query("SELECT pg_advisory_lock(\(lockKey))", logger: logger)
+            let applied = try await run(on: connection, logger: logger, settings: settings)
+            try await connection.close()
+            return applied
+        } catch {
+            try? await connection.close()
+            if let error = error as? PSQLError {
+                throw DatabaseError(description: "the database at \(settings) refused a schema migration: \(PostgresDatabase.describe(error))")
             }
+            throw error
         }
     }
 

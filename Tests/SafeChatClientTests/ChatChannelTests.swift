@@ -112,7 +112,10 @@ import WSClient
             let started = ContinuousClock.now
             for _ in 0..<300 { _ = try await client.send(text) }
             let elapsed = ContinuousClock.now - started
-            #expect(elapsed < .seconds(60), "300 sends took \(elapsed)")
+            // 4.8 MB is far past what the stalled socket's buffers hold: a sender held up by that
+            // reader would never finish. The bound only tells "finished" from "stuck", even on a
+            // machine loaded by the rest of the suite (each send is signed, sealed and made durable).
+            #expect(elapsed < .seconds(180), "300 sends took \(elapsed)")
             #expect(stalled.isClosedByPeer(within: .seconds(10)), "the stalled reader was not cut off")
             // It catches up from the queue.
             #expect(try await two.run(["recv", session]).output.components(separatedBy: "big big").count > 300)
