@@ -50,7 +50,7 @@ public final class TestGateway: @unchecked Sendable {
                 try server.create(name)
                 return try server.settings(name)
             }()
-            let pool = PostgresDatabase(settings: settings, maximumConnections: 4, logger: logger)
+            let pool = PostgresDatabase(settings: settings, maximumConnections: 10, logger: logger)
             database = (pool, Task { await pool.run() })
             try await pool.prepare(logger: logger)
         }
