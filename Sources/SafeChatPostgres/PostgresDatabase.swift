@@ -109,6 +109,12 @@ public final class PostgresDatabase: Sendable {
         return error
     }
 
+    /// The advisory lock key of something named by hex digits (an id, a SHA-256): its first 64
+    /// bits. Ids are random or hashes, so keys of different things do not meet in practice.
+    static func advisoryKey(_ hex: String) -> Int64 {
+        Int64(bitPattern: UInt64(hex.prefix(16), radix: 16) ?? 0)
+    }
+
     /// PSQLError's own description hides everything (it may hold query values); the server's
     /// message and SQLSTATE say what happened without them.
     static func describe(_ error: PSQLError) -> String {

@@ -26,7 +26,7 @@ public struct PostgresLoginAttempts: LoginAttempts {
         return try await database.transaction("count login attempt") { connection in
             // Locks in one order on every gateway: no deadlock between two logins.
             for key in keys.sorted() {
-                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresUploadLocks.key(key)))", logger: logger)
+                try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresDatabase.advisoryKey(key)))", logger: logger)
             }
             var lockedUntil: Date?
             for try await until in try await connection.query(

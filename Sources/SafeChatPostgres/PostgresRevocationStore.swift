@@ -28,7 +28,7 @@ public struct PostgresRevocationStore: RevocationStore {
         let now = clock(), perAccount = self.perAccount, logger = database.logger
         return try await database.transaction("revoke token") { connection in
             // One revocation of an account at a time, on every gateway, so the bound holds.
-            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresUploadLocks.key(user.value)))", logger: logger)
+            try await connection.query("SELECT pg_advisory_xact_lock(\(PostgresDatabase.advisoryKey(user.value)))", logger: logger)
             try await connection.query("DELETE FROM token_revocations WHERE expires <= \(now)", logger: logger)
             var pending = 0
             for try await count in try await connection.query(

@@ -15,13 +15,8 @@ public struct PostgresUploadLocks: UploadLocks {
         self.database = database
     }
 
-    /// The lock key of an id (32 hex digits): its first 64 bits (ids are random or SHA-256 outputs).
-    static func key(_ hexID: String) -> Int64 {
-        Int64(bitPattern: UInt64(hexID.prefix(16), radix: 16)!)
-    }
-
     public func tryLock(_ id: FileID) async throws -> (any HeldUploadLock)? {
-        let key = Self.key(id.value), logger = database.logger
+        let key = PostgresDatabase.advisoryKey(id.value), logger = database.logger
         let connection = try await database.lockConnection.get()
         let taken = try await database.perform("lock upload") { _ in
             var taken = false
