@@ -147,6 +147,12 @@ let package = Package(
             ],
             path: "perf/ChatBench"
         ),
+        .executableTarget(
+            name: "safechat-registry-bench",
+            dependencies: ["SafeChatGateway", "SafeChatPostgres", "SafeChatAPI", "SealedFormat", "SealedStream",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "perf/RegistryBench"
+        ),
         .target(name: "CEpoll", path: "perf/CEpoll"),
         .testTarget(
             name: "SealedStreamTests",
