@@ -59,6 +59,22 @@ public struct PostgresRegistry: Registry {
                           "SELECT record::text FROM files WHERE owner = \(owner.description) ORDER BY created_at, id")
     }
 
+    public func files(inSession id: SessionID) async throws -> [FileManifest] {
+        try await records(FileManifest.self, "list files",
+                          "SELECT record::text FROM files WHERE session = \(id.description) ORDER BY created_at, id")
+    }
+
+    public func storedBytesByOwner() async throws -> [UserID: Int64] {
+        try await database.perform("sum files") { client in
+            var sums: [UserID: Int64] = [:]
+            for try await (owner, bytes) in try await client.query(
+                "SELECT owner, sum((record->>'size')::bigint)::bigint FROM files GROUP BY owner").decode((String, Int64).self) {
+                if let owner = UserID(owner) { sums[owner] = bytes }
+            }
+            return sums
+        }
+    }
+
     public func allFiles() async throws -> [FileManifest] {
         try await records(FileManifest.self, "list files", "SELECT record::text FROM files")
     }

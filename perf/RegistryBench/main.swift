@@ -7,7 +7,8 @@
 /// The registry is first filled with N files of 1000 owners (written straight to the JSON
 /// directory, or inserted by one SQL statement), then it times WRITES registrations of new files
 /// one after another (each durable before the next, as the gateway does), listings of one owner's
-/// files (N/1000 of them), and reading the whole registry (what a gateway does at start).
+/// files (N/1000 of them), the per-owner usage sums a gateway reads at start, and reading every
+/// manifest (what `migrate --from-data-dir` does).
 import Foundation
 import Logging
 import SafeChatAPI
@@ -53,12 +54,16 @@ func measure(_ registry: any Registry, opened: Duration) async throws {
         listed = try await registry.files(ownedBy: owner).count
         listings.append(milliseconds(clock.now - start))
     }
-    let start = clock.now
+    var start = clock.now
+    let owners = try await registry.storedBytesByOwner().count
+    let sums = milliseconds(clock.now - start)
+    start = clock.now
     let all = try await registry.allFiles().count
     let whole = milliseconds(clock.now - start)
-    print(String(format: "%@ %d files: open %.0f ms; write p50 %.2f ms, p99 %.2f ms; one owner's %d files listed in %.1f ms (median); all %d read in %.0f ms",
+    print(String(format: "%@ %d files: open %.0f ms; write p50 %.2f ms, p99 %.2f ms; one owner's %d files listed in %.1f ms (median); "
+                 + "usage of %d owners summed in %.0f ms (start-up); all %d manifests read in %.0f ms",
                  backend, files, milliseconds(opened), percentile(latencies, 0.5), percentile(latencies, 0.99), listed,
-                 percentile(listings, 0.5), all, whole))
+                 percentile(listings, 0.5), owners, sums, all, whole))
 }
 
 if backend == "json" {

@@ -36,7 +36,7 @@ struct FileRoutes: Sendable {
         if let text = request.uri.queryParameters.get("session") {
             // A session's files, for its members.
             guard let id = SessionID(String(text)), await access.isMember(principal, of: id) else { throw GatewayError.notFound("session") }
-            files = try await registry.allFiles().filter { $0.session?.sessionID == id }.sorted { $0.createdAt < $1.createdAt }
+            files = try await registry.files(inSession: id)
         }
         return try jsonResponse(FileListing(files: files.map(FileListing.Entry.init)))
     }

@@ -34,10 +34,9 @@ final class QuotaLedger: Sendable {
     func usage(of user: UserID) -> Int64 { used.withLock { $0[user, default: 0] } }
 
     /// Starts from what the registry holds (at start-up, before requests are served).
-    func load(files: [FileManifest], uploads: [UploadState]) {
+    func load(stored: [UserID: Int64], uploads: [UploadState]) {
         used.withLock { used in
-            used = [:]
-            for file in files { used[file.owner, default: 0] += file.size }
+            used = stored
             for upload in uploads { used[upload.owner, default: 0] += upload.reservedBytes }
         }
     }

@@ -266,7 +266,7 @@ public actor UploadManager {
                 await finishLeftOver(state)
             }
         }
-        quota.load(files: try await registry.allFiles(), uploads: try await registry.uploads())
+        quota.load(stored: try await registry.storedBytesByOwner(), uploads: try await registry.uploads())
     }
 
     /// Tries to finish a complete upload no request is finishing; a failure (the store is down)
@@ -321,10 +321,12 @@ public actor UploadManager {
             removed += 1
             logger.info(orphaned ? "upload of a removed account deleted" : "expired upload removed", metadata: ["upload_id": "\(state.uploadID)"])
         }
-        for manifest in try await registry.allFiles() where removedAccounts.contains(manifest.owner) {
-            try await removeFile(manifest)
-            removed += 1
-            logger.info("file of a removed account deleted", metadata: ["file_id": "\(manifest.fileID)"])
+        for account in removedAccounts {
+            for manifest in try await registry.files(ownedBy: account) {
+                try await removeFile(manifest)
+                removed += 1
+                logger.info("file of a removed account deleted", metadata: ["file_id": "\(manifest.fileID)"])
+            }
         }
         for account in removedAccounts { try await registry.removeIdentity(of: account) }
         return removed
