@@ -58,8 +58,9 @@ public final class PostgresDatabase: Sendable {
     }
 
     /// Runs `body` on the pool within the deadline; failures are classified (see the type's doc).
-    func perform<T: Sendable>(_ what: String, _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
-        let client = self.client
+    func perform<T: Sendable>(_ what: String, deadline: Duration? = nil,
+                              _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
+        let client = self.client, deadline = deadline ?? self.deadline
         do {
             return try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(client) }

@@ -25,8 +25,9 @@ public struct PostgresRegistry: Registry {
     }
 
     /// The records one query returns, decoded.
-    private func records<T: Decodable & Sendable>(_ type: T.Type, _ what: String, _ query: PostgresQuery) async throws -> [T] {
-        try await database.perform(what) { client in
+    private func records<T: Decodable & Sendable>(_ type: T.Type, _ what: String, _ query: PostgresQuery,
+                                                  deadline: Duration? = nil) async throws -> [T] {
+        try await database.perform(what, deadline: deadline) { client in
             var out: [T] = []
             for try await text in try await client.query(query).decode(String.self) {
                 out.append(try Self.decode(type, text))
@@ -75,8 +76,9 @@ public struct PostgresRegistry: Registry {
         }
     }
 
+    /// Every manifest: for `migrate --from-data-dir` and tools, never a request, so it may take its time.
     public func allFiles() async throws -> [FileManifest] {
-        try await records(FileManifest.self, "list files", "SELECT record::text FROM files")
+        try await records(FileManifest.self, "read every file", "SELECT record::text FROM files", deadline: .seconds(3600))
     }
 
     public func removeFile(_ id: FileID) async throws {

@@ -204,6 +204,53 @@ import Testing
         b.removeData()
     }
 
+    /// The same registry operations give the same answers on PostgreSQL as on the embedded JSON
+    /// registry: listings by owner and by session (oldest first), usage sums, uploads, identities.
+    @Test func theRegistryAnswersAsTheEmbeddedOneDoes() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_registry_\(UInt32.random(in: 0...UInt32.max))"
+        try server.create(name)
+        defer { server.drop(name) }
+        let database = PostgresDatabase(settings: try server.settings(name))
+        let pool = Task { await database.run() }
+        defer { pool.cancel() }
+        try await SchemaMigrations.apply(on: database)
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("registry-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let registries: [any Registry] = [try JSONFileRegistry(directory: directory), PostgresRegistry(database: database)]
+
+        let (_, _, sealed) = try await sealedStream(plaintextSize: 1000)
+        let header = try StreamHeader.parse(Array(sealed.prefix(StreamHeader.encodedLength)))
+        let (alice, bob) = (UserID.random(), UserID.random())
+        let session = SessionID.random()
+        let start = Date(timeIntervalSince1970: 1_800_000_000)
+        var manifests: [FileManifest] = []
+        for index in 0..<6 {
+            let owner: UserID = index % 2 == 0 ? alice : bob
+            let createdAt: Date = start.addingTimeInterval(Double(10 - index))
+            let fileSession: FileSession? = index < 3 ? FileSession(sessionID: session, epoch: UInt32(index)) : nil
+            let record = FileManifest.Record(index: 0, offset: 92, length: 1000, plaintextLength: 900)
+            manifests.append(FileManifest(fileID: FileID.random(), owner: owner, createdAt: createdAt, expiresAt: nil,
+                                          size: Int64(1000 + index), plaintextSize: 900, chunkSize: 1 << 16, header: header,
+                                          digest: String(repeating: "0", count: 64), metadata: ["n": "\(index)"],
+                                          records: [record], session: fileSession))
+        }
+        for registry in registries {
+            for manifest in manifests { try await registry.putFile(manifest) }
+            try await registry.removeFile(manifests[5].fileID)
+        }
+        var answers: [RegistryAnswers] = []
+        for registry in registries { answers.append(try await RegistryAnswers(registry, alice: alice, bob: bob, session: session, manifests: manifests)) }
+        #expect(answers[0] == answers[1])
+        let expected = answers[1]
+        #expect(expected.alice == [manifests[4], manifests[2], manifests[0]].map(\.fileID))
+        #expect(expected.bob == [manifests[3], manifests[1]].map(\.fileID))
+        #expect(expected.session == [manifests[2], manifests[1], manifests[0]].map(\.fileID))
+        #expect(expected.usage == [alice: 1000 + 1002 + 1004, bob: 1001 + 1003])
+        #expect(expected.one == manifests[2])
+        #expect(expected.removedIsGone)
+    }
+
     /// An embedded gateway's files, upload in progress and identity bundle move to PostgreSQL and
     /// S3 with `safechat migrate --from-data-dir`; the gateway started on them serves the same
     /// bytes under the same ids, the upload resumes from its offset, and a second run copies nothing.
@@ -274,5 +321,22 @@ private extension Data {
             index = next
         }
         self.init(bytes)
+    }
+}
+
+/// What one registry answers to the same questions, compared across backends.
+private struct RegistryAnswers: Equatable {
+    let alice: [FileID], bob: [FileID], session: [FileID]
+    let usage: [UserID: Int64]
+    let one: FileManifest?
+    let removedIsGone: Bool
+
+    init(_ registry: any Registry, alice: UserID, bob: UserID, session: SessionID, manifests: [FileManifest]) async throws {
+        self.alice = try await registry.files(ownedBy: alice).map(\.fileID)
+        self.bob = try await registry.files(ownedBy: bob).map(\.fileID)
+        self.session = try await registry.files(inSession: session).map(\.fileID)
+        self.usage = try await registry.storedBytesByOwner()
+        self.one = try await registry.file(manifests[2].fileID)
+        self.removedIsGone = try await registry.file(manifests[5].fileID) == nil
     }
 }

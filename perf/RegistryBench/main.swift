@@ -98,7 +98,8 @@ func fill(url: String, files: Int) throws {
         INSERT INTO files (id, owner, session, created_at, record)
         SELECT md5('file' || i), o, NULL, now() - make_interval(secs => i),
                jsonb_set(jsonb_set($t$\(template)$t$::jsonb, '{fileID}', to_jsonb(md5('file' || i))), '{owner}', to_jsonb(o))
-        FROM generate_series(1, \(files)) AS i, LATERAL (SELECT (\(ownerArray))[1 + i % 1000] AS o) AS owner
+        FROM generate_series(1, \(files)) AS i, LATERAL (SELECT (\(ownerArray))[1 + i % 1000] AS o) AS owner;
+        ANALYZE files;
         """
     let psql = Process()
     psql.executableURL = URL(fileURLWithPath: "/usr/bin/env")

@@ -72,7 +72,8 @@ public struct Gateway: Sendable {
                                 locks: state.uploadLocks ?? ProcessUploadLocks(),
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
-            try await users.add("user1", password: "password123")
+            // Gateways of one database starting together both find it missing: one adds it.
+            do { try await users.add("user1", password: "password123") } catch UserStoreError.exists {}
         }
         try await uploads.reconcile()
         try await uploads.sweep(removedAccounts: try await users.removedIDs())
