@@ -91,6 +91,10 @@ public final class PostgresDatabase: Sendable {
 
     private func classify(_ error: any Error, doing what: String) -> any Error {
         if error is CancellationError { return error }
+        // A transaction's failure is its body's (a refusal the gateway answers, or the server's), or its BEGIN's or COMMIT's.
+        if let error = error as? PostgresTransactionError, let cause = error.closureError ?? error.beginError ?? error.commitError {
+            return classify(cause, doing: what)
+        }
         if let error = error as? PSQLError {
             let message = Self.describe(error)
             if error.code == .server {

@@ -75,9 +75,11 @@ public struct PostgresLoginAttempts: LoginAttempts {
 extension GatewayStateStores {
     /// Every store on `database`: what many gateways behind one load balancer share.
     public static func postgres(_ database: PostgresDatabase, clock: @escaping @Sendable () -> Date = { Date() }) -> GatewayStateStores {
-        GatewayStateStores(registry: PostgresRegistry(database: database), accounts: PostgresAccountStore(database: database),
-                           revocations: PostgresRevocationStore(database: database, clock: clock),
-                           loginAttempts: PostgresLoginAttempts(database: database, clock: clock),
-                           uploadLocks: PostgresUploadLocks(database: database))
+        let accounts = PostgresAccountStore(database: database)
+        return GatewayStateStores(registry: PostgresRegistry(database: database), accounts: accounts,
+                                  revocations: PostgresRevocationStore(database: database, clock: clock),
+                                  loginAttempts: PostgresLoginAttempts(database: database, clock: clock),
+                                  uploadLocks: PostgresUploadLocks(database: database),
+                                  sessions: PostgresSessionStore(database: database, accounts: accounts))
     }
 }

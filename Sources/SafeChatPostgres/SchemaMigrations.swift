@@ -76,6 +76,26 @@ public enum SchemaMigrations {
             """,
             "CREATE INDEX login_attempts_by_update ON login_attempts (updated_at)",
         ]),
+        Step(version: 5, summary: "sessions: summaries (current members) and epoch documents as posted", statements: [
+            """
+            CREATE TABLE sessions (
+                id text PRIMARY KEY,
+                creator text NOT NULL,
+                epoch_count integer NOT NULL,
+                members text[] NOT NULL,
+                last_hash bytea NOT NULL,
+                bytes bigint NOT NULL)
+            """,
+            "CREATE INDEX sessions_by_creator ON sessions (creator)",
+            "CREATE INDEX sessions_by_member ON sessions USING gin (members)",
+            """
+            CREATE TABLE session_epochs (
+                session_id text NOT NULL REFERENCES sessions (id),
+                epoch integer NOT NULL,
+                document bytea NOT NULL,
+                PRIMARY KEY (session_id, epoch))
+            """,
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

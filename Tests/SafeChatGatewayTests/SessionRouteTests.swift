@@ -18,10 +18,9 @@ import SealedStream
     }
 
     func accounts(_ server: TestGateway) async throws -> [Account] {
-        let cli = try UserStore(path: Gateway.usersPath(dataDirectory: server.dataDirectory))
         var out: [Account] = []
         for name in ["alice", "bob", "carol"] {
-            try await cli.add(name, password: "password-\(name)")
+            try await server.gateway.users.add(name, password: "password-\(name)")
             let http = try await HTTP.login(server.base, user: name, password: "password-\(name)")
             let id = try #require(try await server.gateway.users.id(of: name))
             out.append(Account(name: name, http: http, identity: try Identity.generate(userID: Secrets.bytes(fromHex: id.value)!)))
@@ -33,8 +32,9 @@ import SealedStream
         try await http.send(.POST, path, headers: [("Content-Type", "application/json")], body: Array(try WireCoding.encoder.encode(epoch.wire)))
     }
 
-    @Test func membersSeeTheSessionAndTheirKeysEveryoneElseGets404() async throws {
-        try await TestGateway.with { server in
+    @Test(arguments: [TestStore.local, .postgres])
+    func membersSeeTheSessionAndTheirKeysEveryoneElseGets404(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let users = try await accounts(server)
             let (alice, bob, carol) = (users[0], users[1], users[2])
             let sessionID = Secrets.randomBytes(16)
@@ -116,14 +116,21 @@ import SealedStream
                 }
             }
 
-            // Survives a restart.
-            let reopened = try SessionStore(directory: server.dataDirectory + "/registry/sessions")
-            #expect(try await reopened.chain(SessionID(id)!) == final)
+            // Survives a restart (with PostgreSQL: another gateway on the database sees it).
+            if store == .local {
+                let reopened = try FileSessionStore(directory: server.dataDirectory + "/registry/sessions")
+                #expect(try await reopened.chain(SessionID(id)!) == final)
+            } else {
+                let other = try await TestGateway.start(dataDirectory: server.dataDirectory, store: store)
+                #expect(try await other.gateway.sessions.chain(SessionID(id)!) == final)
+                await other.stop()
+            }
         }
     }
 
-    @Test func aSessionsFilesAreReadByItsMembersAndNoOneElse() async throws {
-        try await TestGateway.with { server in
+    @Test(arguments: [TestStore.local, .postgres])
+    func aSessionsFilesAreReadByItsMembersAndNoOneElse(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let users = try await accounts(server)
             let (alice, bob, carol) = (users[0], users[1], users[2])
             let sessionID = Secrets.randomBytes(16)
@@ -165,8 +172,9 @@ import SealedStream
     /// A removed member cannot write into a session (issue 24): an upload racing the epoch that
     /// removes its uploader, by tus PATCH and by a one-shot POST /upload whose body straddles the
     /// removal, is refused from that moment (404), dropped, never listed and never announced.
-    @Test func anUploadRacingItsSendersRemovalAddsNothing() async throws {
-        try await TestGateway.with { server in
+    @Test(arguments: [TestStore.local, .postgres])
+    func anUploadRacingItsSendersRemovalAddsNothing(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let users = try await accounts(server)
             let (alice, bob) = (users[0], users[1])
             let sessionID = Secrets.randomBytes(16)
@@ -256,8 +264,9 @@ import SealedStream
     /// No account takes more than its share of what the gateway keeps for sessions (issue 24):
     /// members, wraps and bytes per epoch, epochs per session and sessions per account are bounded,
     /// and anything past a bound, or of the wrong shape, is refused with its status and a JSON body.
-    @Test func sessionsAreBoundedAndEpochsChecked() async throws {
-        try await TestGateway.with { server in
+    @Test(arguments: [TestStore.local, .postgres])
+    func sessionsAreBoundedAndEpochsChecked(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let users = try await accounts(server)
             let (alice, bob, carol) = (users[0], users[1], users[2])
             func send(_ path: String, _ epoch: EpochWire, by account: Account) async throws -> Reply {

@@ -28,7 +28,7 @@ struct ChatService: Sendable {
     let hub = ChatHub()
     let tickets = ChatTickets()
     let tokens: TokenValidator
-    let sessions: SessionStore
+    let sessions: any SessionStore
     let limits: Limits
     let clock: @Sendable () -> Date
 
@@ -82,7 +82,11 @@ struct ChatService: Sendable {
         guard let claims, let principal = try? await tokens.validate(claims) else {
             return .refuse(.unauthorized)
         }
-        guard sessions.isMember(principal.id, of: session) else { return .refuse(.notFound("session")) }
+        do {
+            guard try await sessions.isMember(principal.id, of: session) else { return .refuse(.notFound("session")) }
+        } catch {
+            return .refuse(GatewayError.storage(error))
+        }
         return .accept(headers: headers) { inbound, outbound, context in
             try await serve(ChatConnection(principal: principal, token: claims, session: session),
                             inbound: inbound, outbound: outbound, context: context)
@@ -159,7 +163,7 @@ struct ChatService: Sendable {
         guard Self.isHex(message.messageID, length: 32...32), Self.isHex(message.signature, length: 128...128),
               Self.isHex(message.ciphertext, length: 32...(2 * (16 * 1024 + 16)))
         else { return refuse(.badRequest, "message_id, ciphertext or signature is not hex of the documented length") }
-        guard let record = await sessions.summary(connection.session), record.members.contains(connection.principal.id) else {
+        guard let record = try? await sessions.summary(connection.session), record.members.contains(connection.principal.id) else {
             return refuse(.notFound, "session not found")
         }
         let current = record.currentEpoch
@@ -184,7 +188,7 @@ struct ChatService: Sendable {
 
     /// Announces a file completed into a session to its members (queued for those offline).
     func fileStored(_ manifest: FileManifest) async throws {
-        guard let fileSession = manifest.session, let record = await sessions.summary(fileSession.sessionID) else { return }
+        guard let fileSession = manifest.session, let record = try await sessions.summary(fileSession.sessionID) else { return }
         let event = ChatFileEvent(fileID: manifest.fileID, size: manifest.size, sender: manifest.owner, epoch: fileSession.epoch,
                                   header: Secrets.hex(manifest.header.encoded()), sealedName: manifest.metadata["name"] ?? "")
         let recipients = record.members.subtracting([manifest.owner]).sorted { $0.value < $1.value }
@@ -193,23 +197,38 @@ struct ChatService: Sendable {
 
     /// After an epoch changes a session's members: who left is sent nothing more, and their open
     /// connections are closed.
-    func membersChanged(_ record: SessionStore.Summary) async {
+    func membersChanged(_ record: SessionSummary) async {
         try? await log.retain(members: record.members, of: record.sessionID)
         await audit()
     }
 
     /// Closes every connection whose token was revoked or whose user is no longer a member (run
-    /// once a second and after membership changes).
+    /// once a second and after membership changes, on every gateway: with state in a database, a
+    /// revocation or removal made through another gateway is seen here at the next audit). Each
+    /// token and each session is looked up once per audit, however many connections share it; one
+    /// that cannot be looked up now (the database is away) is left open until it can.
     func audit() async {
         var valid: [String: Bool] = [:]
+        var members: [SessionID: Set<UserID>?] = [:]
         for (registration, connection) in hub.all() {
             let user = connection.principal.id, key = "\(user) \(connection.token.generation) \(connection.token.id ?? "")"
             if valid[key] == nil {
-                valid[key] = (try? await tokens.validate(connection.token)) != nil
+                do {
+                    valid[key] = try await tokens.validate(connection.token) != nil
+                } catch {
+                    valid[key] = true
+                }
+            }
+            if members[connection.session] == nil {
+                do {
+                    members[connection.session] = .some(try await sessions.summary(connection.session)?.members ?? [])
+                } catch {
+                    members[connection.session] = .some(nil)
+                }
             }
             if valid[key] != true {
                 hub.close(registration, .revoked, "the login was revoked (logged out, password changed or account removed)")
-            } else if !sessions.isMember(user, of: connection.session) {
+            } else if let current = members[connection.session] ?? nil, !current.contains(user) {
                 hub.close(registration, .revoked, "you are no longer a member of this session")
             }
         }

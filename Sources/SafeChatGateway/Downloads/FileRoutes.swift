@@ -35,7 +35,7 @@ struct FileRoutes: Sendable {
         var files = try await registry.files(ownedBy: principal.id)
         if let text = request.uri.queryParameters.get("session") {
             // A session's files, for its members.
-            guard let id = SessionID(String(text)), await access.isMember(principal, of: id) else { throw GatewayError.notFound("session") }
+            guard let id = SessionID(String(text)), try await access.isMember(principal, of: id) else { throw GatewayError.notFound("session") }
             files = try await registry.files(inSession: id)
         }
         return try jsonResponse(FileListing(files: files.map(FileListing.Entry.init)))

@@ -27,7 +27,7 @@ public struct Gateway: Sendable {
     public let blobs: any BlobStore
     public let users: any AccountStore
     public let uploads: UploadManager
-    public let sessions: SessionStore
+    public let sessions: any SessionStore
     let chat: ChatService
     let web: WebAssets
     let tokens: TokenService
@@ -51,7 +51,7 @@ public struct Gateway: Sendable {
         self.blobs = try blobs ?? LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
         let users = try state.accounts ?? UserStore(path: Self.usersPath(dataDirectory: root))
         self.users = users
-        sessions = try SessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
+        sessions = try state.sessions ?? FileSessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)
         tokens = try await TokenService(signingKeyPath: configuration.signingKeyPath ?? root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)

@@ -13,9 +13,12 @@ public struct GatewayStateStores: Sendable {
     public var loginAttempts: (any LoginAttempts)?
     /// One append at a time per upload across gateways (alone, none is needed).
     public var uploadLocks: (any UploadLocks)?
+    /// Sessions: epoch chains and their members (default ``FileSessionStore``).
+    public var sessions: (any SessionStore)?
 
     public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
-                loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil) {
+                loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil) {
+        self.sessions = sessions
         self.registry = registry
         self.accounts = accounts
         self.revocations = revocations

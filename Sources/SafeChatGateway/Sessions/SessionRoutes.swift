@@ -7,9 +7,9 @@ import SafeChatAPI
 /// returns the caller's wrap of an epoch's key (only their private key opens it). Everyone but a
 /// current member is told the session does not exist (404).
 struct SessionRoutes: Sendable {
-    let sessions: SessionStore
+    let sessions: any SessionStore
     /// Told after an epoch changed a session's members.
-    let membersChanged: @Sendable (SessionStore.Summary) async -> Void
+    let membersChanged: @Sendable (SessionSummary) async -> Void
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("sessions") { request, context in try await create(request, context) }
@@ -30,14 +30,14 @@ struct SessionRoutes: Sendable {
 
     func list(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let principal = try context.requirePrincipal()
-        let entries = await sessions.sessions(of: principal.id).map {
+        let entries = try await sessions.sessions(of: principal.id).map {
             SessionListing.Entry(sessionID: $0.sessionID.value, epoch: $0.currentEpoch, members: $0.members.count)
         }
         return try jsonResponse(SessionListing(sessions: entries))
     }
 
-    /// The chain (or the part after `?after=N`), streamed from the epochs' files as stored: what
-    /// the gateway holds in memory does not grow with a session's log.
+    /// The chain (or the part after `?after=N`), streamed an epoch at a time as stored: what the
+    /// gateway holds in memory does not grow with a session's log.
     func chain(_ request: Request, _ context: GatewayContext) async throws -> Response {
         let summary = try await memberSummary(context.parameters.get("id"), context)
         var first = 0
@@ -45,13 +45,13 @@ struct SessionRoutes: Sendable {
             guard let n = Int(after), n >= -1 else { throw GatewayError.badRequest("after must be an epoch number") }
             first = n + 1
         }
-        let files = await sessions.epochFiles(summary.sessionID, from: first)
-        let id = summary.sessionID.value
+        let numbers = min(first, summary.epochCount)..<summary.epochCount
+        let id = summary.sessionID, sessions = self.sessions
         return Response(status: .ok, headers: [.contentType: "application/json"], body: ResponseBody { writer in
             try await writer.write(ByteBuffer(string: #"{"epochs":["#))
-            for (n, file) in files.enumerated() {
-                let bytes = try await blockingIO { try Data(contentsOf: file) }
-                try await writer.write(ByteBuffer(bytes: (n == 0 ? [] : [UInt8(ascii: ",")]) + Array(bytes)))
+            for number in numbers {
+                guard let bytes = try await sessions.epochDocument(id, number: number) else { throw GatewayError.notFound("epoch \(number)") }
+                try await writer.write(ByteBuffer(bytes: (number == numbers.lowerBound ? [] : [UInt8(ascii: ",")]) + Array(bytes)))
             }
             try await writer.write(ByteBuffer(string: #"],"session_id":"\#(id)"}"#))
             try await writer.finish(nil)
@@ -85,12 +85,12 @@ struct SessionRoutes: Sendable {
         return try jsonResponse(WrappedKeyReply(sessionID: summary.sessionID.value, epoch: epoch, wrap: wrap))
     }
 
-    private func memberSummary(_ text: String?, _ context: GatewayContext) async throws -> SessionStore.Summary {
+    private func memberSummary(_ text: String?, _ context: GatewayContext) async throws -> SessionSummary {
         let principal = try context.requirePrincipal()
         guard let text, let id = SessionID(text) else {
             throw GatewayError(.badRequest, .invalidID, "a session id is 32 lowercase hexadecimal digits")
         }
-        guard let summary = await sessions.summary(id), summary.members.contains(principal.id) else { throw GatewayError.notFound("session") }
+        guard let summary = try await sessions.summary(id), summary.members.contains(principal.id) else { throw GatewayError.notFound("session") }
         return summary
     }
 

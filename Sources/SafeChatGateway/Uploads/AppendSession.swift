@@ -22,14 +22,20 @@ final class AppendSession: @unchecked Sendable {
     private let maxFileSize: Int64
     private let quota: QuotaLedger
     /// Whether the uploader may still write here (a member of the session the upload goes to).
-    private let stillAllowed: @Sendable () -> Bool
+    /// Asked before the first part and then at most every ``membershipInterval`` (with sessions in
+    /// a database it is a query, and a part is as small as a read); the file's completion asks
+    /// again, authoritatively, so a removed member's bytes never become a file.
+    private let stillAllowed: @Sendable () async throws -> Bool
+    private var allowedCheckedAt: ContinuousClock.Instant?
+    static let membershipInterval: Duration = .milliseconds(250)
     /// Quota taken by this request: a length declared with it, or (length deferred) its bytes.
     private var reserved: Int64
     /// The header the upload was created with, until the stream's own header has been compared with it.
     private var declaredHeader: [UInt8]?
 
     init(state: UploadState, partial: any PartialBlob, length: Int64?, reservedUpFront: Int64,
-         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger, stillAllowed: @escaping @Sendable () -> Bool = { true }) {
+         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger,
+         stillAllowed: @escaping @Sendable () async throws -> Bool = { true }) {
         self.stillAllowed = stillAllowed
         self.state = state
         self.partial = partial
@@ -45,7 +51,11 @@ final class AppendSession: @unchecked Sendable {
     }
 
     func append(_ buffer: ByteBuffer) async throws {
-        guard stillAllowed() else { throw GatewayError.notMember }
+        let now = ContinuousClock.now
+        if allowedCheckedAt.map({ now - $0 >= Self.membershipInterval }) ?? true {
+            guard try await stillAllowed() else { throw GatewayError.notMember }
+            allowedCheckedAt = now
+        }
         try buffer.withUnsafeReadableBytes { bytes in
             let end = partial.length + Int64(bytes.count)
             if let length, end > length {

@@ -108,7 +108,7 @@ public actor UploadManager {
             let state = try await upload(id, for: principal)
             owner = state.owner
             // Removed from the session it goes to: the upload can never complete, and is dropped now.
-            if let session = state.session, !access.sessions.isMember(state.owner, of: session.sessionID) {
+            if let session = state.session, try await !access.sessions.isMember(state.owner, of: session.sessionID) {
                 try await discard(state)
                 throw GatewayError.notMember
             }
@@ -134,7 +134,8 @@ public actor UploadManager {
             return AppendSession(state: state, partial: partial, length: length, reservedUpFront: reservedUpFront,
                                  checksum: checksum, maxFileSize: configuration.maxFileSize, quota: quota,
                                  stillAllowed: { [sessions = access.sessions] in
-                                     state.session.map { sessions.isMember(state.owner, of: $0.sessionID) } ?? true
+                                     guard let session = state.session else { return true }
+                                     return try await sessions.isMember(state.owner, of: session.sessionID)
                                  })
         } catch {
             busy.remove(id)
@@ -180,7 +181,7 @@ public actor UploadManager {
         guard keep else {
             try await session.rollBack()
             // Its uploader was removed from the session it goes to: it can never complete.
-            if let target = session.state.session, !access.sessions.isMember(session.state.owner, of: target.sessionID) {
+            if let target = session.state.session, try await !access.sessions.isMember(session.state.owner, of: target.sessionID) {
                 try await discard(session.state)
             }
             return (session.state, nil)
@@ -224,8 +225,11 @@ public actor UploadManager {
     /// moment an epoch is stored the members it removes add nothing (nor any announcement).
     private func finish(_ state: UploadState) async throws -> FileManifest {
         let header = state.validator.header!
-        func uploaderIsMember() -> Bool { state.session.map { access.sessions.isMember(state.owner, of: $0.sessionID) } ?? true }
-        guard uploaderIsMember() else {
+        func uploaderIsMember() async throws -> Bool {
+            guard let session = state.session else { return true }
+            return try await access.sessions.isMember(state.owner, of: session.sessionID)
+        }
+        guard try await uploaderIsMember() else {
             try await discard(state)
             throw GatewayError.notMember
         }
@@ -235,7 +239,7 @@ public actor UploadManager {
             plaintextSize: state.validator.plaintextLength, chunkSize: header.chunkSize, header: header,
             digest: state.validator.digestHex, metadata: state.metadata, records: state.records, session: state.session)
         try await registry.putFile(manifest)
-        guard uploaderIsMember() else {
+        guard try await uploaderIsMember() else {
             try await blobs.removeBlob(manifest.fileID)
             try await registry.removeFile(manifest.fileID)
             try await registry.removeUpload(state.uploadID)

@@ -179,7 +179,7 @@ struct UploadRoutes: Sendable {
         guard let id = SessionID(session), let number = epoch.flatMap({ UInt32($0) }) else {
             throw GatewayError.badRequest("session must be a session id and epoch its number")
         }
-        guard let summary = await access.sessions.summary(id), summary.members.contains(principal.id) else { throw GatewayError.notFound("session") }
+        guard let summary = try await access.sessions.summary(id), summary.members.contains(principal.id) else { throw GatewayError.notFound("session") }
         let current = summary.currentEpoch
         guard number == current else {
             throw GatewayError(.conflict, .epochConflict, "the session is at epoch \(current); seal under its current key")
