@@ -205,7 +205,10 @@ let package = Package(
         ),
         .testTarget(
             name: "SafeChatPostgresTests",
-            dependencies: ["SafeChatPostgres", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat"]
+            dependencies: [
+                "SafeChatPostgres", "SafeChatGateway", "SafeChatAPI", "SafeChatKeys", "SealedStream", "SafeChatTestSupport", "safechat",
+                .product(name: "WSClient", package: "swift-websocket"),
+            ]
         ),
         .testTarget(
             name: "SafeChatKeysTests",

@@ -5,19 +5,20 @@ import SafeChatGateway
 import SealedFormat
 
 /// `safechat migrate --from-data-dir DIR`: copies an embedded gateway's accounts (same ids, hashes
-/// and token generations) and file registry (finished files, uploads in progress, identity
-/// bundles) into PostgreSQL and, given another blob store, its
+/// and token generations), file registry (finished files, uploads in progress, identity bundles)
+/// and sessions (every epoch as posted) into PostgreSQL and, given another blob store, its
 /// sealed bytes there under the same ids. Idempotent: a file already in the database is skipped,
 /// and each file's bytes are in the destination store before its row is written, so a run cut
 /// short is finished by running it again. The data directory is only read.
 public struct DataDirectoryImport: Sendable {
     public struct Summary: Sendable, Equatable {
-        public var accounts = 0, files = 0, skipped = 0, uploads = 0, identities = 0, bytesCopied: Int64 = 0
+        public var accounts = 0, files = 0, skipped = 0, uploads = 0, identities = 0, sessions = 0, bytesCopied: Int64 = 0
     }
 
     let dataDirectory: String
     let registry: any Registry
     let accounts: PostgresAccountStore
+    let sessions: PostgresSessionStore
     /// Where sealed bytes go; nil: they stay in the data directory's `data/`.
     let destination: (any BlobStore)?
     let maxFileSize: Int64
@@ -26,6 +27,7 @@ public struct DataDirectoryImport: Sendable {
         self.dataDirectory = dataDirectory
         self.registry = PostgresRegistry(database: database)
         self.accounts = PostgresAccountStore(database: database)
+        self.sessions = PostgresSessionStore(database: database, accounts: accounts)
         self.destination = destination
         self.maxFileSize = maxFileSize
     }
@@ -74,6 +76,19 @@ public struct DataDirectoryImport: Sendable {
             guard let user = UserID(file.dropLast(5)), let (bundle, updatedAt) = try await source.identity(of: user) else { continue }
             try await registry.putIdentity(bundle, of: user, at: updatedAt)
             summary.identities += 1
+        }
+        let sessionStore = try FileSessionStore(directory: registryDirectory + "/sessions")
+        for session in await sessionStore.allSummaries() {
+            var chain: [Data] = []
+            for number in 0..<session.epochCount {
+                guard let document = try await sessionStore.epochDocument(session.sessionID, number: number) else { break }
+                chain.append(document)
+            }
+            guard chain.count == session.epochCount else { continue }
+            if try await sessions.importSession(chain, summary: session) {
+                summary.sessions += 1
+                progress("session \(session.sessionID) (\(session.epochCount) epochs)")
+            }
         }
         return summary
     }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOCore
 import PostgresNIO
+import Synchronization
 import SafeChatGateway
 
 /// The connection pool to one database, and the one place that decides what a failure means: a
@@ -16,6 +17,8 @@ public final class PostgresDatabase: Sendable {
     let deadline: Duration
     /// Where this gateway's upload locks are held (``PostgresUploadLocks``).
     let lockConnection: DedicatedConnection
+    /// What is done with each notification on a LISTEN channel (``listen(on:_:)``).
+    private let listeners = Mutex<[String: @Sendable (String) async -> Void]>([:])
 
     public init(settings: DatabaseSettings, maximumConnections: Int = 20, deadline: Duration = .seconds(10),
                 logger: Logger = Logger(label: "safechat.postgres")) {
@@ -28,11 +31,57 @@ public final class PostgresDatabase: Sendable {
         lockConnection = DedicatedConnection(settings: settings, logger: logger)
     }
 
-    /// Runs the pool until the task is cancelled; every other call needs this running. Then closes
-    /// the connection the upload locks were held on.
+    /// Runs the pool, and the LISTEN connection when something listens, until the task is
+    /// cancelled; every other call needs this running. Then closes the connection the upload locks
+    /// were held on.
     public func run() async {
-        await client.run()
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.receiveNotifications() }
+            await client.run()
+            group.cancelAll()
+        }
         await lockConnection.close()
+    }
+
+    /// Has `handler` called with the payload of each notification on `channel`, one at a time and
+    /// in the order they arrive, while ``run()`` runs. The channels are those registered when the
+    /// first one was (the stores register theirs together, as the gateway is made).
+    func listen(on channel: String, _ handler: @escaping @Sendable (String) async -> Void) {
+        listeners.withLock { $0[channel] = handler }
+    }
+
+    /// Listens on every registered channel on a connection of its own, made again a second after
+    /// it breaks (what was notified meanwhile is missed: chat members catch up from the queue).
+    private func receiveNotifications() async {
+        let settings = self.settings, logger = self.logger
+        while !Task.isCancelled {
+            let channels = listeners.withLock { $0 }
+            guard !channels.isEmpty else {
+                try? await Task.sleep(for: .milliseconds(100))
+                continue
+            }
+            do {
+                let connection = try await PostgresConnection.connect(on: PostgresConnection.defaultEventLoopGroup.any(),
+                                                                      configuration: try settings.connectionConfiguration(), id: 3,
+                                                                      logger: logger).get()
+                await withTaskGroup(of: Void.self) { group in
+                    for (channel, handler) in channels {
+                        group.addTask {
+                            _ = try? await connection.listen(on: channel) { notifications in
+                                for try await notification in notifications { await handler(notification.payload) }
+                            }
+                        }
+                    }
+                    // The first to end (the connection broke, or the task was cancelled) ends them all.
+                    await group.next()
+                    group.cancelAll()
+                }
+                try? await connection.close()
+            } catch {
+                logger.warning("database notifications unavailable; retrying", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
     }
 
     /// Checks that the server answers and the login works, on a connection of its own so that the

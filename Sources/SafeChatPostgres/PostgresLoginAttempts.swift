@@ -71,15 +71,3 @@ public struct PostgresLoginAttempts: LoginAttempts {
         }
     }
 }
-
-extension GatewayStateStores {
-    /// Every store on `database`: what many gateways behind one load balancer share.
-    public static func postgres(_ database: PostgresDatabase, clock: @escaping @Sendable () -> Date = { Date() }) -> GatewayStateStores {
-        let accounts = PostgresAccountStore(database: database)
-        return GatewayStateStores(registry: PostgresRegistry(database: database), accounts: accounts,
-                                  revocations: PostgresRevocationStore(database: database, clock: clock),
-                                  loginAttempts: PostgresLoginAttempts(database: database, clock: clock),
-                                  uploadLocks: PostgresUploadLocks(database: database),
-                                  sessions: PostgresSessionStore(database: database, accounts: accounts))
-    }
-}

@@ -101,22 +101,24 @@ public struct PostgresSessionStore: SessionStore {
         }
     }
 
-    /// Every session's chain, for `migrate --from-data-dir` (never a request).
-    func importSession(_ chain: [Data], summary: SessionSummary) async throws {
+    /// A session's chain and summary as another store kept them, for `migrate --from-data-dir`;
+    /// false (and nothing changes) if the database has it already.
+    func importSession(_ chain: [Data], summary: SessionSummary) async throws -> Bool {
         let logger = database.logger
-        try await database.transaction("import session") { connection in
+        return try await database.transaction("import session") { connection in
             let inserted = try await connection.query("""
                 INSERT INTO sessions (id, creator, epoch_count, members, last_hash, bytes)
                 VALUES (\(summary.sessionID.value), \(summary.creator.value), \(summary.epochCount), \(summary.members.map(\.value).sorted()),
                         \(ByteBuffer(bytes: summary.lastHash)), \(summary.bytes))
                 ON CONFLICT (id) DO NOTHING RETURNING 1
                 """, logger: logger).collect().count
-            guard inserted == 1 else { return }
+            guard inserted == 1 else { return false }
             for (number, document) in chain.enumerated() {
                 try await connection.query("""
                     INSERT INTO session_epochs (session_id, epoch, document) VALUES (\(summary.sessionID.value), \(number), \(ByteBuffer(data: document)))
                     """, logger: logger)
             }
+            return true
         }
     }
 

@@ -96,6 +96,40 @@ public enum SchemaMigrations {
                 PRIMARY KEY (session_id, epoch))
             """,
         ]),
+        Step(version: 6, summary: "chat: the offline queue, its counters, and browsers' WebSocket tickets", statements: [
+            "CREATE TABLE chat_heads (session text PRIMARY KEY, head bigint NOT NULL)",
+            """
+            CREATE TABLE chat_entries (
+                session text NOT NULL,
+                seq bigint NOT NULL,
+                time bigint NOT NULL,
+                owner text NOT NULL,
+                cost integer NOT NULL,
+                pending text[] NOT NULL,
+                record text NOT NULL,
+                PRIMARY KEY (session, seq))
+            """,
+            "CREATE INDEX chat_entries_by_time ON chat_entries (time)",
+            """
+            CREATE TABLE chat_waiting (
+                session text NOT NULL,
+                user_id text NOT NULL,
+                waiting integer NOT NULL,
+                dropped bigint NOT NULL,
+                PRIMARY KEY (session, user_id))
+            """,
+            "CREATE TABLE chat_usage (owner text PRIMARY KEY, bytes bigint NOT NULL)",
+            """
+            CREATE TABLE chat_tickets (
+                key text PRIMARY KEY,
+                user_id text NOT NULL,
+                generation integer NOT NULL,
+                token_id text,
+                token_expires timestamptz NOT NULL,
+                expires timestamptz NOT NULL)
+            """,
+            "CREATE INDEX chat_tickets_by_user ON chat_tickets (user_id)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

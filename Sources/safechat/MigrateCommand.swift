@@ -50,7 +50,8 @@ struct MigrateCommand: AsyncParsableCommand {
                 guard let fromDataDir else { return }
                 let summary = try await DataDirectoryImport(dataDirectory: fromDataDir, database: postgres,
                                                             destination: destination, maxFileSize: maxFileSize).run()
-                print("imported \(summary.accounts) accounts, \(summary.files) files, \(summary.uploads) uploads in progress and \(summary.identities) identity bundles "
+                print("imported \(summary.accounts) accounts, \(summary.files) files, \(summary.uploads) uploads in progress, \(summary.identities) identity bundles "
+                      + "and \(summary.sessions) sessions "
                       + "from \(fromDataDir) (\(summary.skipped) files already there; \(summary.bytesCopied) bytes copied)")
             }
         }

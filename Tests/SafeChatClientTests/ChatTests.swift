@@ -14,12 +14,16 @@ import SealedStream
 
     /// user1 and user2 logged in, each on their own device, and a session of the two.
     static func pair(_ server: TestGateway, third: Bool = false) async throws -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
-        try await pair(base: server.base, dataDirectory: server.dataDirectory, third: third)
+        try await pair(base: server.base, accounts: server.gateway.users, third: third)
     }
 
     static func pair(base: String, dataDirectory: String, third: Bool = false) async throws
         -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
-        let users = try UserStore(path: Gateway.usersPath(dataDirectory: dataDirectory))
+        try await pair(base: base, accounts: try UserStore(path: Gateway.usersPath(dataDirectory: dataDirectory)), third: third)
+    }
+
+    static func pair(base: String, accounts users: any AccountStore, third: Bool) async throws
+        -> (one: Workspace, two: Workspace, three: Workspace?, session: String) {
         try await users.add("user2", password: "password-two")
         if third { try await users.add("user3", password: "password-three") }
         let one = try Workspace()
@@ -39,7 +43,7 @@ import SealedStream
     /// Stored deliveries on the gateway (in memory, and records in its log file).
     static func storedEntries(_ server: TestGateway) async throws -> (memory: Int, onDisk: Int) {
         let log = try String(contentsOfFile: server.dataDirectory + "/registry/chat/log.jsonl", encoding: .utf8)
-        return (await server.gateway.chat.log.usage().entries, log.components(separatedBy: "\"op\":\"entry\"").count - 1)
+        return (await (server.gateway.chat.log as! ChatLog).usage().entries, log.components(separatedBy: "\"op\":\"entry\"").count - 1)
     }
 
     /// Waits up to 10 s for the gateway to hold `count` deliveries in memory, and returns what it
@@ -107,15 +111,16 @@ import SealedStream
         }
     }
 
-    @Test func queuedMessagesSurviveARestartAndARemovedMemberGetsNothingNew() async throws {
-        let server = try await TestGateway.start()
+    @Test(arguments: [TestStore.local, .postgres])
+    func queuedMessagesSurviveARestartAndARemovedMemberGetsNothingNew(store: TestStore) async throws {
+        let server = try await TestGateway.start(store: store)
         defer { server.removeData() }
         let (one, two, three, session) = try await Self.pair(server, third: true)
         defer { one.remove(); two.remove(); three?.remove() }
         #expect(try await one.run(["send", session, "before the restart"]).status == 0)
         await server.stop()
         let port = try #require(URL(string: server.base)?.port)
-        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory) { $0.port = port }
+        let restarted = try await TestGateway.start(dataDirectory: server.dataDirectory, store: store) { $0.port = port }
         defer { Task { await restarted.stop() } }
         #expect(try await two.run(["recv", session]).output.contains("user1 ✓: before the restart"))
 
@@ -142,8 +147,9 @@ import SealedStream
         for n in 1...3 { #expect(got.contains("user1 ✓: durable \(n)"), "\(got)") }
     }
 
-    @Test func threeMembersExchangeMessagesAndEachSendersOrderIsKept() async throws {
-        try await TestGateway.with { server in
+    @Test(arguments: [TestStore.local, .postgres])
+    func threeMembersExchangeMessagesAndEachSendersOrderIsKept(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
             let (one, two, three, session) = try await Self.pair(server, third: true)
             defer { one.remove(); two.remove(); three?.remove() }
             for n in 1...4 {

@@ -272,6 +272,13 @@ import Testing
         #expect(try await client.send(.PUT, "/keys/me", headers: [("Content-Type", "application/json")],
                                       body: identity.publicBundle.encoded()).status == 200)
         let published = try await client.send(.GET, "/keys/user1").body
+        let sessionID = Secrets.randomBytes(16)
+        let epoch0 = try EpochDocument.make(sessionID: sessionID, epoch: 0, previous: nil, signer: identity,
+                                            members: [(.init(userID: identity.userID, name: "user1", signingKey: identity.signingKey.publicKey.rawRepresentation),
+                                                       identity.agreementKey.publicKey)], key: SessionKey.random())
+        #expect(try await client.send(.POST, "/sessions", headers: [("Content-Type", "application/json")],
+                                      body: Array(try WireCoding.encoder.encode(epoch0.wire))).status == 201)
+        let chain = try await client.send(.GET, "/sessions/\(Secrets.hex(sessionID))").body
         await embedded.stop()
 
         let server = try TestDatabase.fromEnvironment()
@@ -282,9 +289,10 @@ import Testing
         let arguments = [Self.safechat, "migrate", "--database", url, "--from-data-dir", dir] + storeOptions
         let first = try await runProcess(arguments, environment: environment, errorsApart: true)
         #expect(first.status == 0, "\(first.errors)")
-        #expect(first.output.contains("imported 1 accounts, 2 files, 1 uploads in progress and 1 identity bundles"), "\(first.output)")
+        #expect(first.output.contains("imported 1 accounts, 2 files, 1 uploads in progress, 1 identity bundles and 1 sessions"), "\(first.output)")
         let second = try await runProcess(arguments, environment: environment, errorsApart: true)
-        #expect(second.output.contains("imported 0 accounts, 0 files") && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
+        #expect(second.output.contains("imported 0 accounts, 0 files") && second.output.contains("and 0 sessions")
+                && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
 
         // The data directory's own registry and blobs go; the gateway finds everything in PostgreSQL and S3.
         try FileManager.default.removeItem(atPath: dir + "/registry/files")
@@ -292,6 +300,7 @@ import Testing
         let moved = try await TestGateway.start(dataDirectory: dir, store: .postgres)
         do {
             let again = try await HTTP.login(moved.base)
+            #expect(try await again.send(.GET, "/sessions/\(Secrets.hex(sessionID))").body == chain, "the session's chain, as it was")
             let listed = try #require(try await again.send(.GET, "/files").json["files"] as? [[String: Any]])
             #expect(Set(listed.compactMap { $0["file_id"] as? String }) == Set(streams.keys))
             for (id, (key, plaintext)) in streams {

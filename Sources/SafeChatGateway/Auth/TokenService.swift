@@ -91,4 +91,11 @@ public struct TokenClaims: Sendable, Equatable {
     public let generation: Int
     public let id: String?
     public let expires: Date
+
+    public init(user: UserID, generation: Int, id: String?, expires: Date) {
+        self.user = user
+        self.generation = generation
+        self.id = id
+        self.expires = expires
+    }
 }

@@ -23,7 +23,7 @@ import SealedFormat
 ///   beyond either is refused; nothing is dropped for it). One account whose deliveries wait for
 ///   members who never connect fills its own share, not everyone's.
 /// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
-actor ChatLog {
+actor ChatLog: ChatQueue {
     struct Record: Codable {
         /// `dropped` carries, in `seq`, how many deliveries were dropped for `user` and not yet
         /// reported to them (the latest record wins; 0 once reported).
@@ -207,7 +207,7 @@ actor ChatLog {
     /// to that member again, and are deleted once every recipient has them. With `waitForDisk`
     /// false it returns before the record is fsynced: a client is not answered for an ack, and
     /// any later `sent` still follows it to disk, since records are written in order.
-    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool = true) async throws {
+    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool) async throws {
         guard var queue = queues[session] else { return }
         let seq = min(seq, queue.head)
         let old = queue.cursors[user, default: 0]
@@ -240,7 +240,7 @@ actor ChatLog {
     func retain(members: Set<UserID>, of session: SessionID) async throws {
         guard let queue = queues[session] else { return }
         let gone = Set(queue.waiting.filter { $0.value > 0 && !members.contains($0.key) }.keys)
-        for user in gone { try await acknowledge(session: session, user: user, upTo: queue.head) }
+        for user in gone { try await acknowledge(session: session, user: user, upTo: queue.head, waitForDisk: true) }
     }
 
     /// Deletes deliveries older than the retention period (once a second), and rewrites the log

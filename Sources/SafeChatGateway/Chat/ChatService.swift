@@ -23,10 +23,10 @@ struct ChatService: Sendable {
         var outboundLimit: Int
     }
 
-    let log: ChatLog
+    let log: any ChatQueue
     let bus: any ChatBus
     let hub = ChatHub()
-    let tickets = ChatTickets()
+    let tickets: any ChatTicketStore
     let tokens: TokenValidator
     let sessions: any SessionStore
     let limits: Limits
@@ -38,7 +38,7 @@ struct ChatService: Sendable {
         router.post("chat/ticket") { _, context in
             let principal = try context.requirePrincipal()
             guard let claims = context.token, claims.user == principal.id else { throw GatewayError.unauthorized }
-            let ticket = await tickets.issue(for: claims, now: clock())
+            let ticket = try await tickets.issue(for: claims, now: clock())
             return try jsonResponse(ChatTicketReply(ticket: ticket, expiresIn: Int(ChatTickets.lifetime)), headers: [.cacheControl: "no-store"])
         }
         router.get("chat") { _, _ -> Response in
@@ -75,13 +75,23 @@ struct ChatService: Sendable {
             guard headers[.secWebSocketProtocol] != nil else {
                 return .refuse(.badRequest("a ticket must be offered beside the subprotocol \(ChatChannel.subprotocol)"))
             }
-            claims = await tickets.redeem(String(ticket.dropFirst(ChatChannel.ticketProtocolPrefix.count)), now: clock())
+            do {
+                claims = try await tickets.redeem(String(ticket.dropFirst(ChatChannel.ticketProtocolPrefix.count)), now: clock())
+            } catch {
+                return .refuse(GatewayError.storage(error))
+            }
         } else {
             claims = nil
         }
-        guard let claims, let principal = try? await tokens.validate(claims) else {
-            return .refuse(.unauthorized)
+        var principal: Principal?
+        if let claims {
+            do {
+                principal = try await tokens.validate(claims)
+            } catch {
+                return .refuse(GatewayError.storage(error))
+            }
         }
+        guard let claims, let principal else { return .refuse(.unauthorized) }
         do {
             guard try await sessions.isMember(principal.id, of: session) else { return .refuse(.notFound("session")) }
         } catch {
@@ -109,7 +119,7 @@ struct ChatService: Sendable {
             writer.stop()
             hub.remove(registration)
         }
-        let (backlog, dropped) = await log.backlog(session: connection.session, user: me)
+        let (backlog, dropped) = try await log.backlog(session: connection.session, user: me)
         try await outbound.write(.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
                                                             queued: backlog.count, dropped: dropped).jsonText))
         for entry in backlog { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: entry.frame))) }

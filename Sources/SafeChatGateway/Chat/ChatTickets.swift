@@ -11,12 +11,14 @@ import WSCore
 
 /// Single-use tickets for browsers' WebSocket upgrades: random, valid for 30 seconds, stored by
 /// their SHA-256 (the ticket itself is never kept), at most 16 outstanding per user.
-actor ChatTickets {
-    static let lifetime: TimeInterval = 30
+public actor ChatTickets: ChatTicketStore {
+    public static let lifetime: TimeInterval = 30
     private var issued: [String: (token: TokenClaims, expires: Date)] = [:]
 
     /// A ticket for the account and token of `token` (its upgrade is refused once that token is).
-    func issue(for token: TokenClaims, now: Date) -> String {
+    public init() {}
+
+    public func issue(for token: TokenClaims, now: Date) -> String {
         issued = issued.filter { $0.value.expires > now }
         let mine = issued.filter { $0.value.token.user == token.user }.sorted { $0.value.expires < $1.value.expires }
         for (key, _) in mine.dropLast(15) { issued[key] = nil }
@@ -25,10 +27,11 @@ actor ChatTickets {
         return ticket
     }
 
-    func redeem(_ ticket: String, now: Date) -> TokenClaims? {
+    public func redeem(_ ticket: String, now: Date) -> TokenClaims? {
         guard ticket.utf8.count == 64, let entry = issued.removeValue(forKey: Self.key(ticket)), entry.expires > now else { return nil }
         return entry.token
     }
 
-    private static func key(_ ticket: String) -> String { Secrets.hex(SHA256Hasher.hash(Array(ticket.utf8))) }
+    /// What a ticket is kept under: its SHA-256, hex.
+    public static func key(_ ticket: String) -> String { Secrets.hex(SHA256Hasher.hash(Array(ticket.utf8))) }
 }

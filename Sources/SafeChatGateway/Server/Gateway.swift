@@ -57,12 +57,14 @@ public struct Gateway: Sendable {
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
         revocations = try state.revocations ?? TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
         let validator = TokenValidator(service: tokens, users: users, revocations: revocations)
-        let bus = LocalChatBus()
+        let bus = state.chatBus ?? LocalChatBus()
+        let limits = ChatQueueLimits(queueLimit: configuration.chatQueueLimit, retention: configuration.chatRetention,
+                                     storageLimit: configuration.chatStorageLimit, accountLimit: configuration.chatStoragePerAccount)
+        let queue = try state.chatQueue?(limits, bus)
+            ?? ChatLog(directory: root + "/registry/chat", queueLimit: limits.queueLimit, retention: limits.retention,
+                       storageLimit: limits.storageLimit, accountLimit: limits.accountLimit, bus: bus)
         let chat = ChatService(
-            log: try ChatLog(directory: root + "/registry/chat", queueLimit: configuration.chatQueueLimit,
-                             retention: configuration.chatRetention, storageLimit: configuration.chatStorageLimit,
-                             accountLimit: configuration.chatStoragePerAccount, bus: bus),
-            bus: bus, tokens: validator, sessions: sessions,
+            log: queue, bus: bus, tickets: state.chatTickets ?? ChatTickets(), tokens: validator, sessions: sessions,
             limits: .init(maxFrame: configuration.chatMaxFrame, rate: configuration.chatRate, burst: 2 * configuration.chatRate,
                           outboundLimit: configuration.chatOutboundLimit),
             clock: configuration.clock)

@@ -15,10 +15,21 @@ public struct GatewayStateStores: Sendable {
     public var uploadLocks: (any UploadLocks)?
     /// Sessions: epoch chains and their members (default ``FileSessionStore``).
     public var sessions: (any SessionStore)?
+    /// Live chat deliveries (default ``LocalChatBus``, this process's connections only).
+    public var chatBus: (any ChatBus)?
+    /// The offline queue, made with the gateway's limits and bus (default ``ChatLog``).
+    public var chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)?
+    /// Browsers' WebSocket tickets (default ``ChatTickets``, in memory).
+    public var chatTickets: (any ChatTicketStore)?
 
     public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
-                loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil) {
+                loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil,
+                chatBus: (any ChatBus)? = nil, chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)? = nil,
+                chatTickets: (any ChatTicketStore)? = nil) {
         self.sessions = sessions
+        self.chatBus = chatBus
+        self.chatQueue = chatQueue
+        self.chatTickets = chatTickets
         self.registry = registry
         self.accounts = accounts
         self.revocations = revocations

@@ -50,6 +50,11 @@ public actor FileSessionStore: SessionStore {
 
     public func summary(_ id: SessionID) -> Summary? { summaries[id] }
 
+    /// Every session, by id (for `safechat migrate`).
+    public func allSummaries() -> [Summary] {
+        summaries.values.sorted { $0.sessionID.value < $1.sessionID.value }
+    }
+
     public func sessions(of user: UserID) -> [Summary] {
         summaries.values.filter { $0.members.contains(user) }.sorted { $0.sessionID.value < $1.sessionID.value }
     }
