@@ -22,8 +22,10 @@ public struct DataDirectoryImport: Sendable {
     /// Where sealed bytes go; nil: they stay in the data directory's `data/`.
     let destination: (any BlobStore)?
     let maxFileSize: Int64
+    let database: PostgresDatabase
 
     public init(dataDirectory: String, database: PostgresDatabase, destination: (any BlobStore)?, maxFileSize: Int64) {
+        self.database = database
         self.dataDirectory = dataDirectory
         self.registry = PostgresRegistry(database: database)
         self.accounts = PostgresAccountStore(database: database)
@@ -90,6 +92,8 @@ public struct DataDirectoryImport: Sendable {
                 progress("session \(session.sessionID) (\(session.epochCount) epochs)")
             }
         }
+        // The next gateway to start counts every user's storage again, imported files included.
+        try await database.perform("recount quotas") { client in _ = try await client.query("DELETE FROM quota_counted") }
         return summary
     }
 

@@ -13,6 +13,7 @@ extension GatewayStateStores {
                                   sessions: PostgresSessionStore(database: database, accounts: accounts),
                                   chatBus: bus,
                                   chatQueue: { limits, _ in PostgresChatQueue(database: database, limits: limits, bus: bus, origin: bus.origin) },
-                                  chatTickets: PostgresChatTickets(database: database))
+                                  chatTickets: PostgresChatTickets(database: database),
+                                  quota: { PostgresQuotaStore(database: database, quota: $0) })
     }
 }

@@ -130,6 +130,10 @@ public enum SchemaMigrations {
             """,
             "CREATE INDEX chat_tickets_by_user ON chat_tickets (user_id)",
         ]),
+        Step(version: 7, summary: "storage quotas: each user's reserved bytes, counted once from the registry", statements: [
+            "CREATE TABLE quota_usage (owner text PRIMARY KEY, bytes bigint NOT NULL)",
+            "CREATE TABLE quota_counted (id integer PRIMARY KEY)",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -126,7 +126,7 @@ import SealedStream
             for file in try await server.gateway.registry.allFiles() {
                 #expect(try await client.send(.DELETE, "/files/\(file.fileID)").status == 204)
             }
-            #expect(server.gateway.uploads.quota.usage(of: try #require(try await server.gateway.users.id(of: "user1")))
+            #expect(try await server.gateway.uploads.quota.usage(of: try #require(try await server.gateway.users.id(of: "user1")))
                     == (try await server.gateway.registry.uploads()).reduce(Int64(0)) { $0 + $1.offset })
         }
     }

@@ -204,6 +204,63 @@ import Testing
         b.removeData()
     }
 
+    /// One user's uploads spread over two gateways at once stop at one quota: of eight 4 MB
+    /// uploads created together, half through each gateway, exactly two fit a 10 MB quota; a
+    /// deferred-length upload appending through the other gateway is refused past it; and what is
+    /// given back through one gateway, the other can use at once.
+    @Test func theQuotaHoldsWithUploadsSpreadOverTwoGateways() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_quota_\(UInt32.random(in: 0...UInt32.max))"
+        try server.create(name)
+        defer { server.drop(name) }
+        let key = FileManager.default.temporaryDirectory.appendingPathComponent("key-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: key) }
+        let configure: (inout GatewayConfiguration) -> Void = {
+            $0.userQuota = 10_000_000
+            $0.signingKeyPath = key
+        }
+        let a = try await TestGateway.start(database: try server.settings(name), configure: configure)
+        let b = try await TestGateway.start(database: try server.settings(name), configure: configure)
+        do {
+            let onA = try await HTTP.login(a.base)
+            let onB = HTTP(base: b.base, token: onA.token)
+            let replies = try await withThrowingTaskGroup(of: (Int, String?).self) { group in
+                for n in 0..<8 {
+                    group.addTask {
+                        let reply = try await (n % 2 == 0 ? onA : onB).send(.POST, "/uploads", headers: [("Tus-Resumable", "1.0.0"), ("Upload-Length", "4000000")])
+                        return (reply.status, reply.header("Location"))
+                    }
+                }
+                return try await group.reduce(into: [(Int, String?)]()) { $0.append($1) }
+            }
+            let statuses = replies.map(\.0)
+            #expect(statuses.filter { $0 == 201 }.count == 2 && statuses.filter { $0 == 413 }.count == 6, "\(statuses)")
+
+            // 8 MB reserved: a deferred-length upload through B may add 2 MB, not more.
+            let (_, _, sealed) = try await sealedStream(plaintextSize: 3_000_000)
+            let deferred = try await onB.createDeferredUpload()
+            let over = try await onB.patch(deferred, offset: 0, sealed)
+            #expect(over.status == 413 && over.json["error"] as? String == "quota_exceeded", "\(over.text)")
+
+            // The uploads terminated through A give their share back, and B can use it at once.
+            for location in replies.compactMap(\.1) {
+                #expect(try await onA.send(.DELETE, location, headers: [("Tus-Resumable", "1.0.0")]).status == 204)
+            }
+            let full = try await onB.send(.POST, "/uploads", headers: [("Tus-Resumable", "1.0.0"), ("Upload-Length", "9000000")])
+            #expect(full.status == 201, "every reservation was given back: \(full.text)")
+        } catch {
+            await a.stop()
+            await b.stop()
+            a.removeData()
+            b.removeData()
+            throw error
+        }
+        await a.stop()
+        await b.stop()
+        a.removeData()
+        b.removeData()
+    }
+
     /// The same registry operations give the same answers on PostgreSQL as on the embedded JSON
     /// registry: listings by owner and by session (oldest first), usage sums, uploads, identities.
     @Test func theRegistryAnswersAsTheEmbeddedOneDoes() async throws {

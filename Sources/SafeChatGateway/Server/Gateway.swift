@@ -71,7 +71,7 @@ public struct Gateway: Sendable {
         self.chat = chat
         web = try WebAssets.load()
         uploads = UploadManager(registry: registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
-                                locks: state.uploadLocks ?? ProcessUploadLocks(),
+                                locks: state.uploadLocks ?? ProcessUploadLocks(), quota: state.quota?(configuration.userQuota),
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
             // Gateways of one database starting together both find it missing: one adds it.

@@ -21,11 +21,14 @@ public struct GatewayStateStores: Sendable {
     public var chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)?
     /// Browsers' WebSocket tickets (default ``ChatTickets``, in memory).
     public var chatTickets: (any ChatTicketStore)?
+    /// Each user's storage, made with the gateway's per-user quota (default ``QuotaLedger``, in memory).
+    public var quota: (@Sendable (Int64) -> any QuotaStore)?
 
     public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
                 loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil,
                 chatBus: (any ChatBus)? = nil, chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)? = nil,
-                chatTickets: (any ChatTicketStore)? = nil) {
+                chatTickets: (any ChatTicketStore)? = nil, quota: (@Sendable (Int64) -> any QuotaStore)? = nil) {
+        self.quota = quota
         self.sessions = sessions
         self.chatBus = chatBus
         self.chatQueue = chatQueue

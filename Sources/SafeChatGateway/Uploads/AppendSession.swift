@@ -20,7 +20,7 @@ final class AppendSession: @unchecked Sendable {
     let checksumExpected: [UInt8]?
     private var checksum: StreamingDigest?
     private let maxFileSize: Int64
-    private let quota: QuotaLedger
+    private let quota: any QuotaStore
     /// Whether the uploader may still write here (a member of the session the upload goes to).
     /// Asked before the first part and then at most every ``membershipInterval`` (with sessions in
     /// a database it is a query, and a part is as small as a read); the file's completion asks
@@ -34,7 +34,7 @@ final class AppendSession: @unchecked Sendable {
     private var declaredHeader: [UInt8]?
 
     init(state: UploadState, partial: any PartialBlob, length: Int64?, reservedUpFront: Int64,
-         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: QuotaLedger,
+         checksum: (DigestKind, [UInt8])?, maxFileSize: Int64, quota: any QuotaStore,
          stillAllowed: @escaping @Sendable () async throws -> Bool = { true }) {
         self.stillAllowed = stillAllowed
         self.state = state
@@ -51,6 +51,11 @@ final class AppendSession: @unchecked Sendable {
     }
 
     func append(_ buffer: ByteBuffer) async throws {
+        // Length deferred: the bytes are reserved as they come (given back by rollBack if refused).
+        if length == nil {
+            guard try await quota.reserve(Int64(buffer.readableBytes), for: state.owner) else { throw GatewayError.overQuota }
+            reserved += Int64(buffer.readableBytes)
+        }
         let now = ContinuousClock.now
         if allowedCheckedAt.map({ now - $0 >= Self.membershipInterval }) ?? true {
             guard try await stillAllowed() else { throw GatewayError.notMember }
@@ -77,10 +82,6 @@ final class AppendSession: @unchecked Sendable {
                 }
                 declaredHeader = nil
             }
-            if length == nil {
-                guard quota.reserve(Int64(bytes.count), for: state.owner) else { throw GatewayError.overQuota }
-                reserved += Int64(bytes.count)
-            }
             checksum?.update(bytes)
         }
         try await partial.append(buffer)
@@ -97,7 +98,7 @@ final class AppendSession: @unchecked Sendable {
 
     /// Undoes the request: its bytes are cut off and its quota given back.
     func rollBack() async throws {
-        quota.release(reserved, for: state.owner)
+        await quota.release(reserved, for: state.owner)
         reserved = 0
         checkpoint = state.blobCheckpoint
         try await partial.truncate(to: state.offset)

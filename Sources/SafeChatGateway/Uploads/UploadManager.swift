@@ -19,7 +19,7 @@ public actor UploadManager {
     let blobs: any BlobStore
     let configuration: GatewayConfiguration
     let access: AccessPolicy
-    nonisolated let quota: QuotaLedger
+    nonisolated let quota: any QuotaStore
     let logger: Logger
     /// Told of every file completed (the chat announces those sent to a session).
     let fileStored: @Sendable (FileManifest) async throws -> Void
@@ -31,14 +31,14 @@ public actor UploadManager {
     private var creating: Set<FileID> = []
 
     init(registry: any Registry, blobs: any BlobStore, configuration: GatewayConfiguration, access: AccessPolicy, logger: Logger,
-         locks: any UploadLocks = ProcessUploadLocks(), fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
+         locks: any UploadLocks = ProcessUploadLocks(), quota: (any QuotaStore)? = nil, fileStored: @escaping @Sendable (FileManifest) async throws -> Void = { _ in }) {
         self.fileStored = fileStored
         self.locks = locks
         self.registry = registry
         self.blobs = blobs
         self.configuration = configuration
         self.access = access
-        self.quota = QuotaLedger(quota: configuration.userQuota)
+        self.quota = quota ?? QuotaLedger(quota: configuration.userQuota)
         self.logger = logger
     }
 
@@ -57,7 +57,7 @@ public actor UploadManager {
         }
         if let length {
             guard length <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
-            guard quota.reserve(length, for: owner) else { throw GatewayError.overQuota }
+            guard try await quota.reserve(length, for: owner) else { throw GatewayError.overQuota }
         }
         let now = configuration.clock()
         let state = UploadState(
@@ -67,7 +67,7 @@ public actor UploadManager {
         do {
             try await registry.putUpload(state)
         } catch {
-            if let length { quota.release(length, for: owner) }
+            if let length { await quota.release(length, for: owner) }
             throw error
         }
         return state
@@ -123,7 +123,7 @@ public actor UploadManager {
                     guard declaredLength >= state.offset else { throw GatewayError.badRequest("Upload-Length is smaller than the upload's offset \(state.offset)") }
                     guard declaredLength <= configuration.maxFileSize else { throw GatewayError.tooLarge(configuration.maxFileSize) }
                     // The bytes so far are reserved already; the rest of the declared length now.
-                    guard quota.reserve(declaredLength - state.offset, for: state.owner) else { throw GatewayError.overQuota }
+                    guard try await quota.reserve(declaredLength - state.offset, for: state.owner) else { throw GatewayError.overQuota }
                     reservedUpFront = declaredLength - state.offset
                     length = declaredLength
                 }
@@ -140,7 +140,7 @@ public actor UploadManager {
         } catch {
             busy.remove(id)
             await lock?.release()
-            if let owner { quota.release(reservedUpFront, for: owner) }
+            if let owner { await quota.release(reservedUpFront, for: owner) }
             throw error
         }
     }
@@ -243,7 +243,7 @@ public actor UploadManager {
             try await blobs.removeBlob(manifest.fileID)
             try await registry.removeFile(manifest.fileID)
             try await registry.removeUpload(state.uploadID)
-            quota.release(state.reservedBytes, for: state.owner)
+            await quota.release(state.reservedBytes, for: state.owner)
             throw GatewayError.notMember
         }
         try await registry.removeUpload(state.uploadID)
@@ -270,7 +270,7 @@ public actor UploadManager {
                 await finishLeftOver(state)
             }
         }
-        quota.load(stored: try await registry.storedBytesByOwner(), uploads: try await registry.uploads())
+        try await quota.load(stored: try await registry.storedBytesByOwner(), uploads: try await registry.uploads())
     }
 
     /// Tries to finish a complete upload no request is finishing; a failure (the store is down)
@@ -298,14 +298,14 @@ public actor UploadManager {
     private func discard(_ state: UploadState) async throws {
         try await blobs.removePartial(state.uploadID, checkpoint: state.blobCheckpoint)
         try await registry.removeUpload(state.uploadID)
-        quota.release(state.reservedBytes, for: state.owner)
+        await quota.release(state.reservedBytes, for: state.owner)
     }
 
     /// Deletes a finished file: bytes (first, as for uploads), record, and its share of the quota.
     func removeFile(_ manifest: FileManifest) async throws {
         try await blobs.removeBlob(manifest.fileID)
         try await registry.removeFile(manifest.fileID)
-        quota.release(manifest.size, for: manifest.owner)
+        await quota.release(manifest.size, for: manifest.owner)
     }
 
     /// Removes uploads abandoned past their expiry, and the files and uploads of `removedAccounts`;
