@@ -14,6 +14,7 @@ extension GatewayStateStores {
                                   chatBus: bus,
                                   chatQueue: { limits, _ in PostgresChatQueue(database: database, limits: limits, bus: bus, origin: bus.origin) },
                                   chatTickets: PostgresChatTickets(database: database),
-                                  quota: { PostgresQuotaStore(database: database, quota: $0) })
+                                  quota: { PostgresQuotaStore(database: database, quota: $0) },
+                                  leases: PostgresClusterLeases(database: database))
     }
 }

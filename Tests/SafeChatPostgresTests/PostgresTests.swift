@@ -261,6 +261,35 @@ import Testing
         b.removeData()
     }
 
+    /// Background work runs on one gateway of a cluster at a time: while one holds the sweep's
+    /// lease, the other's round is skipped; once it is done (or its gateway is gone), the next
+    /// round runs anywhere.
+    @Test func backgroundWorkRunsOnOneGatewayAtATime() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_leases_\(UInt32.random(in: 0...UInt32.max))"
+        try server.create(name)
+        defer { server.drop(name) }
+        let pools = [PostgresDatabase(settings: try server.settings(name)), PostgresDatabase(settings: try server.settings(name))]
+        let tasks = pools.map { pool in Task { await pool.run() } }
+        defer { for task in tasks { task.cancel() } }
+        let (a, b) = (PostgresClusterLeases(database: pools[0]), PostgresClusterLeases(database: pools[1]))
+        let (started, release) = AsyncStream<Void>.makeStream()
+        let (held, hold) = AsyncStream<Void>.makeStream()
+        let first = Task {
+            try await a.runAlone("sweep") {
+                release.yield()
+                for await _ in held { break }
+            }
+        }
+        for await _ in started { break }
+        #expect(try await b.runAlone("sweep") {} == false, "skipped while A sweeps")
+        #expect(try await b.runAlone("other work") {} == true, "other work is not held up")
+        hold.yield()
+        #expect(try await first.value == true)
+        #expect(try await b.runAlone("sweep") {} == true, "the next round runs on B")
+        #expect(try await a.runAlone("sweep") {} == true)
+    }
+
     /// The same registry operations give the same answers on PostgreSQL as on the embedded JSON
     /// registry: listings by owner and by session (oldest first), usage sums, uploads, identities.
     @Test func theRegistryAnswersAsTheEmbeddedOneDoes() async throws {

@@ -34,6 +34,7 @@ public struct Gateway: Sendable {
     let revocations: any RevocationStore
     let throttle: any LoginAttempts
     let access: AccessPolicy
+    let leases: any ClusterLeases
     let logger: Logger
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
@@ -53,6 +54,7 @@ public struct Gateway: Sendable {
         self.users = users
         sessions = try state.sessions ?? FileSessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
         access = AccessPolicy(sessions: sessions)
+        leases = state.leases ?? ProcessLeases()
         tokens = try await TokenService(signingKeyPath: configuration.signingKeyPath ?? root + "/signing.key", issuer: configuration.tokenIssuer,
                                         audience: configuration.tokenAudience, lifetime: configuration.tokenLifetime)
         revocations = try state.revocations ?? TokenRevocations(path: root + "/revoked-tokens.json", clock: configuration.clock)
@@ -128,7 +130,7 @@ public struct Gateway: Sendable {
             responder: FrontResponder(routes: makeRouter(routeTable: routeTable).buildResponder(), routeTable: routeTable,
                                       maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [Sweeper(uploads: uploads, users: users, logger: logger), ChatMaintenance(chat: chat, logger: logger)],
+            services: [Sweeper(uploads: uploads, users: users, leases: leases, logger: logger), ChatMaintenance(chat: chat, logger: logger)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

@@ -23,12 +23,16 @@ public struct GatewayStateStores: Sendable {
     public var chatTickets: (any ChatTicketStore)?
     /// Each user's storage, made with the gateway's per-user quota (default ``QuotaLedger``, in memory).
     public var quota: (@Sendable (Int64) -> any QuotaStore)?
+    /// Who runs background work this round (default ``ProcessLeases``: this gateway, always).
+    public var leases: (any ClusterLeases)?
 
     public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
                 loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil,
                 chatBus: (any ChatBus)? = nil, chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)? = nil,
-                chatTickets: (any ChatTicketStore)? = nil, quota: (@Sendable (Int64) -> any QuotaStore)? = nil) {
+                chatTickets: (any ChatTicketStore)? = nil, quota: (@Sendable (Int64) -> any QuotaStore)? = nil,
+                leases: (any ClusterLeases)? = nil) {
         self.quota = quota
+        self.leases = leases
         self.sessions = sessions
         self.chatBus = chatBus
         self.chatQueue = chatQueue

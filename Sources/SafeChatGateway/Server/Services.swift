@@ -16,14 +16,22 @@ import Synchronization
 
 /// Once a minute: removes uploads abandoned past their expiry, and the files and uploads of
 /// accounts that were removed (they are unreachable from the moment of removal; this frees the space).
+/// With many gateways, one of them sweeps each round (``ClusterLeases``).
 struct Sweeper: Service {
     let uploads: UploadManager
     let users: any AccountStore
+    let leases: any ClusterLeases
     let logger: Logger
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
-            do { try await uploads.sweep(removedAccounts: try await users.removedIDs()) } catch { logger.error("sweep failed: \(error)") }
+            do {
+                _ = try await leases.runAlone("sweep") { [uploads, users] in
+                    try await uploads.sweep(removedAccounts: try await users.removedIDs())
+                }
+            } catch {
+                logger.error("sweep failed: \(error)")
+            }
             // The sleep ends early (throwing) when the gateway shuts down; the loop condition then stops.
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(60)) }
         }
