@@ -30,10 +30,10 @@ import WSClient
     struct Pair {
         let database: String
         let a: TestGateway, b: TestGateway
-        let one: Device, two: Device
+        let one: Device, two: Device, three: Device?
         let session: String
 
-        static func start() async throws -> Pair {
+        static func start(third: Bool = false) async throws -> Pair {
             let server = try TestDatabase.fromEnvironment()
             let database = "t_chat_\(UInt32.random(in: 0...UInt32.max))"
             try server.create(database)
@@ -44,9 +44,15 @@ import WSClient
             let one = try Device(), two = try Device()
             #expect(try await one.run(["login", "--server", a.base, "--user", "user1"], stdin: "password123").status == 0)
             #expect(try await two.run(["login", "--server", b.base, "--user", "user2"], stdin: "password-two").status == 0)
-            let created = try await one.run(["session", "create", "Across", "--with", "user2"])
+            var three: Device?
+            if third {
+                try await b.gateway.users.add("user3", password: "password-three")
+                three = try Device()
+                #expect(try await three!.run(["login", "--server", b.base, "--user", "user3"], stdin: "password-three").status == 0)
+            }
+            let created = try await one.run(["session", "create", "Across", "--with", third ? "user2,user3" : "user2"])
             #expect(created.status == 0, "\(created.output)")
-            return Pair(database: database, a: a, b: b, one: one, two: two,
+            return Pair(database: database, a: a, b: b, one: one, two: two, three: three,
                         session: try #require(created.output.split(separator: "\n").last.map(String.init)))
         }
 
@@ -57,6 +63,7 @@ import WSClient
             b.removeData()
             one.remove()
             two.remove()
+            three?.remove()
             try? TestDatabase.fromEnvironment().drop(database)
         }
     }
@@ -153,6 +160,29 @@ import WSClient
             #expect(try await upgrade(pair.b.base) == 101)
             #expect(try await upgrade(pair.a.base) == 401, "spent on B, refused on A")
             #expect(try await upgrade(pair.b.base) == 401)
+        } catch {
+            await pair.stop()
+            throw error
+        }
+        await pair.stop()
+    }
+
+    /// A member removed through A is disconnected from the session on B, and is sent nothing more.
+    @Test func aMemberRemovedThroughOneGatewayIsDisconnectedOnTheOther() async throws {
+        let pair = try await Pair.start(third: true)
+        do {
+            let token = try await HTTP.login(pair.b.base, user: "user3", password: "password-three").token!
+            let socket = Socket(pair.b.base, session: pair.session, token: token)
+            #expect(await socket.wait(seconds: 10) { $0.seen.frames.withLock { !$0.isEmpty } }, "the ready frame")
+            let removed = try await pair.one.run(["session", "remove", pair.session, "user3"])
+            #expect(removed.status == 0, "\(removed.output)")
+            #expect(await socket.wait(seconds: 5) { $0.seen.closeCode.withLock { $0 } != nil }, "the socket on B closes")
+            #expect(socket.seen.closeCode.withLock { $0 } == ChatCloseCode.revoked.rawValue)
+            #expect(try await pair.one.run(["send", pair.session, "after user3 left"]).status == 0)
+            #expect(try await pair.two.run(["recv", pair.session]).output.contains("after user3 left"))
+            let outsider = try await pair.three!.run(["recv", pair.session])
+            #expect(outsider.status == 1 && outsider.output.contains("404"), "\(outsider.output)")
+            _ = try? await socket.task.value
         } catch {
             await pair.stop()
             throw error
