@@ -6,13 +6,15 @@ import SealedFormat
 
 /// `safechat migrate --from-data-dir DIR`: copies an embedded gateway's accounts (same ids, hashes
 /// and token generations), file registry (finished files, uploads in progress, identity bundles)
-/// and sessions (every epoch as posted) into PostgreSQL and, given another blob store, its
+/// sessions (every epoch as posted) and chat queue (what waits for members who have not
+/// received it) into PostgreSQL and, given another blob store, its
 /// sealed bytes there under the same ids. Idempotent: a file already in the database is skipped,
 /// and each file's bytes are in the destination store before its row is written, so a run cut
-/// short is finished by running it again. The data directory is only read.
+/// short is finished by running it again. The data directory is only read (its chat log is
+/// compacted on opening, as a gateway's start does).
 public struct DataDirectoryImport: Sendable {
     public struct Summary: Sendable, Equatable {
-        public var accounts = 0, files = 0, skipped = 0, uploads = 0, identities = 0, sessions = 0, bytesCopied: Int64 = 0
+        public var accounts = 0, files = 0, skipped = 0, uploads = 0, identities = 0, sessions = 0, deliveries = 0, bytesCopied: Int64 = 0
     }
 
     let dataDirectory: String
@@ -92,6 +94,7 @@ public struct DataDirectoryImport: Sendable {
                 progress("session \(session.sessionID) (\(session.epochCount) epochs)")
             }
         }
+        summary.deliveries = try await PostgresChatQueue.importQueue(try await ChatLog.export(dataDirectory: dataDirectory), into: database)
         // The next gateway to start counts every user's storage again, imported files included.
         try await database.perform("recount quotas") { client in _ = try await client.query("DELETE FROM quota_counted") }
         return summary

@@ -174,6 +174,51 @@ public struct PostgresChatQueue: ChatQueue {
         }
     }
 
+    /// Copies what waits in another store (`migrate --from-data-dir`), idempotently: a delivery
+    /// already here is skipped, and counts only once.
+    static func importQueue(_ export: ChatQueueExport, into database: PostgresDatabase) async throws -> Int {
+        let logger = database.logger
+        return try await database.transaction("import chat queue") { connection in
+            for (session, head) in export.heads.sorted(by: { $0.key.value < $1.key.value }) {
+                try await connection.query("""
+                    INSERT INTO chat_heads (session, head) VALUES (\(session.value), \(Int64(clamping: head)))
+                    ON CONFLICT (session) DO UPDATE SET head = greatest(chat_heads.head, EXCLUDED.head)
+                    """, logger: logger)
+            }
+            var imported = 0
+            for (entry, pending) in export.entries {
+                let record = String(decoding: try JSONEncoder().encode(entry), as: UTF8.self)
+                let inserted = try await connection.query("""
+                    INSERT INTO chat_entries (session, seq, time, owner, cost, pending, record)
+                    VALUES (\(entry.session.value), \(Int64(clamping: entry.seq)), \(Int64(clamping: entry.time)), \(entry.owner?.value ?? ""),
+                            \(entry.cost), \(pending.map(\.value)), \(record))
+                    ON CONFLICT (session, seq) DO NOTHING RETURNING 1
+                    """, logger: logger).collect().count == 1
+                guard inserted else { continue }
+                imported += 1
+                for owner in [entry.owner?.value, ""].compactMap({ $0 }) {
+                    try await connection.query("""
+                        INSERT INTO chat_usage (owner, bytes) VALUES (\(owner), \(entry.cost))
+                        ON CONFLICT (owner) DO UPDATE SET bytes = chat_usage.bytes + EXCLUDED.bytes
+                        """, logger: logger)
+                }
+                try await connection.query("""
+                    INSERT INTO chat_waiting (session, user_id, waiting, dropped) SELECT \(entry.session.value), unnest(\(pending.map(\.value))), 1, 0
+                    ON CONFLICT (session, user_id) DO UPDATE SET waiting = chat_waiting.waiting + 1
+                    """, logger: logger)
+            }
+            for (session, users) in export.dropped {
+                for (user, count) in users {
+                    try await connection.query("""
+                        INSERT INTO chat_waiting (session, user_id, waiting, dropped) VALUES (\(session.value), \(user.value), 0, \(Int64(clamping: count)))
+                        ON CONFLICT (session, user_id) DO UPDATE SET dropped = greatest(chat_waiting.dropped, EXCLUDED.dropped)
+                        """, logger: logger)
+                }
+            }
+            return imported
+        }
+    }
+
     // MARK: - Within a transaction
 
     /// The delivery `seq` of `session`, if it still waits for someone.

@@ -51,7 +51,7 @@ struct MigrateCommand: AsyncParsableCommand {
                 let summary = try await DataDirectoryImport(dataDirectory: fromDataDir, database: postgres,
                                                             destination: destination, maxFileSize: maxFileSize).run()
                 print("imported \(summary.accounts) accounts, \(summary.files) files, \(summary.uploads) uploads in progress, \(summary.identities) identity bundles "
-                      + "and \(summary.sessions) sessions "
+                      + "and \(summary.sessions) sessions with \(summary.deliveries) waiting chat deliveries "
                       + "from \(fromDataDir) (\(summary.skipped) files already there; \(summary.bytesCopied) bytes copied)")
             }
         }

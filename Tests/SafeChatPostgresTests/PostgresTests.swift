@@ -1,6 +1,6 @@
 import Foundation
 import SafeChatAPI
-import SafeChatGateway
+@testable import SafeChatGateway
 import SafeChatKeys
 import SafeChatPostgres
 import SafeChatTestSupport
@@ -365,6 +365,10 @@ import Testing
         #expect(try await client.send(.POST, "/sessions", headers: [("Content-Type", "application/json")],
                                       body: Array(try WireCoding.encoder.encode(epoch0.wire))).status == 201)
         let chain = try await client.send(.GET, "/sessions/\(Secrets.hex(sessionID))").body
+        // A delivery waiting for a member who has not connected (the store takes it as it is).
+        let absent = UserID.random(), session = SessionID(Secrets.hex(sessionID))!
+        let event = ChatFileEvent(fileID: FileID.random(), size: 1, sender: user1, epoch: 0, header: "00", sealedName: "")
+        let waiting = try await embedded.gateway.chat.log.append(session: session, message: nil, file: event, recipients: [absent], now: UInt64(Date().timeIntervalSince1970 * 1000))
         await embedded.stop()
 
         let server = try TestDatabase.fromEnvironment()
@@ -375,9 +379,9 @@ import Testing
         let arguments = [Self.safechat, "migrate", "--database", url, "--from-data-dir", dir] + storeOptions
         let first = try await runProcess(arguments, environment: environment, errorsApart: true)
         #expect(first.status == 0, "\(first.errors)")
-        #expect(first.output.contains("imported 1 accounts, 2 files, 1 uploads in progress, 1 identity bundles and 1 sessions"), "\(first.output)")
+        #expect(first.output.contains("imported 1 accounts, 2 files, 1 uploads in progress, 1 identity bundles and 1 sessions with 1 waiting chat deliveries"), "\(first.output)")
         let second = try await runProcess(arguments, environment: environment, errorsApart: true)
-        #expect(second.output.contains("imported 0 accounts, 0 files") && second.output.contains("and 0 sessions")
+        #expect(second.output.contains("imported 0 accounts, 0 files") && second.output.contains("and 0 sessions with 0 waiting")
                 && second.output.contains("(2 files already there; 0 bytes copied)"), "\(second.output)")
 
         // The data directory's own registry and blobs go; the gateway finds everything in PostgreSQL and S3.
@@ -387,6 +391,10 @@ import Testing
         do {
             let again = try await HTTP.login(moved.base)
             #expect(try await again.send(.GET, "/sessions/\(Secrets.hex(sessionID))").body == chain, "the session's chain, as it was")
+            let backlog = try await moved.gateway.chat.log.backlog(session: session, user: absent)
+            #expect(backlog.entries.map(\.seq) == [waiting.seq] && backlog.entries.first?.file == event, "the delivery waits, as it was")
+            let next = try await moved.gateway.chat.log.append(session: session, message: nil, file: event, recipients: [absent], now: UInt64(Date().timeIntervalSince1970 * 1000))
+            #expect(next.seq == waiting.seq + 1, "the session's numbering continues")
             let listed = try #require(try await again.send(.GET, "/files").json["files"] as? [[String: Any]])
             #expect(Set(listed.compactMap { $0["file_id"] as? String }) == Set(streams.keys))
             for (id, (key, plaintext)) in streams {

@@ -23,7 +23,7 @@ import SealedFormat
 ///   beyond either is refused; nothing is dropped for it). One account whose deliveries wait for
 ///   members who never connect fills its own share, not everyone's.
 /// - Disk work runs on NIO's thread pool, never inside the actor; the flush loop is the only writer.
-actor ChatLog: ChatQueue {
+public actor ChatLog: ChatQueue {
     struct Record: Codable {
         /// `dropped` carries, in `seq`, how many deliveries were dropped for `user` and not yet
         /// reported to them (the latest record wins; 0 once reported).
@@ -185,7 +185,7 @@ actor ChatLog: ChatQueue {
 
     /// Stores a delivery for `recipients` and returns it once it is durable and handed to the bus.
     /// - Throws: ``ChatLogError/full`` beyond the storage limit (nothing is stored), or a disk error.
-    func append(session: SessionID, message: ChatMessageWire?, file: ChatFileEvent?, recipients: [UserID], now: UInt64) async throws -> ChatEntry {
+    public func append(session: SessionID, message: ChatMessageWire?, file: ChatFileEvent?, recipients: [UserID], now: UInt64) async throws -> ChatEntry {
         let seq = nextSeq[session, default: 0] + 1
         let entry = ChatEntry(session: session, seq: seq, time: now, recipients: recipients, message: message, file: file)
         guard storedBytes + entry.cost <= storageLimit else { throw ChatLogError.full }
@@ -207,7 +207,7 @@ actor ChatLog: ChatQueue {
     /// to that member again, and are deleted once every recipient has them. With `waitForDisk`
     /// false it returns before the record is fsynced: a client is not answered for an ack, and
     /// any later `sent` still follows it to disk, since records are written in order.
-    func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool) async throws {
+    public func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool) async throws {
         guard var queue = queues[session] else { return }
         let seq = min(seq, queue.head)
         let old = queue.cursors[user, default: 0]
@@ -225,7 +225,7 @@ actor ChatLog: ChatQueue {
 
     /// What waits for `user` in `session`, oldest first, and how many deliveries were dropped for
     /// them (queue full or expired) since they last asked.
-    func backlog(session: SessionID, user: UserID) -> (entries: [ChatEntry], dropped: UInt64) {
+    public func backlog(session: SessionID, user: UserID) -> (entries: [ChatEntry], dropped: UInt64) {
         guard var queue = queues[session] else { return ([], 0) }
         let cursor = queue.cursors[user, default: 0]
         let waiting = queue.entries[queue.index(after: cursor)...].filter { $0.recipients.contains(user) }
@@ -237,7 +237,7 @@ actor ChatLog: ChatQueue {
     }
 
     /// Drops what waits for members who have left `session` (they are sent nothing more).
-    func retain(members: Set<UserID>, of session: SessionID) async throws {
+    public func retain(members: Set<UserID>, of session: SessionID) async throws {
         guard let queue = queues[session] else { return }
         let gone = Set(queue.waiting.filter { $0.value > 0 && !members.contains($0.key) }.keys)
         for user in gone { try await acknowledge(session: session, user: user, upTo: queue.head, waitForDisk: true) }
@@ -245,7 +245,7 @@ actor ChatLog: ChatQueue {
 
     /// Deletes deliveries older than the retention period (once a second), and rewrites the log
     /// when it holds only what was already deleted.
-    func maintain(now: UInt64) async throws {
+    public func maintain(now: UInt64) async throws {
         let cutoff = now &- UInt64(retention * 1000)
         for (session, var queue) in queues {
             var expired = false
@@ -267,6 +267,30 @@ actor ChatLog: ChatQueue {
         }
         if logBytes > compactedBytes && storedBytes == 0 && pendingEntries.isEmpty { compactionWanted = true }
         if !pendingLines.isEmpty || !pendingScrubs.isEmpty || compactionWanted { try await commit() }
+    }
+
+    /// Everything that waits, for `safechat migrate`: each delivery with the recipients who have not
+    /// acknowledged it, each session's last seq, and the drop counts not yet reported.
+    func export() -> ChatQueueExport {
+        var export = ChatQueueExport()
+        for (session, queue) in queues {
+            export.heads[session] = queue.head
+            for entry in queue.live {
+                let pending = entry.recipients.filter { queue.cursors[$0, default: 0] < entry.seq }
+                if !pending.isEmpty { export.entries.append((entry, pending)) }
+            }
+            for (user, count) in queue.dropped where count > 0 { export.dropped[session, default: [:]][user] = count }
+        }
+        export.entries.sort { ($0.entry.session.value, $0.entry.seq) < ($1.entry.session.value, $1.entry.seq) }
+        return export
+    }
+
+    /// Opens the chat log of a data directory to read what waits in it (for `safechat migrate`).
+    /// Opening it compacts it, as a gateway's start does.
+    public static func export(dataDirectory: String) async throws -> ChatQueueExport {
+        let log = try ChatLog(directory: dataDirectory + "/registry/chat", queueLimit: .max, retention: .infinity,
+                              storageLimit: .max, bus: LocalChatBus())
+        return await log.export()
     }
 
     /// Deliveries stored and their bytes, the log's size, how often it was rewritten beside the

@@ -34,6 +34,18 @@ extension ChatQueue {
     }
 }
 
+/// What waits in a chat queue, as one store hands it to another (`safechat migrate`).
+public struct ChatQueueExport: Sendable {
+    /// Each waiting delivery, in seq order per session, with the recipients who still wait for it.
+    public var entries: [(entry: ChatEntry, pending: [UserID])] = []
+    /// Each session's last seq: a new store continues after it.
+    public var heads: [SessionID: UInt64] = [:]
+    /// Deliveries dropped for a member and not yet reported to them.
+    public var dropped: [SessionID: [UserID: UInt64]] = [:]
+
+    public init() {}
+}
+
 /// The bounds every ``ChatQueue`` keeps (docs/PROTOCOL.md, "The offline queue").
 public struct ChatQueueLimits: Sendable {
     /// Deliveries waiting for one member of one session; past it the oldest is dropped for them.
