@@ -6,21 +6,28 @@
 # Then the file registry at scale (safechat-registry-bench): write latency p50/p99, one owner's
 # listing and the whole registry's read, on PostgreSQL at 100 000 and 1 000 000 files and on the
 # embedded JSON registry at 100 000.
+# Then chat (safechat-chat-bench): 1000 connections (10 users x 100 sessions) at RATE msg/s,
+# every connection on gateway A, then the members of each session spread over A and B (a
+# delivery then crosses PostgreSQL's LISTEN/NOTIFY): latency p50/p99, medians of RUNS runs each.
 # Release build. Everything shares this machine's cores: the gateways, HAProxy, PostgreSQL,
 # SeaweedFS and the clients.
 #
-#   perf/cluster-bench.sh [--size-mib 1024] [--clients 4] [--runs 3] [--registry-only | --throughput-only]
+#   perf/cluster-bench.sh [--size-mib 1024] [--clients 4] [--runs 3] [--rate 1000] [--seconds 20]
+#                         [--registry-only | --throughput-only | --chat-only]
 set -euo pipefail
 cd "$(dirname "$0")/.."
-size=1024 clients=4 runs=3 throughput=1 registry=1
+size=1024 clients=4 runs=3 throughput=1 registry=1 chat=1 rate=1000 seconds=20
 while [ $# -gt 0 ]; do
   case "$1" in
-    --registry-only) throughput=0; shift ;;
-    --throughput-only) registry=0; shift ;;
+    --registry-only) throughput=0; chat=0; shift ;;
+    --throughput-only) registry=0; chat=0; shift ;;
+    --chat-only) registry=0; throughput=0; shift ;;
+    --rate) rate=$2; shift 2 ;;
+    --seconds) seconds=$2; shift 2 ;;
     --size-mib) size=$2; shift 2 ;;
     --clients) clients=$2; shift 2 ;;
     --runs) runs=$2; shift 2 ;;
-    *) echo "usage: $0 [--size-mib N] [--clients N] [--runs N] [--registry-only | --throughput-only]" >&2; exit 64 ;;
+    *) echo "usage: $0 [--size-mib N] [--clients N] [--runs N] [--rate MSG/S] [--seconds S] [--registry-only | --throughput-only | --chat-only]" >&2; exit 64 ;;
   esac
 done
 .ci/install-packages haproxy curl
@@ -54,10 +61,9 @@ if [ $registry -eq 1 ]; then
   rm -rf "$work/json-registry"
   echo
 fi
-[ $throughput -eq 1 ] || exit 0
+[ $throughput -eq 1 ] || [ $chat -eq 1 ] || exit 0
 
 (umask 077; head -c 32 /dev/urandom | od -An -tx1 | tr -d ' \n' > "$work/signing.key")
-head -c $((size << 20)) /dev/urandom > "$work/data"
 
 for port in 18181 18182; do
   "$bin" serve --demo --port $port --data-dir "$work/gw$port" --signing-key "$work/signing.key" --database "$db" \
@@ -72,6 +78,22 @@ balancer() { # port servers…
   haproxy -f "$work/haproxy-$port.cfg" -db 2>"$work/haproxy-$port.log" &
   pids+=($!)
 }
+for port in 18181 18182; do
+  for _ in $(seq 1 100); do curl -sf -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+if [ $chat -eq 1 ]; then
+  for n in $(seq 2 10); do printf 'password123\npassword123\n' | "$bin" user add "user$n" --database "$db" >/dev/null 2>&1; done
+  echo "Chat, 1000 connections at $rate msg/s (safechat-chat-bench, $runs runs per configuration):"
+  for config in "http://127.0.0.1:18181" "http://127.0.0.1:18181,http://127.0.0.1:18182"; do
+    .build/release/safechat-chat-bench --servers "$config" --gateway-pid "${pids[0]}" --rate "$rate" --seconds "$seconds" --runs "$runs" \
+      --work-dir "$work/chat" 2>/dev/null | grep -E '^(chat on|run|chat alone|  target)'
+  done
+  echo
+fi
+[ $throughput -eq 1 ] || exit 0
+head -c $((size << 20)) /dev/urandom > "$work/data"
+
 balancer 18191 18181          # one gateway
 balancer 18192 18181 18182    # two gateways
 for port in 18191 18192; do

@@ -49,9 +49,9 @@ struct ObjectStoreOptions: ParsableArguments {
 /// Where the gateway's state goes (`serve`, `migrate`): the data directory by default, or PostgreSQL.
 struct DatabaseOptions: ParsableArguments {
     @Option(name: .customLong("database"), help: """
-        Keep accounts and the file registry (files, uploads in progress, identity bundles) in PostgreSQL: \
-        postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]; the schema is migrated \
-        at start [SAFECHAT_DATABASE].
+        Keep the gateway's state (accounts, tokens, files, uploads, quotas, sessions, chat) in PostgreSQL, \
+        shared by every gateway on it: postgres://USER@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]; \
+        the schema is migrated at start [SAFECHAT_DATABASE].
         """)
     var databaseOption: String?
 

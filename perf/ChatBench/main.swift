@@ -21,6 +21,9 @@ import SealedFormat
 
 struct Options {
     var server = "http://127.0.0.1:18402"
+    /// Gateways the chat connections spread over (member by member, so each session has members on
+    /// every one): gateways of one cluster, sharing accounts and a signing key. Default: `server`.
+    var servers: [String] = []
     var users = 10
     var password = "password123"
     var sessions = 100
@@ -45,6 +48,10 @@ struct Options {
         while i < args.count {
             switch args[i] {
             case "--server": server = value()
+            case "--servers":
+                servers = value().split(separator: ",").map(String.init)
+                guard let first = servers.first, servers.allSatisfy({ URL(string: $0)?.port != nil }) else { fail("--servers takes URLs with ports, comma-separated") }
+                server = first
             case "--users": users = Int(number(2...50))
             case "--password": password = value()
             case "--sessions": sessions = Int(number(1...1000))
@@ -58,7 +65,7 @@ struct Options {
             case "--cleanup": cleanup = value()
             case "--work-dir": workDirectory = value()
             default:
-                fail("usage: safechat-chat-bench [--server URL] [--users N] [--password P] [--sessions N] [--rate MSG/S] [--seconds S] "
+                fail("usage: safechat-chat-bench [--server URL | --servers URL,URL…] [--users N] [--password P] [--sessions N] [--rate MSG/S] [--seconds S] "
                     + "[--runs N] [--text-bytes N] [--gateway-pid PID] [--beside CMD --beside-bytes N [--cleanup CMD]] [--work-dir DIR]")
             }
             i += 1
@@ -276,12 +283,12 @@ func chatRun(_ members: [Member], _ sessions: [BenchSession], run: Int, seconds:
     let warmup: UInt64 = 2_000_000_000
     // Beside a command, enough for it to take twice as long as it did alone.
     let count = Int((2 + seconds * (beside == nil ? 1 : 2)) * perConnection) + 2
-    let port = UInt16(URL(string: options.server)?.port ?? 80)
+    let ports = (options.servers.isEmpty ? [options.server] : options.servers).map { UInt16(URL(string: $0)?.port ?? 80) }
     var connections: [LoadConnection] = []
-    for member in members {
+    for (number, member) in members.enumerated() {
         for (index, session) in sessions.enumerated() {
             let frames = try sealFrames(count, from: member, into: session, run: run)
-            let fd = try openChat(port: port, session: session.id, token: member.login.token)
+            let fd = try openChat(port: ports[number % ports.count], session: session.id, token: member.login.token)
             connections.append(LoadConnection(fd: fd, session: index, frames: frames, phase: UInt64.random(in: 0..<interval)))
         }
     }
@@ -346,7 +353,8 @@ let members: [Member], sessions: [BenchSession]
 do { (members, sessions) = try await setUp() } catch { fail("set-up failed: \(error)") }
 log("set up: \(members.count) users, \(sessions.count) sessions, \(members.count * sessions.count) connections, "
     + "\(options.rate) msg/s for \(options.seconds) s per run")
-print("chat on \(members.count * sessions.count) connections across \(sessions.count) sessions of \(members.count) members, "
+print("chat on \(members.count * sessions.count) connections across \(sessions.count) sessions of \(members.count) members"
+      + (options.servers.count > 1 ? " spread over \(options.servers.count) gateways, " : ", ")
       + "\(Int(options.rate)) msg/s offered, \(options.textBytes)-byte messages, \(options.runs) runs")
 
 var alone: [RunFigures] = []
