@@ -45,9 +45,14 @@ public final class PostgresChatBus: ChatBus {
 /// The offline queue in PostgreSQL (the ``ChatQueue`` of every gateway on the database): a row per
 /// waiting delivery with the recipients who have not acknowledged it yet (`pending`), a row per
 /// member and session counting what waits for them and what was dropped, and usage counters for
-/// the storage limits. A send is committed before its sender is answered; a delivery's row is
-/// deleted once its last recipient acknowledges it. Expiry runs once per cluster: whichever
+/// the storage limits. A send is one call of `safechat_chat_send` (schema step 6), committed
+/// before its sender is answered; an ack is one call of `safechat_chat_ack`, and a delivery's row
+/// is deleted once its last recipient acknowledges it. Expiry runs once per cluster: whichever
 /// gateway takes the maintenance lock first that second.
+///
+/// The storage limit in all is kept in 16 stripes (the usage rows `*0` … `*f`, a session's by the
+/// first digit of its id), each allowed a sixteenth of it: sends in different sessions do not
+/// queue behind one counter row, and the total can never pass the limit.
 public struct PostgresChatQueue: ChatQueue {
     let database: PostgresDatabase
     let limits: ChatQueueLimits
@@ -55,6 +60,7 @@ public struct PostgresChatQueue: ChatQueue {
     /// Written into notifications: the bus of the gateway that stored the entry.
     let origin: String
     static let maintenanceLock: Int64 = 0x5AFE_C4A7_0000_0002
+    static let stripes = 16
 
     public init(database: PostgresDatabase, limits: ChatQueueLimits, bus: any ChatBus, origin: String) {
         self.database = database
@@ -63,49 +69,43 @@ public struct PostgresChatQueue: ChatQueue {
         self.origin = origin
     }
 
+    /// The usage row that counts `session`'s deliveries against the storage limit.
+    static func stripe(of session: SessionID) -> String { "*" + session.value.prefix(1) }
+    var stripeLimit: Int64 { Int64(limits.storageLimit / Self.stripes) }
+
     public func append(session: SessionID, message: ChatMessageWire?, file: ChatFileEvent?, recipients: [UserID], now: UInt64) async throws -> ChatEntry {
-        let logger = database.logger, limits = self.limits, origin = self.origin
-        let entry = try await database.transaction("store chat delivery") { connection in
-            // Taking the next seq holds the session's head row until commit: one send per session at a time.
-            var seq: Int64 = 0
-            for try await head in try await connection.query("""
-                INSERT INTO chat_heads (session, head) VALUES (\(session.value), 1)
-                ON CONFLICT (session) DO UPDATE SET head = chat_heads.head + 1 RETURNING head
-                """, logger: logger).decode(Int64.self) {
-                seq = head
+        // The record is kept without its seq (the row has it): it is made before the seq is.
+        let unnumbered = ChatEntry(session: session, seq: 0, time: now, recipients: recipients, message: message, file: file)
+        let record = String(decoding: try JSONEncoder().encode(unnumbered), as: UTF8.self)
+        let accountLimit = limits.accountLimit, stripeLimit = self.stripeLimit
+        let query: PostgresQuery = """
+            SELECT safechat_chat_send(\(session.value), \(Int64(clamping: now)), \(unnumbered.owner?.value ?? ""), \(unnumbered.cost),
+                                      \(recipients.map(\.value)), \(record), \(limits.queueLimit), \(Int64(accountLimit)),
+                                      \(Self.stripe(of: session)), \(stripeLimit), \(origin))
+            """
+        let seq = try await database.perform("store chat delivery") { client in
+            do {
+                var seq: Int64 = 0
+                for try await value in try await client.query(query).decode(Int64.self) { seq = value }
+                return seq
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "SC001" {
+                throw ChatLogError.accountFull(limit: accountLimit)
+            } catch let error as PSQLError where error.serverInfo?[.sqlState] == "SC002" {
+                throw ChatLogError.full
             }
-            let entry = ChatEntry(session: session, seq: UInt64(seq), time: now, recipients: recipients, message: message, file: file)
-            guard !recipients.isEmpty else { return entry }
-            let cost = entry.cost
-            if let owner = entry.owner, try await !Self.add(cost, to: owner.value, limit: limits.accountLimit, on: connection, logger: logger) {
-                throw ChatLogError.accountFull(limit: limits.accountLimit)
-            }
-            guard try await Self.add(cost, to: "", limit: limits.storageLimit, on: connection, logger: logger) else { throw ChatLogError.full }
-            let record = String(decoding: try JSONEncoder().encode(entry), as: UTF8.self)
-            try await connection.query("""
-                INSERT INTO chat_entries (session, seq, time, owner, cost, pending, record)
-                VALUES (\(session.value), \(seq), \(Int64(now)), \(entry.owner?.value ?? ""), \(cost), \(recipients.map(\.value)), \(record))
-                """, logger: logger)
-            var over: [String] = []
-            for try await (user, waiting) in try await connection.query("""
-                INSERT INTO chat_waiting (session, user_id, waiting, dropped) SELECT \(session.value), unnest(\(recipients.map(\.value))), 1, 0
-                ON CONFLICT (session, user_id) DO UPDATE SET waiting = chat_waiting.waiting + 1 RETURNING user_id, waiting
-                """, logger: logger).decode((String, Int).self) where waiting > limits.queueLimit {
-                over.append(user)
-            }
-            for user in over { try await Self.dropOldest(for: user, in: session, on: connection, logger: logger) }
-            if !over.isEmpty { try await Self.collect(session, on: connection, logger: logger) }
-            try await connection.query("SELECT pg_notify(\(PostgresChatBus.channel), \("\(origin) \(session.value) \(seq)"))", logger: logger)
-            return entry
         }
+        let entry = ChatEntry(session: session, seq: UInt64(seq), time: now, recipients: recipients, message: message, file: file)
         await bus.publish([entry])
         return entry
     }
 
+    /// With `waitForDisk` false the ack is committed without waiting for the server's disk (a
+    /// crash of the database may forget the last moment's acks: their deliveries come again).
     public func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool) async throws {
-        let logger = database.logger
-        try await database.transaction("record chat acknowledgement") { connection in
-            try await Self.acknowledge(session, user.value, upTo: Int64(clamping: seq), on: connection, logger: logger)
+        try await database.perform("record chat acknowledgement") { client in
+            _ = try await client.query("""
+                SELECT safechat_chat_ack(\(session.value), \(user.value), \(Int64(clamping: seq)), \(Self.stripe(of: session)), \(waitForDisk))
+                """)
         }
     }
 
@@ -113,10 +113,10 @@ public struct PostgresChatQueue: ChatQueue {
         let logger = database.logger
         return try await database.transaction("read chat backlog") { connection in
             var entries: [ChatEntry] = []
-            for try await record in try await connection.query("""
-                SELECT record FROM chat_entries WHERE session = \(session.value) AND \(user.value) = ANY(pending) ORDER BY seq
-                """, logger: logger).decode(String.self) {
-                entries.append(try JSONDecoder().decode(ChatEntry.self, from: Data(record.utf8)))
+            for try await (seq, record) in try await connection.query("""
+                SELECT seq, record FROM chat_entries WHERE session = \(session.value) AND \(user.value) = ANY(pending) ORDER BY seq
+                """, logger: logger).decode((Int64, String).self) {
+                entries.append(try Self.entry(record, seq: seq))
             }
             var dropped: Int64 = 0
             for try await count in try await connection.query("""
@@ -131,15 +131,17 @@ public struct PostgresChatQueue: ChatQueue {
     }
 
     public func retain(members: Set<UserID>, of session: SessionID) async throws {
-        let logger = database.logger
-        try await database.transaction("drop chat deliveries of former members") { connection in
+        let gone = try await database.perform("find former members' deliveries") { client in
             var gone: [String] = []
-            for try await user in try await connection.query("""
+            for try await user in try await client.query("""
                 SELECT user_id FROM chat_waiting WHERE session = \(session.value) AND waiting > 0 AND NOT (user_id = ANY(\(members.map(\.value))))
-                """, logger: logger).decode(String.self) {
+                """).decode(String.self) {
                 gone.append(user)
             }
-            for user in gone { try await Self.acknowledge(session, user, upTo: Int64.max, on: connection, logger: logger) }
+            return gone
+        }
+        for user in gone.compactMap({ UserID($0) }) {
+            try await acknowledge(session: session, user: user, upTo: UInt64(Int64.max), waitForDisk: true)
         }
     }
 
@@ -164,12 +166,15 @@ public struct PostgresChatQueue: ChatQueue {
                     WHERE session = \(session) AND user_id = ANY(\(pending))
                     """, logger: logger)
             }
-            var freed: [String: Int] = [:]
-            for (_, owner, cost, _) in expired {
-                freed[owner, default: 0] += cost
-                if !owner.isEmpty { freed["", default: 0] += cost }
+            // Owners by name, then stripes: the order every other writer takes them in.
+            var owners: [String: Int] = [:], stripes: [String: Int] = [:]
+            for (session, owner, cost, _) in expired {
+                if !owner.isEmpty { owners[owner, default: 0] += cost }
+                if let id = SessionID(session) { stripes[Self.stripe(of: id), default: 0] += cost }
             }
-            try await Self.release(freed, on: connection, logger: logger)
+            for (row, bytes) in owners.sorted(by: { $0.key < $1.key }) + stripes.sorted(by: { $0.key < $1.key }) {
+                try await connection.query("UPDATE chat_usage SET bytes = greatest(bytes - \(bytes), 0) WHERE owner = \(row)", logger: logger)
+            }
             try await connection.query("DELETE FROM chat_tickets WHERE expires < now()", logger: logger)
         }
     }
@@ -196,9 +201,9 @@ public struct PostgresChatQueue: ChatQueue {
                     """, logger: logger).collect().count == 1
                 guard inserted else { continue }
                 imported += 1
-                for owner in [entry.owner?.value, ""].compactMap({ $0 }) {
+                for row in [entry.owner?.value, stripe(of: entry.session)].compactMap({ $0 }) {
                     try await connection.query("""
-                        INSERT INTO chat_usage (owner, bytes) VALUES (\(owner), \(entry.cost))
+                        INSERT INTO chat_usage (owner, bytes) VALUES (\(row), \(entry.cost))
                         ON CONFLICT (owner) DO UPDATE SET bytes = chat_usage.bytes + EXCLUDED.bytes
                         """, logger: logger)
                 }
@@ -219,71 +224,23 @@ public struct PostgresChatQueue: ChatQueue {
         }
     }
 
-    // MARK: - Within a transaction
-
     /// The delivery `seq` of `session`, if it still waits for someone.
     static func entry(_ session: SessionID, _ seq: Int64, in database: PostgresDatabase) async throws -> ChatEntry? {
         try await database.perform("read chat delivery") { client in
             var entry: ChatEntry?
             for try await record in try await client.query(
                 "SELECT record FROM chat_entries WHERE session = \(session.value) AND seq = \(seq)").decode(String.self) {
-                entry = try JSONDecoder().decode(ChatEntry.self, from: Data(record.utf8))
+                entry = try Self.entry(record, seq: seq)
             }
             return entry
         }
     }
 
-    /// Adds `cost` to a usage counter (`""`: everything stored) if it stays within `limit`.
-    private static func add(_ cost: Int, to owner: String, limit: Int, on connection: PostgresConnection, logger: Logger) async throws -> Bool {
-        guard cost <= limit else { return false }
-        return try await connection.query("""
-            INSERT INTO chat_usage (owner, bytes) VALUES (\(owner), \(cost))
-            ON CONFLICT (owner) DO UPDATE SET bytes = chat_usage.bytes + EXCLUDED.bytes
-            WHERE chat_usage.bytes + EXCLUDED.bytes <= \(limit) RETURNING bytes
-            """, logger: logger).collect().count == 1
-    }
-
-    private static func release(_ freed: [String: Int], on connection: PostgresConnection, logger: Logger) async throws {
-        for (owner, bytes) in freed.sorted(by: { $0.key < $1.key }) where bytes > 0 {
-            try await connection.query("UPDATE chat_usage SET bytes = greatest(bytes - \(bytes), 0) WHERE owner = \(owner)", logger: logger)
-        }
-    }
-
-    private static func acknowledge(_ session: SessionID, _ user: String, upTo seq: Int64, on connection: PostgresConnection,
-                                    logger: Logger) async throws {
-        let count = try await connection.query("""
-            UPDATE chat_entries SET pending = array_remove(pending, \(user))
-            WHERE session = \(session.value) AND seq <= \(seq) AND \(user) = ANY(pending) RETURNING seq
-            """, logger: logger).collect().count
-        guard count > 0 else { return }
-        try await connection.query("""
-            UPDATE chat_waiting SET waiting = greatest(waiting - \(count), 0) WHERE session = \(session.value) AND user_id = \(user)
-            """, logger: logger)
-        try await collect(session, on: connection, logger: logger)
-    }
-
-    /// The oldest delivery waiting for `user` is dropped for them (their queue is over its bound).
-    private static func dropOldest(for user: String, in session: SessionID, on connection: PostgresConnection, logger: Logger) async throws {
-        try await connection.query("""
-            UPDATE chat_entries SET pending = array_remove(pending, \(user))
-            WHERE session = \(session.value)
-              AND seq = (SELECT min(seq) FROM chat_entries WHERE session = \(session.value) AND \(user) = ANY(pending))
-            """, logger: logger)
-        try await connection.query("""
-            UPDATE chat_waiting SET waiting = waiting - 1, dropped = dropped + 1 WHERE session = \(session.value) AND user_id = \(user)
-            """, logger: logger)
-    }
-
-    /// Deletes the deliveries of `session` every recipient has, and gives back what they counted.
-    private static func collect(_ session: SessionID, on connection: PostgresConnection, logger: Logger) async throws {
-        var freed: [String: Int] = [:]
-        for try await (owner, cost) in try await connection.query("""
-            DELETE FROM chat_entries WHERE session = \(session.value) AND cardinality(pending) = 0 RETURNING owner, cost
-            """, logger: logger).decode((String, Int).self) {
-            freed[owner, default: 0] += cost
-            if !owner.isEmpty { freed["", default: 0] += cost }
-        }
-        try await release(freed, on: connection, logger: logger)
+    /// A stored record, numbered by its row.
+    private static func entry(_ record: String, seq: Int64) throws -> ChatEntry {
+        let stored = try JSONDecoder().decode(ChatEntry.self, from: Data(record.utf8))
+        return ChatEntry(session: stored.session, seq: UInt64(seq), time: stored.time, recipients: stored.recipients,
+                         message: stored.message, file: stored.file)
     }
 }
 

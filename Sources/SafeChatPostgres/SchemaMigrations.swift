@@ -129,6 +129,94 @@ public enum SchemaMigrations {
                 expires timestamptz NOT NULL)
             """,
             "CREATE INDEX chat_tickets_by_user ON chat_tickets (user_id)",
+            // Each of these runs as one statement, one round trip. Locks are taken in one order
+            // everywhere (the session's head row, its entries, its members' rows, the owners' usage
+            // rows by name, the stripe's), so sends and acks of one session take turns and
+            // nothing waits in a cycle.
+            """
+            CREATE FUNCTION safechat_chat_collect(p_session text, p_stripe text) RETURNS void LANGUAGE plpgsql AS $$
+            DECLARE
+                r record;
+                total bigint := 0;
+            BEGIN
+                FOR r IN WITH gone AS (DELETE FROM chat_entries WHERE session = p_session AND cardinality(pending) = 0 RETURNING owner, cost)
+                         SELECT owner, sum(cost)::bigint AS bytes FROM gone GROUP BY owner ORDER BY owner LOOP
+                    IF r.owner <> '' THEN
+                        UPDATE chat_usage SET bytes = greatest(bytes - r.bytes, 0) WHERE owner = r.owner;
+                    END IF;
+                    total := total + r.bytes;
+                END LOOP;
+                IF total > 0 THEN
+                    UPDATE chat_usage SET bytes = greatest(bytes - total, 0) WHERE owner = p_stripe;
+                END IF;
+            END $$
+            """,
+            """
+            CREATE FUNCTION safechat_chat_send(p_session text, p_time bigint, p_owner text, p_cost bigint, p_recipients text[],
+                                               p_record text, p_queue_limit bigint, p_account_limit bigint, p_stripe text,
+                                               p_stripe_limit bigint, p_origin text) RETURNS bigint LANGUAGE plpgsql AS $$
+            DECLARE
+                v_seq bigint;
+                r record;
+                v_dropped boolean := false;
+            BEGIN
+                INSERT INTO chat_heads AS h (session, head) VALUES (p_session, 1)
+                    ON CONFLICT (session) DO UPDATE SET head = h.head + 1 RETURNING head INTO v_seq;
+                IF cardinality(p_recipients) = 0 THEN
+                    RETURN v_seq;
+                END IF;
+                IF p_owner <> '' THEN
+                    INSERT INTO chat_usage AS u (owner, bytes) SELECT p_owner, p_cost WHERE p_cost <= p_account_limit
+                        ON CONFLICT (owner) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes WHERE u.bytes + EXCLUDED.bytes <= p_account_limit;
+                    IF NOT FOUND THEN
+                        RAISE EXCEPTION 'the sender''s share of the chat storage is full' USING ERRCODE = 'SC001';
+                    END IF;
+                END IF;
+                INSERT INTO chat_usage AS u (owner, bytes) SELECT p_stripe, p_cost WHERE p_cost <= p_stripe_limit
+                    ON CONFLICT (owner) DO UPDATE SET bytes = u.bytes + EXCLUDED.bytes WHERE u.bytes + EXCLUDED.bytes <= p_stripe_limit;
+                IF NOT FOUND THEN
+                    RAISE EXCEPTION 'the chat storage is full' USING ERRCODE = 'SC002';
+                END IF;
+                INSERT INTO chat_entries (session, seq, time, owner, cost, pending, record)
+                    VALUES (p_session, v_seq, p_time, p_owner, p_cost, p_recipients, p_record);
+                FOR r IN INSERT INTO chat_waiting AS w (session, user_id, waiting, dropped)
+                             SELECT p_session, recipient, 1, 0 FROM unnest(p_recipients) AS recipient ORDER BY recipient
+                             ON CONFLICT (session, user_id) DO UPDATE SET waiting = w.waiting + 1 RETURNING w.user_id, w.waiting LOOP
+                    IF r.waiting > p_queue_limit THEN
+                        UPDATE chat_entries SET pending = array_remove(pending, r.user_id)
+                            WHERE session = p_session
+                              AND seq = (SELECT min(seq) FROM chat_entries WHERE session = p_session AND r.user_id = ANY(pending));
+                        UPDATE chat_waiting SET waiting = waiting - 1, dropped = dropped + 1 WHERE session = p_session AND user_id = r.user_id;
+                        v_dropped := true;
+                    END IF;
+                END LOOP;
+                IF v_dropped THEN
+                    PERFORM safechat_chat_collect(p_session, p_stripe);
+                END IF;
+                PERFORM pg_notify('safechat_chat', p_origin || ' ' || p_session || ' ' || v_seq);
+                RETURN v_seq;
+            END $$
+            """,
+            """
+            CREATE FUNCTION safechat_chat_ack(p_session text, p_user text, p_seq bigint, p_stripe text, p_durable boolean)
+                RETURNS void LANGUAGE plpgsql AS $$
+            DECLARE
+                n integer;
+            BEGIN
+                IF NOT p_durable THEN
+                    PERFORM set_config('synchronous_commit', 'off', true);
+                END IF;
+                PERFORM 1 FROM chat_heads WHERE session = p_session FOR UPDATE;
+                UPDATE chat_entries SET pending = array_remove(pending, p_user)
+                    WHERE session = p_session AND seq <= p_seq AND p_user = ANY(pending);
+                GET DIAGNOSTICS n = ROW_COUNT;
+                IF n = 0 THEN
+                    RETURN;
+                END IF;
+                UPDATE chat_waiting SET waiting = greatest(waiting - n, 0) WHERE session = p_session AND user_id = p_user;
+                PERFORM safechat_chat_collect(p_session, p_stripe);
+            END $$
+            """,
         ]),
         Step(version: 7, summary: "storage quotas: each user's reserved bytes, counted once from the registry", statements: [
             "CREATE TABLE quota_usage (owner text PRIMARY KEY, bytes bigint NOT NULL)",

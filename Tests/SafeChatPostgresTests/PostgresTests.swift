@@ -2,7 +2,7 @@ import Foundation
 import SafeChatAPI
 @testable import SafeChatGateway
 import SafeChatKeys
-import SafeChatPostgres
+@testable import SafeChatPostgres
 import SafeChatTestSupport
 import SealedStream
 import Testing
@@ -288,6 +288,92 @@ import Testing
         #expect(try await first.value == true)
         #expect(try await b.runAlone("sweep") {} == true, "the next round runs on B")
         #expect(try await a.runAlone("sweep") {} == true)
+    }
+
+    /// The chat queue in PostgreSQL keeps the embedded queue's bounds: four accounts sending at
+    /// once each stop at their own share; the storage limit stops everyone else; a member's queue
+    /// keeps the newest deliveries and reports how many were dropped, once; deliveries past the
+    /// retention expire; and what is acknowledged gives every byte back.
+    @Test func theChatQueueKeepsItsBounds() async throws {
+        let server = try TestDatabase.fromEnvironment()
+        let name = "t_chatq_\(UInt32.random(in: 0...UInt32.max))"
+        try server.create(name)
+        defer { server.drop(name) }
+        let database = PostgresDatabase(settings: try server.settings(name))
+        let pool = Task { await database.run() }
+        defer { pool.cancel() }
+        try await SchemaMigrations.apply(on: database)
+        func queue(queueLimit: Int = 1000, retention: TimeInterval = 3600) -> PostgresChatQueue {
+            PostgresChatQueue(database: database, limits: ChatQueueLimits(queueLimit: queueLimit, retention: retention,
+                                                                          storageLimit: 16 * 20_000, accountLimit: 4_000),
+                              bus: LocalChatBus(), origin: "test")
+        }
+        let session = SessionID.random(), absent = UserID.random()
+        func wire(from sender: UserID, in session: SessionID = session) -> ChatMessageWire {
+            ChatMessageWire(sessionID: session.value, epoch: 0, sender: sender.value, messageID: Secrets.randomHex(16), sentAt: 1,
+                            ciphertext: String(repeating: "ab", count: 100), signature: String(repeating: "cd", count: 64))
+        }
+        let now = UInt64(Date().timeIntervalSince1970 * 1000)
+        let shared = queue()
+        let senders = (0..<4).map { _ in UserID.random() }
+        let counts = try await withThrowingTaskGroup(of: (Int, Bool).self) { group in
+            for sender in senders {
+                group.addTask {
+                    var count = 0
+                    while true {
+                        do {
+                            _ = try await shared.append(session: session, message: wire(from: sender), file: nil, recipients: [absent], now: now)
+                            count += 1
+                        } catch ChatLogError.accountFull {
+                            return (count, true)
+                        } catch {
+                            return (count, false)
+                        }
+                    }
+                }
+            }
+            return try await group.reduce(into: [(Int, Bool)]()) { $0.append($1) }
+        }
+        let cost = ChatEntry(session: session, seq: 1, time: now, recipients: [absent], message: wire(from: senders[0]), file: nil).cost
+        #expect(counts.allSatisfy { $0 == (4_000 / cost, true) }, "each account stops at its own share: \(counts), \(cost) bytes each")
+        // Others fill what is left of the storage (this session's sixteenth), then are refused as full.
+        var others = 0
+        while true {
+            do {
+                _ = try await shared.append(session: session, message: wire(from: UserID.random()), file: nil, recipients: [absent], now: now)
+                others += 1
+            } catch ChatLogError.full {
+                break
+            }
+        }
+        #expect((4 * (4_000 / cost) + others) * cost <= 20_000 && (4 * (4_000 / cost) + others + 1) * cost > 20_000)
+        let waiting = try await shared.backlog(session: session, user: absent)
+        #expect(waiting.entries.map(\.seq) == Array(1...UInt64(4 * (4_000 / cost) + others)), "numbered 1, 2, 3… with no gap")
+        try await shared.acknowledge(session: session, user: absent, upTo: waiting.entries.last!.seq)
+        let left = try await database.perform("usage") { client in
+            var rows: [Int64] = []
+            for try await bytes in try await client.query("SELECT bytes FROM chat_usage UNION ALL SELECT count(*) FROM chat_entries").decode(Int64.self) {
+                rows.append(bytes)
+            }
+            return rows
+        }
+        #expect(left.allSatisfy { $0 == 0 }, "every byte given back, every delivery deleted: \(left)")
+
+        // A member's queue holds the newest three; the two dropped are reported once.
+        let bounded = queue(queueLimit: 3), second = SessionID.random()
+        for _ in 1...5 {
+            _ = try await bounded.append(session: second, message: wire(from: senders[0], in: second), file: nil, recipients: [absent], now: now)
+        }
+        let backlog = try await bounded.backlog(session: second, user: absent)
+        #expect(backlog.entries.map(\.seq) == [3, 4, 5] && backlog.dropped == 2)
+        #expect(try await bounded.backlog(session: second, user: absent).dropped == 0)
+
+        // Past the retention, a delivery expires and counts as dropped.
+        let expiring = queue(retention: 60), third = SessionID.random()
+        _ = try await expiring.append(session: third, message: wire(from: senders[1], in: third), file: nil, recipients: [absent], now: now)
+        try await expiring.maintain(now: now + 61_000)
+        let expired = try await expiring.backlog(session: third, user: absent)
+        #expect(expired.entries.isEmpty && expired.dropped == 1)
     }
 
     /// The same registry operations give the same answers on PostgreSQL as on the embedded JSON
