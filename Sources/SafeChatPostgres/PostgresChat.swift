@@ -5,6 +5,7 @@ import PostgresNIO
 import SafeChatAPI
 import SafeChatGateway
 import SealedFormat
+import Synchronization
 
 /// Live chat across gateways: this gateway's connections through a ``LocalChatBus``, and what
 /// other gateways store brought in through PostgreSQL LISTEN/NOTIFY. A notification carries ids
@@ -61,6 +62,7 @@ public struct PostgresChatQueue: ChatQueue {
     let origin: String
     static let maintenanceLock: Int64 = 0x5AFE_C4A7_0000_0002
     static let stripes = 16
+    let acks = AckBatch()
 
     public init(database: PostgresDatabase, limits: ChatQueueLimits, bus: any ChatBus, origin: String) {
         self.database = database
@@ -99,9 +101,15 @@ public struct PostgresChatQueue: ChatQueue {
         return entry
     }
 
-    /// With `waitForDisk` false the ack is committed without waiting for the server's disk (a
-    /// crash of the database may forget the last moment's acks: their deliveries come again).
+    /// With `waitForDisk` false the ack joins the acks this gateway gathers for a few milliseconds
+    /// and records in one call, committed without waiting for the server's disk (a crash of the
+    /// database, or a call that fails, may forget the last moment's acks: their deliveries come
+    /// again, and the next cumulative ack covers them).
     public func acknowledge(session: SessionID, user: UserID, upTo seq: UInt64, waitForDisk: Bool) async throws {
+        guard waitForDisk else {
+            acks.add(session: session, user: user, seq: seq, database: database)
+            return
+        }
         try await database.perform("record chat acknowledgement") { client in
             _ = try await client.query("""
                 SELECT safechat_chat_ack(\(session.value), \(user.value), \(Int64(clamping: seq)), \(Self.stripe(of: session)), \(waitForDisk))
@@ -110,6 +118,10 @@ public struct PostgresChatQueue: ChatQueue {
     }
 
     public func backlog(session: SessionID, user: UserID) async throws -> (entries: [ChatEntry], dropped: UInt64) {
+        // An ack of this member still gathering here is recorded first: what they have is not sent again.
+        if let seq = acks.take(session: session, user: user) {
+            try await acknowledge(session: session, user: user, upTo: seq, waitForDisk: true)
+        }
         let logger = database.logger
         return try await database.transaction("read chat backlog") { connection in
             var entries: [ChatEntry] = []
@@ -241,6 +253,61 @@ public struct PostgresChatQueue: ChatQueue {
         let stored = try JSONDecoder().decode(ChatEntry.self, from: Data(record.utf8))
         return ChatEntry(session: stored.session, seq: UInt64(seq), time: stored.time, recipients: stored.recipients,
                          message: stored.message, file: stored.file)
+    }
+}
+
+/// The acks a gateway gathers: the highest seq per member and session, recorded together every
+/// few milliseconds (one call instead of one per ack frame, which at 1 000 connections was as
+/// much work for the database as the sends).
+final class AckBatch: Sendable {
+    private struct Key: Hashable {
+        let session: SessionID
+        let user: UserID
+    }
+    private struct State {
+        var pending: [Key: UInt64] = [:]
+        var scheduled = false
+    }
+    private let state = Mutex(State())
+    static let gathering: Duration = .milliseconds(5)
+
+    /// Takes the ack waiting here for `user` in `session`, if any (a backlog read records it first).
+    func take(session: SessionID, user: UserID) -> UInt64? {
+        state.withLock { $0.pending.removeValue(forKey: Key(session: session, user: user)) }
+    }
+
+    func add(session: SessionID, user: UserID, seq: UInt64, database: PostgresDatabase) {
+        let start = state.withLock { state in
+            let key = Key(session: session, user: user)
+            state.pending[key] = max(state.pending[key] ?? 0, seq)
+            defer { state.scheduled = true }
+            return !state.scheduled
+        }
+        guard start else { return }
+        Task { await self.flush(database) }
+    }
+
+    private func flush(_ database: PostgresDatabase) async {
+        while true {
+            try? await Task.sleep(for: Self.gathering)
+            let batch = state.withLock { state in
+                defer { state.pending = [:] }
+                if state.pending.isEmpty { state.scheduled = false }
+                return state.pending
+            }
+            guard !batch.isEmpty else { return }
+            let sorted = batch.sorted { ($0.key.session.value, $0.key.user.value) < ($1.key.session.value, $1.key.user.value) }
+            let query: PostgresQuery = """
+                SELECT safechat_chat_ack_many(\(sorted.map(\.key.session.value)), \(sorted.map(\.key.user.value)),
+                                              \(sorted.map { Int64(clamping: $0.value) }))
+                """
+            do {
+                try await database.perform("record chat acknowledgements") { client in _ = try await client.query(query) }
+            } catch {
+                database.logger.warning("chat acknowledgements not recorded (their deliveries may come again)",
+                                        metadata: ["count": "\(sorted.count)", "error": "\(error)"])
+            }
+        }
     }
 }
 

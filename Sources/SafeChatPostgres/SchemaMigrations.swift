@@ -217,6 +217,35 @@ public enum SchemaMigrations {
                 PERFORM safechat_chat_collect(p_session, p_stripe);
             END $$
             """,
+            // Many members' acks in one call (each gateway gathers them for a few milliseconds),
+            // committed without waiting for the disk: the sessions' head rows first, in order,
+            // then the entries, then the counters, owners by name and stripes last.
+            """
+            CREATE FUNCTION safechat_chat_ack_many(p_sessions text[], p_users text[], p_seqs bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+            DECLARE
+                i integer;
+                n integer;
+                r record;
+            BEGIN
+                PERFORM set_config('synchronous_commit', 'off', true);
+                PERFORM 1 FROM chat_heads WHERE session = ANY(p_sessions) ORDER BY session FOR UPDATE;
+                FOR i IN 1 .. cardinality(p_sessions) LOOP
+                    UPDATE chat_entries SET pending = array_remove(pending, p_users[i])
+                        WHERE session = p_sessions[i] AND seq <= p_seqs[i] AND p_users[i] = ANY(pending);
+                    GET DIAGNOSTICS n = ROW_COUNT;
+                    IF n > 0 THEN
+                        UPDATE chat_waiting SET waiting = greatest(waiting - n, 0) WHERE session = p_sessions[i] AND user_id = p_users[i];
+                    END IF;
+                END LOOP;
+                FOR r IN WITH gone AS (DELETE FROM chat_entries WHERE session = ANY(p_sessions) AND cardinality(pending) = 0
+                                       RETURNING owner, cost, '*' || left(session, 1) AS stripe),
+                              sums AS (SELECT 0 AS kind, owner AS name, sum(cost)::bigint AS bytes FROM gone WHERE owner <> '' GROUP BY owner
+                                       UNION ALL SELECT 1, stripe, sum(cost)::bigint FROM gone GROUP BY stripe)
+                         SELECT name, bytes FROM sums ORDER BY kind, name LOOP
+                    UPDATE chat_usage SET bytes = greatest(bytes - r.bytes, 0) WHERE owner = r.name;
+                END LOOP;
+            END $$
+            """,
         ]),
         Step(version: 7, summary: "storage quotas: each user's reserved bytes, counted once from the registry", statements: [
             "CREATE TABLE quota_usage (owner text PRIMARY KEY, bytes bigint NOT NULL)",
