@@ -87,7 +87,7 @@ if [ $chat -eq 1 ]; then
   echo "Chat, 1000 connections at $rate msg/s (safechat-chat-bench, $runs runs per configuration):"
   for config in "http://127.0.0.1:18181" "http://127.0.0.1:18181,http://127.0.0.1:18182"; do
     .build/release/safechat-chat-bench --servers "$config" --gateway-pid "${pids[0]}" --rate "$rate" --seconds "$seconds" --runs "$runs" \
-      --work-dir "$work/chat" 2>/dev/null | { grep -E '^(chat on|run|chat alone|  target)' || true; }
+      --work-dir "$work/chat" 2>/dev/null | { grep -E '^(chat on|run|chat alone|  target)' || true; } || true
   done
   echo
 fi

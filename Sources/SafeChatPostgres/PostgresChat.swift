@@ -44,12 +44,12 @@ public final class PostgresChatBus: ChatBus {
 }
 
 /// The offline queue in PostgreSQL (the ``ChatQueue`` of every gateway on the database): a row per
-/// waiting delivery with the recipients who have not acknowledged it yet (`pending`), a row per
-/// member and session counting what waits for them and what was dropped, and usage counters for
-/// the storage limits. A send is one call of `safechat_chat_send` (schema step 6), committed
-/// before its sender is answered; an ack is one call of `safechat_chat_ack`, and a delivery's row
-/// is deleted once its last recipient acknowledges it. Expiry runs once per cluster: whichever
-/// gateway takes the maintenance lock first that second.
+/// waiting delivery, a cursor per member and session (the seq they acknowledged, and how many
+/// deliveries were dropped for them), and usage counters for the storage limits. A send is one call
+/// of `safechat_chat_send` (schema step 6), committed before its sender is answered; acks are
+/// gathered for a few milliseconds and recorded in one call of `safechat_chat_ack`, which deletes
+/// at once what every recipient has. Expiry and the per-member queue bound are applied once a
+/// second by one gateway of the cluster (`safechat_chat_maintain`, under the maintenance lock).
 ///
 /// The storage limit in all is kept in 16 stripes (the usage rows `*0` … `*f`, a session's by the
 /// first digit of its id), each allowed a sixteenth of it: sends in different sessions do not
@@ -82,8 +82,8 @@ public struct PostgresChatQueue: ChatQueue {
         let accountLimit = limits.accountLimit, stripeLimit = self.stripeLimit
         let query: PostgresQuery = """
             SELECT safechat_chat_send(\(session.value), \(Int64(clamping: now)), \(unnumbered.owner?.value ?? ""), \(unnumbered.cost),
-                                      \(recipients.map(\.value)), \(record), \(limits.queueLimit), \(Int64(accountLimit)),
-                                      \(Self.stripe(of: session)), \(stripeLimit), \(origin))
+                                      \(recipients.map(\.value)), \(record), \(Int64(accountLimit)), \(Self.stripe(of: session)),
+                                      \(stripeLimit), \(origin))
             """
         let seq = try await database.perform("store chat delivery") { client in
             do {
@@ -112,7 +112,7 @@ public struct PostgresChatQueue: ChatQueue {
         }
         try await database.perform("record chat acknowledgement") { client in
             _ = try await client.query("""
-                SELECT safechat_chat_ack(\(session.value), \(user.value), \(Int64(clamping: seq)), \(Self.stripe(of: session)), \(waitForDisk))
+                SELECT safechat_chat_ack(\([session.value]), \([user.value]), \([Int64(clamping: seq)]), true)
                 """)
         }
     }
@@ -126,15 +126,19 @@ public struct PostgresChatQueue: ChatQueue {
         return try await database.transaction("read chat backlog") { connection in
             var entries: [ChatEntry] = []
             for try await (seq, record) in try await connection.query("""
-                SELECT seq, record FROM chat_entries WHERE session = \(session.value) AND \(user.value) = ANY(pending) ORDER BY seq
+                SELECT seq, record FROM chat_entries
+                WHERE session = \(session.value) AND \(user.value) = ANY(recipients)
+                  AND seq > coalesce((SELECT acked FROM chat_cursors WHERE session = \(session.value) AND user_id = \(user.value)), 0)
+                ORDER BY seq
                 """, logger: logger).decode((Int64, String).self) {
                 entries.append(try Self.entry(record, seq: seq))
             }
             var dropped: Int64 = 0
             for try await count in try await connection.query("""
-                WITH old AS (SELECT dropped FROM chat_waiting WHERE session = \(session.value) AND user_id = \(user.value) FOR UPDATE)
-                UPDATE chat_waiting SET dropped = 0 FROM old
-                WHERE chat_waiting.session = \(session.value) AND chat_waiting.user_id = \(user.value) RETURNING old.dropped
+                WITH old AS (SELECT dropped FROM chat_cursors WHERE session = \(session.value) AND user_id = \(user.value) FOR UPDATE)
+                UPDATE chat_cursors SET dropped = 0 FROM old
+                WHERE chat_cursors.session = \(session.value) AND chat_cursors.user_id = \(user.value) AND old.dropped > 0
+                RETURNING old.dropped
                 """, logger: logger).decode(Int64.self) {
                 dropped = count
             }
@@ -143,51 +147,39 @@ public struct PostgresChatQueue: ChatQueue {
     }
 
     public func retain(members: Set<UserID>, of session: SessionID) async throws {
-        let gone = try await database.perform("find former members' deliveries") { client in
+        let (gone, head) = try await database.perform("find former members' deliveries") { client in
             var gone: [String] = []
             for try await user in try await client.query("""
-                SELECT user_id FROM chat_waiting WHERE session = \(session.value) AND waiting > 0 AND NOT (user_id = ANY(\(members.map(\.value))))
+                SELECT DISTINCT m.user_id FROM chat_entries e CROSS JOIN unnest(e.recipients) AS m(user_id)
+                LEFT JOIN chat_cursors k ON k.session = e.session AND k.user_id = m.user_id
+                WHERE e.session = \(session.value) AND coalesce(k.acked, 0) < e.seq AND NOT (m.user_id = ANY(\(members.map(\.value))))
                 """).decode(String.self) {
                 gone.append(user)
             }
-            return gone
+            var head: Int64 = 0
+            for try await value in try await client.query("SELECT head FROM chat_heads WHERE session = \(session.value)").decode(Int64.self) {
+                head = value
+            }
+            return (gone, head)
         }
-        for user in gone.compactMap({ UserID($0) }) {
-            try await acknowledge(session: session, user: user, upTo: UInt64(Int64.max), waitForDisk: true)
+        guard !gone.isEmpty else { return }
+        try await database.perform("drop former members' deliveries") { client in
+            _ = try await client.query("""
+                SELECT safechat_chat_ack(\(gone.map { _ in session.value }), \(gone), \(gone.map { _ in head }), true)
+                """)
         }
     }
 
     public func maintain(now: UInt64) async throws {
-        let logger = database.logger, cutoff = Int64(clamping: now) - Int64(limits.retention * 1000)
-        try await database.transaction("expire chat deliveries") { connection in
+        let logger = database.logger, cutoff = Int64(clamping: now) - Int64(limits.retention * 1000), queueLimit = Int64(limits.queueLimit)
+        try await database.transaction("maintain the chat queue") { connection in
             var mine = false
             for try await taken in try await connection.query("SELECT pg_try_advisory_xact_lock(\(Self.maintenanceLock))",
                                                               logger: logger).decode(Bool.self) {
                 mine = taken
             }
             guard mine else { return }
-            var expired: [(String, String, Int, [String])] = []
-            for try await row in try await connection.query("""
-                DELETE FROM chat_entries WHERE time < \(cutoff) RETURNING session, owner, cost, pending
-                """, logger: logger).decode((String, String, Int, [String]).self) {
-                expired.append(row)
-            }
-            for (session, _, _, pending) in expired where !pending.isEmpty {
-                try await connection.query("""
-                    UPDATE chat_waiting SET waiting = greatest(waiting - 1, 0), dropped = dropped + 1
-                    WHERE session = \(session) AND user_id = ANY(\(pending))
-                    """, logger: logger)
-            }
-            // Owners by name, then stripes: the order every other writer takes them in.
-            var owners: [String: Int] = [:], stripes: [String: Int] = [:]
-            for (session, owner, cost, _) in expired {
-                if !owner.isEmpty { owners[owner, default: 0] += cost }
-                if let id = SessionID(session) { stripes[Self.stripe(of: id), default: 0] += cost }
-            }
-            for (row, bytes) in owners.sorted(by: { $0.key < $1.key }) + stripes.sorted(by: { $0.key < $1.key }) {
-                try await connection.query("UPDATE chat_usage SET bytes = greatest(bytes - \(bytes), 0) WHERE owner = \(row)", logger: logger)
-            }
-            try await connection.query("DELETE FROM chat_tickets WHERE expires < now()", logger: logger)
+            try await connection.query("SELECT safechat_chat_maintain(\(cutoff), \(queueLimit))", logger: logger)
         }
     }
 
@@ -206,7 +198,7 @@ public struct PostgresChatQueue: ChatQueue {
             for (entry, pending) in export.entries {
                 let record = String(decoding: try JSONEncoder().encode(entry), as: UTF8.self)
                 let inserted = try await connection.query("""
-                    INSERT INTO chat_entries (session, seq, time, owner, cost, pending, record)
+                    INSERT INTO chat_entries (session, seq, time, owner, cost, recipients, record)
                     VALUES (\(entry.session.value), \(Int64(clamping: entry.seq)), \(Int64(clamping: entry.time)), \(entry.owner?.value ?? ""),
                             \(entry.cost), \(pending.map(\.value)), \(record))
                     ON CONFLICT (session, seq) DO NOTHING RETURNING 1
@@ -219,16 +211,12 @@ public struct PostgresChatQueue: ChatQueue {
                         ON CONFLICT (owner) DO UPDATE SET bytes = chat_usage.bytes + EXCLUDED.bytes
                         """, logger: logger)
                 }
-                try await connection.query("""
-                    INSERT INTO chat_waiting (session, user_id, waiting, dropped) SELECT \(entry.session.value), unnest(\(pending.map(\.value))), 1, 0
-                    ON CONFLICT (session, user_id) DO UPDATE SET waiting = chat_waiting.waiting + 1
-                    """, logger: logger)
             }
             for (session, users) in export.dropped {
                 for (user, count) in users {
                     try await connection.query("""
-                        INSERT INTO chat_waiting (session, user_id, waiting, dropped) VALUES (\(session.value), \(user.value), 0, \(Int64(clamping: count)))
-                        ON CONFLICT (session, user_id) DO UPDATE SET dropped = greatest(chat_waiting.dropped, EXCLUDED.dropped)
+                        INSERT INTO chat_cursors (session, user_id, acked, dropped) VALUES (\(session.value), \(user.value), 0, \(Int64(clamping: count)))
+                        ON CONFLICT (session, user_id) DO UPDATE SET dropped = greatest(chat_cursors.dropped, EXCLUDED.dropped)
                         """, logger: logger)
                 }
             }
@@ -298,8 +286,8 @@ final class AckBatch: Sendable {
             guard !batch.isEmpty else { return }
             let sorted = batch.sorted { ($0.key.session.value, $0.key.user.value) < ($1.key.session.value, $1.key.user.value) }
             let query: PostgresQuery = """
-                SELECT safechat_chat_ack_many(\(sorted.map(\.key.session.value)), \(sorted.map(\.key.user.value)),
-                                              \(sorted.map { Int64(clamping: $0.value) }))
+                SELECT safechat_chat_ack(\(sorted.map(\.key.session.value)), \(sorted.map(\.key.user.value)),
+                                         \(sorted.map { Int64(clamping: $0.value) }), false)
                 """
             do {
                 try await database.perform("record chat acknowledgements") { client in _ = try await client.query(query) }

@@ -96,7 +96,7 @@ public enum SchemaMigrations {
                 PRIMARY KEY (session_id, epoch))
             """,
         ]),
-        Step(version: 6, summary: "chat: the offline queue, its counters, and browsers' WebSocket tickets", statements: [
+        Step(version: 6, summary: "chat: the offline queue, members' cursors, usage counters, and browsers' WebSocket tickets", statements: [
             "CREATE TABLE chat_heads (session text PRIMARY KEY, head bigint NOT NULL)",
             """
             CREATE TABLE chat_entries (
@@ -105,16 +105,16 @@ public enum SchemaMigrations {
                 time bigint NOT NULL,
                 owner text NOT NULL,
                 cost integer NOT NULL,
-                pending text[] NOT NULL,
+                recipients text[] NOT NULL,
                 record text NOT NULL,
                 PRIMARY KEY (session, seq))
             """,
             "CREATE INDEX chat_entries_by_time ON chat_entries (time)",
             """
-            CREATE TABLE chat_waiting (
+            CREATE TABLE chat_cursors (
                 session text NOT NULL,
                 user_id text NOT NULL,
-                waiting integer NOT NULL,
+                acked bigint NOT NULL,
                 dropped bigint NOT NULL,
                 PRIMARY KEY (session, user_id))
             """,
@@ -129,36 +129,15 @@ public enum SchemaMigrations {
                 expires timestamptz NOT NULL)
             """,
             "CREATE INDEX chat_tickets_by_user ON chat_tickets (user_id)",
-            // Each of these runs as one statement, one round trip. Locks are taken in one order
-            // everywhere (the session's head row, its entries, its members' rows, the owners' usage
-            // rows by name, the stripe's), so sends and acks of one session take turns and
-            // nothing waits in a cycle.
-            """
-            CREATE FUNCTION safechat_chat_collect(p_session text, p_stripe text) RETURNS void LANGUAGE plpgsql AS $$
-            DECLARE
-                r record;
-                total bigint := 0;
-            BEGIN
-                FOR r IN WITH gone AS (DELETE FROM chat_entries WHERE session = p_session AND cardinality(pending) = 0 RETURNING owner, cost)
-                         SELECT owner, sum(cost)::bigint AS bytes FROM gone GROUP BY owner ORDER BY owner LOOP
-                    IF r.owner <> '' THEN
-                        UPDATE chat_usage SET bytes = greatest(bytes - r.bytes, 0) WHERE owner = r.owner;
-                    END IF;
-                    total := total + r.bytes;
-                END LOOP;
-                IF total > 0 THEN
-                    UPDATE chat_usage SET bytes = greatest(bytes - total, 0) WHERE owner = p_stripe;
-                END IF;
-            END $$
-            """,
+            // Each function runs as one statement: one round trip. Locks are taken in one order
+            // everywhere (a session's head row, then entries and cursors, then the usage rows:
+            // owners by name, stripes last), so nothing waits in a cycle.
             """
             CREATE FUNCTION safechat_chat_send(p_session text, p_time bigint, p_owner text, p_cost bigint, p_recipients text[],
-                                               p_record text, p_queue_limit bigint, p_account_limit bigint, p_stripe text,
-                                               p_stripe_limit bigint, p_origin text) RETURNS bigint LANGUAGE plpgsql AS $$
+                                               p_record text, p_account_limit bigint, p_stripe text, p_stripe_limit bigint,
+                                               p_origin text) RETURNS bigint LANGUAGE plpgsql AS $$
             DECLARE
                 v_seq bigint;
-                r record;
-                v_dropped boolean := false;
             BEGIN
                 INSERT INTO chat_heads AS h (session, head) VALUES (p_session, 1)
                     ON CONFLICT (session) DO UPDATE SET head = h.head + 1 RETURNING head INTO v_seq;
@@ -177,73 +156,86 @@ public enum SchemaMigrations {
                 IF NOT FOUND THEN
                     RAISE EXCEPTION 'the chat storage is full' USING ERRCODE = 'SC002';
                 END IF;
-                INSERT INTO chat_entries (session, seq, time, owner, cost, pending, record)
+                INSERT INTO chat_entries (session, seq, time, owner, cost, recipients, record)
                     VALUES (p_session, v_seq, p_time, p_owner, p_cost, p_recipients, p_record);
-                FOR r IN INSERT INTO chat_waiting AS w (session, user_id, waiting, dropped)
-                             SELECT p_session, recipient, 1, 0 FROM unnest(p_recipients) AS recipient ORDER BY recipient
-                             ON CONFLICT (session, user_id) DO UPDATE SET waiting = w.waiting + 1 RETURNING w.user_id, w.waiting LOOP
-                    IF r.waiting > p_queue_limit THEN
-                        UPDATE chat_entries SET pending = array_remove(pending, r.user_id)
-                            WHERE session = p_session
-                              AND seq = (SELECT min(seq) FROM chat_entries WHERE session = p_session AND r.user_id = ANY(pending));
-                        UPDATE chat_waiting SET waiting = waiting - 1, dropped = dropped + 1 WHERE session = p_session AND user_id = r.user_id;
-                        v_dropped := true;
-                    END IF;
-                END LOOP;
-                IF v_dropped THEN
-                    PERFORM safechat_chat_collect(p_session, p_stripe);
-                END IF;
                 PERFORM pg_notify('safechat_chat', p_origin || ' ' || p_session || ' ' || v_seq);
                 RETURN v_seq;
             END $$
             """,
+            // Deletes the entries of `p_sessions` every recipient's cursor has passed, and gives
+            // their bytes back.
             """
-            CREATE FUNCTION safechat_chat_ack(p_session text, p_user text, p_seq bigint, p_stripe text, p_durable boolean)
-                RETURNS void LANGUAGE plpgsql AS $$
+            CREATE FUNCTION safechat_chat_collect(p_sessions text[]) RETURNS void LANGUAGE plpgsql AS $$
             DECLARE
-                n integer;
+                r record;
+            BEGIN
+                FOR r IN WITH gone AS (
+                             DELETE FROM chat_entries e WHERE e.session = ANY(p_sessions) AND NOT EXISTS (
+                                 SELECT 1 FROM unnest(e.recipients) AS m(user_id)
+                                 LEFT JOIN chat_cursors c ON c.session = e.session AND c.user_id = m.user_id
+                                 WHERE coalesce(c.acked, 0) < e.seq)
+                             RETURNING owner, cost, '*' || left(session, 1) AS stripe),
+                         sums AS (SELECT 0 AS kind, owner AS name, sum(cost)::bigint AS bytes FROM gone WHERE owner <> '' GROUP BY owner
+                                  UNION ALL SELECT 1, stripe, sum(cost)::bigint FROM gone GROUP BY stripe)
+                         SELECT name, bytes FROM sums ORDER BY kind, name LOOP
+                    UPDATE chat_usage SET bytes = greatest(bytes - r.bytes, 0) WHERE owner = r.name;
+                END LOOP;
+            END $$
+            """,
+            // Many members' acks in one call (each gateway gathers them for a few milliseconds):
+            // each moves a member's cursor; what every recipient has is deleted at once.
+            """
+            CREATE FUNCTION safechat_chat_ack(p_sessions text[], p_users text[], p_seqs bigint[], p_durable boolean)
+                RETURNS void LANGUAGE plpgsql AS $$
             BEGIN
                 IF NOT p_durable THEN
                     PERFORM set_config('synchronous_commit', 'off', true);
                 END IF;
-                PERFORM 1 FROM chat_heads WHERE session = p_session FOR UPDATE;
-                UPDATE chat_entries SET pending = array_remove(pending, p_user)
-                    WHERE session = p_session AND seq <= p_seq AND p_user = ANY(pending);
-                GET DIAGNOSTICS n = ROW_COUNT;
-                IF n = 0 THEN
-                    RETURN;
-                END IF;
-                UPDATE chat_waiting SET waiting = greatest(waiting - n, 0) WHERE session = p_session AND user_id = p_user;
-                PERFORM safechat_chat_collect(p_session, p_stripe);
+                INSERT INTO chat_cursors AS c (session, user_id, acked, dropped)
+                    SELECT a.session, a.user_id, a.seq, 0 FROM unnest(p_sessions, p_users, p_seqs) AS a(session, user_id, seq)
+                    ORDER BY a.session, a.user_id
+                    ON CONFLICT (session, user_id) DO UPDATE SET acked = greatest(c.acked, EXCLUDED.acked);
+                PERFORM safechat_chat_collect(p_sessions);
             END $$
             """,
-            // Many members' acks in one call (each gateway gathers them for a few milliseconds),
-            // committed without waiting for the disk: the sessions' head rows first, in order,
-            // then the entries, then the counters, owners by name and stripes last.
+            // Once a second, on one gateway: deliveries past the retention are deleted (counted as
+            // dropped for who had not received them), and each member keeps at most `p_queue_limit`
+            // waiting deliveries per session (the oldest beyond it are dropped for them).
             """
-            CREATE FUNCTION safechat_chat_ack_many(p_sessions text[], p_users text[], p_seqs bigint[]) RETURNS void LANGUAGE plpgsql AS $$
+            CREATE FUNCTION safechat_chat_maintain(p_cutoff bigint, p_queue_limit bigint) RETURNS void LANGUAGE plpgsql AS $$
             DECLARE
-                i integer;
-                n integer;
                 r record;
+                v_sessions text[];
             BEGIN
-                PERFORM set_config('synchronous_commit', 'off', true);
-                PERFORM 1 FROM chat_heads WHERE session = ANY(p_sessions) ORDER BY session FOR UPDATE;
-                FOR i IN 1 .. cardinality(p_sessions) LOOP
-                    UPDATE chat_entries SET pending = array_remove(pending, p_users[i])
-                        WHERE session = p_sessions[i] AND seq <= p_seqs[i] AND p_users[i] = ANY(pending);
-                    GET DIAGNOSTICS n = ROW_COUNT;
-                    IF n > 0 THEN
-                        UPDATE chat_waiting SET waiting = greatest(waiting - n, 0) WHERE session = p_sessions[i] AND user_id = p_users[i];
-                    END IF;
-                END LOOP;
-                FOR r IN WITH gone AS (DELETE FROM chat_entries WHERE session = ANY(p_sessions) AND cardinality(pending) = 0
-                                       RETURNING owner, cost, '*' || left(session, 1) AS stripe),
+                FOR r IN WITH gone AS (DELETE FROM chat_entries WHERE time < p_cutoff RETURNING session, seq, owner, cost, recipients),
+                              missed AS (INSERT INTO chat_cursors AS c (session, user_id, acked, dropped)
+                                             SELECT g.session, m.user_id, 0, count(*) FROM gone g CROSS JOIN unnest(g.recipients) AS m(user_id)
+                                             LEFT JOIN chat_cursors k ON k.session = g.session AND k.user_id = m.user_id
+                                             WHERE coalesce(k.acked, 0) < g.seq GROUP BY g.session, m.user_id ORDER BY g.session, m.user_id
+                                             ON CONFLICT (session, user_id) DO UPDATE SET dropped = c.dropped + EXCLUDED.dropped),
                               sums AS (SELECT 0 AS kind, owner AS name, sum(cost)::bigint AS bytes FROM gone WHERE owner <> '' GROUP BY owner
-                                       UNION ALL SELECT 1, stripe, sum(cost)::bigint FROM gone GROUP BY stripe)
+                                       UNION ALL SELECT 1, '*' || left(session, 1), sum(cost)::bigint FROM gone GROUP BY 2)
                          SELECT name, bytes FROM sums ORDER BY kind, name LOOP
                     UPDATE chat_usage SET bytes = greatest(bytes - r.bytes, 0) WHERE owner = r.name;
                 END LOOP;
+                WITH waiting AS (
+                         SELECT e.session, m.user_id, e.seq,
+                                row_number() OVER (PARTITION BY e.session, m.user_id ORDER BY e.seq DESC) AS newest
+                         FROM chat_entries e CROSS JOIN unnest(e.recipients) AS m(user_id)
+                         LEFT JOIN chat_cursors k ON k.session = e.session AND k.user_id = m.user_id
+                         WHERE coalesce(k.acked, 0) < e.seq),
+                     over AS (SELECT session, user_id, max(seq) AS upto, count(*) AS n FROM waiting WHERE newest > p_queue_limit
+                              GROUP BY session, user_id),
+                     moved AS (INSERT INTO chat_cursors AS c (session, user_id, acked, dropped)
+                                   SELECT session, user_id, upto, n FROM over ORDER BY session, user_id
+                                   ON CONFLICT (session, user_id) DO UPDATE SET acked = greatest(c.acked, EXCLUDED.acked),
+                                                                               dropped = c.dropped + EXCLUDED.dropped
+                                   RETURNING c.session)
+                    SELECT array_agg(DISTINCT session) INTO v_sessions FROM moved;
+                IF v_sessions IS NOT NULL THEN
+                    PERFORM safechat_chat_collect(v_sessions);
+                END IF;
+                DELETE FROM chat_tickets WHERE expires < now();
             END $$
             """,
         ]),

@@ -350,6 +350,13 @@ import Testing
         let waiting = try await shared.backlog(session: session, user: absent)
         #expect(waiting.entries.map(\.seq) == Array(1...UInt64(4 * (4_000 / cost) + others)), "numbered 1, 2, 3… with no gap")
         try await shared.acknowledge(session: session, user: absent, upTo: waiting.entries.last!.seq)
+        func usage(of owner: String) async throws -> Int64 {
+            try await database.perform("usage") { client in
+                var bytes: Int64 = 0
+                for try await value in try await client.query("SELECT bytes FROM chat_usage WHERE owner = \(owner)").decode(Int64.self) { bytes = value }
+                return bytes
+            }
+        }
         let left = try await database.perform("usage") { client in
             var rows: [Int64] = []
             for try await bytes in try await client.query("SELECT bytes FROM chat_usage UNION ALL SELECT count(*) FROM chat_entries").decode(Int64.self) {
@@ -359,14 +366,17 @@ import Testing
         }
         #expect(left.allSatisfy { $0 == 0 }, "every byte given back, every delivery deleted: \(left)")
 
-        // A member's queue holds the newest three; the two dropped are reported once.
+        // A member's queue holds the newest three (applied by the cluster's maintenance, once a
+        // second); the two dropped are reported once, and their bytes given back.
         let bounded = queue(queueLimit: 3), second = SessionID.random()
         for _ in 1...5 {
             _ = try await bounded.append(session: second, message: wire(from: senders[0], in: second), file: nil, recipients: [absent], now: now)
         }
+        try await bounded.maintain(now: now)
         let backlog = try await bounded.backlog(session: second, user: absent)
         #expect(backlog.entries.map(\.seq) == [3, 4, 5] && backlog.dropped == 2)
         #expect(try await bounded.backlog(session: second, user: absent).dropped == 0)
+        #expect(try await usage(of: senders[0].value) == Int64(3 * cost))
 
         // Past the retention, a delivery expires and counts as dropped.
         let expiring = queue(retention: 60), third = SessionID.random()
