@@ -41,10 +41,12 @@ struct LoginRoutes: Sendable {
 }
 
 /// POST /logout: revokes the token it is sent with, alone, at once: every request with it is then
-/// 401, and the chat connections it opened close within a second.
+/// 401, and the chat connections it opened close: on this gateway before the answer, on the others
+/// at their next audit (within a second).
 struct LogoutRoute: Sendable {
     let users: any AccountStore
     let revocations: any RevocationStore
+    let loggedOut: @Sendable (UserID) async -> Void
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.post("logout") { _, context in
@@ -55,6 +57,7 @@ struct LogoutRoute: Sendable {
             let revokedAlone = if let id = claims.id { try await revocations.revoke(id, of: principal.id, expires: claims.expires) } else { false }
             if !revokedAlone { try await users.revokeTokens(of: principal.id) }
             context.logger.info("logout", metadata: ["user_id": "\(principal.id)", "all_tokens": "\(!revokedAlone)"])
+            await loggedOut(principal.id)
             return Response(status: .noContent)
         }
     }

@@ -218,11 +218,12 @@ struct ChatService: Sendable {
     /// once a second and after membership changes, on every gateway: with state in a database, a
     /// revocation or removal made through another gateway is seen here at the next audit). Each
     /// token and each session is looked up once per audit, however many connections share it; one
-    /// that cannot be looked up now (the database is away) is left open until it can.
-    func audit() async {
+    /// that cannot be looked up now (the database is away) is left open until it can. After a
+    /// logout, only that user's connections are looked at.
+    func audit(only user: UserID? = nil) async {
         var valid: [String: Bool] = [:]
         var members: [SessionID: Set<UserID>?] = [:]
-        for (registration, connection) in hub.all() {
+        for (registration, connection) in hub.all() where user == nil || connection.principal.id == user {
             let user = connection.principal.id, key = "\(user) \(connection.token.generation) \(connection.token.id ?? "")"
             if valid[key] == nil {
                 do {

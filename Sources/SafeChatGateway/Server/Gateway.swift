@@ -92,7 +92,7 @@ public struct Gateway: Sendable {
         LoginRoutes(users: users, tokens: tokens, throttle: throttle).register(on: router)
         let authenticated = router.group().add(middleware: AuthenticationMiddleware(tokens: TokenValidator(service: tokens, users: users,
                                                                                                            revocations: revocations)))
-        LogoutRoute(users: users, revocations: revocations).register(on: authenticated)
+        LogoutRoute(users: users, revocations: revocations, loggedOut: { [chat] in await chat.audit(only: $0) }).register(on: authenticated)
         UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
             .register(authenticated: authenticated, open: router)
         FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
@@ -130,7 +130,7 @@ public struct Gateway: Sendable {
             responder: FrontResponder(routes: makeRouter(routeTable: routeTable).buildResponder(), routeTable: routeTable,
                                       maxFileSize: configuration.maxFileSize), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [Sweeper(uploads: uploads, users: users, leases: leases, logger: logger), ChatMaintenance(chat: chat, logger: logger)],
+            services: [Sweeper(uploads: uploads, users: users, leases: leases, logger: logger), ChatMaintenance(chat: chat, logger: logger), ChatAudit(chat: chat)],
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }

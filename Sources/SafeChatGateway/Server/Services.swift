@@ -38,8 +38,7 @@ struct Sweeper: Service {
     }
 }
 
-/// Once a second: deletes chat deliveries past their retention, and closes chat connections whose
-/// token was revoked or whose user left the session.
+/// Once a second: deletes chat deliveries past their retention.
 struct ChatMaintenance: Service {
     let chat: ChatService
     let logger: Logger
@@ -52,6 +51,19 @@ struct ChatMaintenance: Service {
                 // It runs again next second; a log that cannot be written needs an operator.
                 logger.error("chat log maintenance failed", metadata: ["error": "\(error)"])
             }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
+        }
+    }
+}
+
+/// Once a second: closes chat connections whose token was revoked or whose user left the session.
+/// A loop of its own, so that a maintenance round waiting on a slow disk never holds a revoked
+/// connection open.
+struct ChatAudit: Service {
+    let chat: ChatService
+
+    func run() async throws {
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             await chat.audit()
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
