@@ -47,6 +47,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 psql -q "$SAFECHAT_TEST_DATABASE_URL" -c "CREATE DATABASE $name"
 "$bin" migrate --database "$db" >/dev/null
 
@@ -84,10 +85,22 @@ done
 
 if [ $chat -eq 1 ]; then
   for n in $(seq 2 10); do printf 'password123\npassword123\n' | "$bin" user add "user$n" --database "$db" >/dev/null 2>&1; done
-  echo "Chat, 1000 connections at $rate msg/s (safechat-chat-bench, $runs runs per configuration):"
-  for config in "http://127.0.0.1:18181" "http://127.0.0.1:18181,http://127.0.0.1:18182"; do
-    .build/release/safechat-chat-bench --servers "$config" --gateway-pid "${pids[0]}" --rate "$rate" --seconds "$seconds" --runs "$runs" \
-      --work-dir "$work/chat" 2>/dev/null | { grep -E '^(chat on|run|chat alone|  target)' || true; } || true
+  echo "Chat, 1000 connections at $rate msg/s for $seconds s (safechat-chat-bench), one gateway and two, interleaved:"
+  : > "$work/chat-one"; : > "$work/chat-two"
+  for run in $(seq 1 "$runs"); do
+    if [ $((run % 2)) -eq 1 ]; then order="one two"; else order="two one"; fi
+    for config in $order; do
+      servers=http://127.0.0.1:18181; [ $config = two ] && servers=$servers,http://127.0.0.1:18182
+      line=$(.build/release/safechat-chat-bench --servers "$servers" --gateway-pid "${pids[0]}" --rate "$rate" --seconds "$seconds" --runs 1 \
+               --work-dir "$work/chat" 2>"$work/chat.log" | grep '^run 1 chat alone' || true)
+      [ -n "$line" ] || { echo "cluster-bench: the chat bench failed:" >&2; tail -3 "$work/chat.log" >&2; exit 1; }
+      echo "run $run, $config gateway(s): ${line#run 1 chat alone: }"
+      echo "$line" | sed -E 's/.*p50 ([0-9.na]+) ms p99 ([0-9.na]+) ms.*/\1 \2/' >> "$work/chat-$config"
+    done
+  done
+  for config in one two; do
+    p50=$(cut -d' ' -f1 "$work/chat-$config" | median); p99=$(cut -d' ' -f2 "$work/chat-$config" | median)
+    echo "$config gateway(s): median p50 $p50 ms, p99 $p99 ms (target p99 < 20 ms)"
   done
   echo
 fi
@@ -134,7 +147,6 @@ wait_clients() { # every client job, failing the bench if one failed
   [ $failed -eq 0 ] || { echo "cluster-bench: a client failed" >&2; exit 1; }
 }
 
-median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 : > "$work/one"; : > "$work/two"
 for run in $(seq 1 "$runs"); do
   if [ $((run % 2)) -eq 1 ]; then order="one two"; else order="two one"; fi

@@ -1,6 +1,6 @@
 // safechat-chat-bench: chat load against a running gateway, from a second process.
 //
-// Set-up (not timed): logs in --users users, gives each an identity, and has the first create
+// Set-up (not timed): logs in --users users, gives each an identity, and has them create, in turn,
 // --sessions sessions with all of them; each (user, session) pair is one WebSocket connection, so
 // the defaults are 1000 connections across 100 sessions of 10 members. Every message is sealed and
 // signed exactly as `safechat send` does (ChatMessage.seal, under the epoch's chat key), ahead of
@@ -101,7 +101,8 @@ struct BenchSession: Sendable {
 }
 
 func setUp() async throws -> (members: [Member], sessions: [BenchSession]) {
-    try? FileManager.default.removeItem(atPath: options.workDirectory)
+    // The work directory is kept: it holds the users' identities, which the gateway already has
+    // when the bench runs again against it.
     var members: [Member] = []
     for n in 1...options.users {
         let name = "user\(n)"
@@ -112,10 +113,11 @@ func setUp() async throws -> (members: [Member], sessions: [BenchSession]) {
         let (identity, _) = try await Identities.ensure(for: login, store: store)
         members.append(Member(name: name, login: login, identity: identity, sessions: SessionClient(session: login, identity: identity, identities: store)))
     }
-    let creator = members[0]
-    let others = members.dropFirst().map(\.name)
     var sessions: [BenchSession] = []
     for n in 0..<options.sessions {
+        // Made by each member in turn: repeated runs stay within the sessions an account may create.
+        let creator = members[n % members.count]
+        let others = members.filter { $0.name != creator.name }.map(\.name)
         let id = try await creator.sessions.create(name: "bench \(n)", with: others)
         let (epoch, key) = try await creator.sessions.key(id)
         let idBytes = Secrets.bytes(fromHex: id, count: 16)!
