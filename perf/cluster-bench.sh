@@ -47,6 +47,11 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+postgres_ticks() { # user + system clock ticks of every postgres process
+  local total=0 pid
+  for pid in $(pgrep -x postgres); do total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0))); done
+  echo $total
+}
 median() { sort -n | awk '{a[NR]=$1} END {print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2)}'; }
 psql -q "$SAFECHAT_TEST_DATABASE_URL" -c "CREATE DATABASE $name"
 "$bin" migrate --database "$db" >/dev/null
@@ -91,10 +96,15 @@ if [ $chat -eq 1 ]; then
     if [ $((run % 2)) -eq 1 ]; then order="one two"; else order="two one"; fi
     for config in $order; do
       servers=http://127.0.0.1:18181; [ $config = two ] && servers=$servers,http://127.0.0.1:18182
-      line=$(.build/release/safechat-chat-bench --servers "$servers" --gateway-pid "${pids[0]}" --rate "$rate" --seconds "$seconds" --runs 1 \
-               --work-dir "$work/chat" 2>"$work/chat.log" | grep '^run 1 chat alone' || true)
+      # CPU of the whole run (set-up included): PostgreSQL's processes and the load generator's.
+      db_before=$(postgres_ticks); started=$(date +%s.%N)
+      { TIMEFORMAT='%U %S'; time .build/release/safechat-chat-bench --servers "$servers" --gateway-pid "${pids[0]}" --rate "$rate" \
+          --seconds "$seconds" --runs 1 --work-dir "$work/chat" >"$work/chat.out" 2>"$work/chat.log"; } 2>"$work/chat.time" || true
+      elapsed=$(awk -v a="$(date +%s.%N)" -v b="$started" 'BEGIN {print a - b}'); db_after=$(postgres_ticks)
+      line=$(grep '^run 1 chat alone' "$work/chat.out" || true)
       [ -n "$line" ] || { echo "cluster-bench: the chat bench failed:" >&2; tail -3 "$work/chat.log" >&2; exit 1; }
-      echo "run $run, $config gateway(s): ${line#run 1 chat alone: }"
+      cpu=$(awk -v e="$elapsed" -v d=$((db_after - db_before)) -v t="$(getconf CLK_TCK)" '{printf "PostgreSQL %.2f cores, load generator %.2f cores", d / t / e, ($1 + $2) / e}' "$work/chat.time")
+      echo "run $run, $config gateway(s): ${line#run 1 chat alone: }; $cpu"
       echo "$line" | sed -E 's/.*p50 ([0-9.na]+) ms p99 ([0-9.na]+) ms.*/\1 \2/' >> "$work/chat-$config"
     done
   done
