@@ -69,8 +69,12 @@ public final class PostgresChatBus: ChatBus {
             guard !batch.isEmpty else { return }
             // Deleted already means every recipient had it; unreadable now, the members here catch
             // up from the queue when they reconnect.
-            if let entries = try? await PostgresChatQueue.entries(batch, in: database), !entries.isEmpty {
-                await local.publish(entries)
+            do {
+                let entries = try await PostgresChatQueue.entries(batch, in: database)
+                if !entries.isEmpty { await local.publish(entries) }
+            } catch {
+                database.logger.warning("chat deliveries from other gateways not read (members get them when they reconnect)",
+                                        metadata: ["count": "\(batch.count)", "error": "\(error)"])
             }
         }
     }

@@ -1,7 +1,7 @@
 import Foundation
 import Logging
 import SafeChatAPI
-import SafeChatGateway
+@testable import SafeChatGateway
 import SafeChatTestSupport
 import Synchronization
 import Testing
@@ -135,6 +135,50 @@ import WSClient
             #expect(await socket.wait(seconds: 5) { $0.seen.closeCode.withLock { $0 } != nil }, "the socket on B closes")
             #expect(socket.seen.closeCode.withLock { $0 } == ChatCloseCode.revoked.rawValue,
                     "closed as revoked: \(String(describing: socket.seen.closeCode.withLock { $0 }))")
+            _ = try? await socket.task.value
+        } catch {
+            await pair.stop()
+            throw error
+        }
+        await pair.stop()
+    }
+
+    /// A burst stored through A reaches a member connected to B whole and in seq order: B reads
+    /// what is notified in batches, and no batch overtakes or loses another.
+    @Test func aBurstThroughOneGatewayArrivesWholeAndInOrderOnTheOther() async throws {
+        let pair = try await Pair.start()
+        do {
+            let token = try await HTTP.login(pair.b.base, user: "user2", password: "password-two").token!
+            let socket = Socket(pair.b.base, session: pair.session, token: token)
+            #expect(await socket.wait(seconds: 10) { $0.seen.frames.withLock { !$0.isEmpty } }, "the ready frame")
+            let session = try #require(SessionID(pair.session))
+            let user1 = try #require(try await pair.a.gateway.users.id(of: "user1"))
+            let user2 = try #require(try await pair.a.gateway.users.id(of: "user2"))
+            let event = ChatFileEvent(fileID: .random(), size: 1, sender: user1, epoch: 1, header: "00", sealedName: "")
+            let count = 400
+            // Four senders at once, as four connections to A would.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for _ in 0..<4 {
+                    group.addTask {
+                        for _ in 0..<(count / 4) {
+                            _ = try await pair.a.gateway.chat.log.append(session: session, message: nil, file: event, recipients: [user2],
+                                                                        now: UInt64(Date().timeIntervalSince1970 * 1000))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            #expect(await socket.wait(seconds: 30) { $0.deliveries >= count }, "\(socket.deliveries) of \(count) arrived on B")
+            let seqs = socket.seen.frames.withLock { frames in
+                frames.compactMap { frame -> UInt64? in
+                    guard frame.contains(#""type":"delivery""#),
+                          let object = try? JSONSerialization.jsonObject(with: Data(frame.utf8)) as? [String: Any] else { return nil }
+                    return (object["seq"] as? NSNumber)?.uint64Value
+                }
+            }
+            #expect(seqs == Array(1...UInt64(count)).map { $0 + (seqs.first ?? 1) - 1 } && seqs.count == count,
+                    "in seq order, each once: \(seqs.prefix(20))…")
+            try? await HTTP(base: pair.b.base, token: token).send(.POST, "/logout")
             _ = try? await socket.task.value
         } catch {
             await pair.stop()
