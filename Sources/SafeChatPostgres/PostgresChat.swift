@@ -21,8 +21,8 @@ public final class PostgresChatBus: ChatBus {
     /// This gateway's name in notifications, so it skips its own (delivered locally at once).
     public let origin = Secrets.randomHex(8)
     static let channel = "safechat_chat"
-    /// Ids waiting to be read past this many (the database far behind): the oldest are left to the
-    /// queue, which their members receive when they reconnect.
+    /// Ids waiting to be read past this many (the database far behind) are not taken: those
+    /// deliveries stay in the queue, which their members receive when they reconnect.
     static let waitingLimit = 65_536
     static let batchLimit = 1_024
     let local = LocalChatBus()
@@ -50,7 +50,7 @@ public final class PostgresChatBus: ChatBus {
         guard parts.count == 3, parts[0] != origin, let session = SessionID(String(parts[1])), let seq = Int64(parts[2]),
               local.hasSubscribers(session) else { return }
         let start = waiting.withLock { state in
-            if state.ids.count >= Self.waitingLimit { state.ids.removeFirst(state.ids.count - Self.waitingLimit + 1) }
+            guard state.ids.count < Self.waitingLimit else { return false }
             state.ids.append((session, seq))
             defer { state.reading = true }
             return !state.reading
