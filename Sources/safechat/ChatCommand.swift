@@ -111,6 +111,8 @@ struct ChatCommand: AsyncParsableCommand {
                 for await line in StandardInputLines().lines {
                     if try await typing.handle(line) == .quit { break }
                 }
+                // A line typed just before /quit is on its way: exiting now could drop it unsent.
+                await typing.waitForConfirmations(upTo: .seconds(10))
                 Foundation.exit(0)
             }
             var backoff = 1.0
@@ -120,7 +122,7 @@ struct ChatCommand: AsyncParsableCommand {
                     typing.socket.withLock { $0 = socket }
                     printError("connected to \(session); type a line to send it, /quit to leave")
                     defer { typing.socket.withLock { $0 = nil } }
-                    try await ChatTyping.receive(socket, client: client)
+                    try await typing.receive(socket)
                 }
                 if ContinuousClock.now - started > .seconds(30) { backoff = 1 }
                 printError("disconnected\(closed.code.map { " (\($0)\(closed.reason.map { ": " + $0 } ?? ""))" } ?? ""); reconnecting in \(Int(backoff)) s")
@@ -137,10 +139,13 @@ private final class ChatTyping: Sendable {
     enum Outcome: Sendable { case quit }
     let client: ChatClient
     let socket = Mutex<ChatSocket?>(nil)
+    /// Lines sent on the current connection that the gateway has not yet answered (`sent` or `error`).
+    let unconfirmed = Mutex(0)
 
     init(client: ChatClient) { self.client = client }
 
-    static func receive(_ socket: ChatSocket, client: ChatClient) async throws {
+    func receive(_ socket: ChatSocket) async throws {
+        unconfirmed.withLock { $0 = 0 }
         for try await frame in socket.frames {
             switch frame.type {
             case .delivery:
@@ -148,10 +153,21 @@ private final class ChatTyping: Sendable {
                 try client.room.history.append(lines)
                 for line in lines { showLine(line.rendered) }
                 if let seq = frame.seq { try await socket.send(ChatFrame(type: .ack, seq: seq)) }
+            case .sent:
+                unconfirmed.withLock { $0 = max(0, $0 - 1) }
             case .error:
+                unconfirmed.withLock { $0 = max(0, $0 - 1) }
                 printError("the gateway refused: \(frame.text ?? frame.error?.rawValue ?? "error")")
             default: break
             }
+        }
+    }
+
+    /// Waits until the gateway has answered every line sent, the connection is gone, or `limit` passed.
+    func waitForConfirmations(upTo limit: Duration) async {
+        let deadline = ContinuousClock.now + limit
+        while ContinuousClock.now < deadline, unconfirmed.withLock({ $0 }) > 0, socket.withLock({ $0 }) != nil {
+            try? await Task.sleep(for: .milliseconds(10))
         }
     }
 
@@ -180,6 +196,7 @@ private final class ChatTyping: Sendable {
             }
             do {
                 let (wire, sealed) = try await client.room.seal(line.hasPrefix("//") ? String(line.dropFirst()) : line)
+                unconfirmed.withLock { $0 += 1 }
                 try await socket.send(ChatFrame(type: .send, message: wire))
                 try client.room.history.append([sealed])
                 showLine(sealed.rendered)
