@@ -15,6 +15,8 @@ public enum ChatChannel {
 /// The close codes the gateway ends a chat connection with, beyond RFC 6455's own (1000 normal,
 /// 1001 going away, 1009 message too big). The reason text says the rest.
 public enum ChatCloseCode: UInt16, Sendable {
+    /// The gateway is shutting down (RFC 6455 "going away"): reconnect, to another gateway if there are several.
+    case goingAway = 1001
     /// The token was revoked (password changed, account removed) or the caller left the session.
     case revoked = 4401
     /// Over the per-connection rate limit.

@@ -32,6 +32,7 @@ public enum ErrorCode: String, Codable, Sendable, CaseIterable {
     case upgradeRequired = "upgrade_required"
     case staleEpoch = "stale_epoch"
     case chatStorageFull = "chat_storage_full"
+    case shuttingDown = "shutting_down"
     case internalError = "internal_error"
 }
 

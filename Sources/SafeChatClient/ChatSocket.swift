@@ -73,7 +73,8 @@ public struct ChatSocket: Sendable {
             // The upgrade answer's JSON body is not available through the WebSocket client; ask the same
             // question over HTTP to tell the user why.
             _ = try await GatewayClient(session: login).send(GatewayClient(session: login).request(.GET, "/sessions/\(session)"))
-            throw ClientError.protocolViolation("the gateway refused the chat connection")
+            // The session is there and the login works: the refusal is for now (a gateway shutting down).
+            throw ClientError.connectionLost("the gateway refused the chat connection for now")
         }
         return (result.withLock { $0 }, Closed(code: closed.map { UInt16(webSocketErrorCode: $0.closeCode) }, reason: closed?.reason))
     }

@@ -15,6 +15,7 @@ extension GatewayStateStores {
                                   chatQueue: { limits, _ in PostgresChatQueue(database: database, limits: limits, bus: bus, origin: bus.origin) },
                                   chatTickets: PostgresChatTickets(database: database),
                                   quota: { PostgresQuotaStore(database: database, quota: $0) },
-                                  leases: PostgresClusterLeases(database: database))
+                                  leases: PostgresClusterLeases(database: database),
+                                  readinessChecks: [Readiness.Check(name: "database") { try await database.ping() }])
     }
 }

@@ -207,6 +207,14 @@ public struct PostgresChatQueue: ChatQueue {
         }
     }
 
+    public func depth() async throws -> Int {
+        try await database.perform("count the chat queue") { client in
+            var count = 0
+            for try await n in try await client.query("SELECT count(*) FROM chat_entries").decode(Int.self) { count = n }
+            return count
+        }
+    }
+
     public func maintain(now: UInt64) async throws {
         let logger = database.logger, cutoff = Int64(clamping: now) - Int64(limits.retention * 1000), queueLimit = Int64(limits.queueLimit)
         try await database.transaction("maintain the chat queue") { connection in

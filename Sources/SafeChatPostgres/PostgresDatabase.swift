@@ -19,10 +19,14 @@ public final class PostgresDatabase: Sendable {
     let lockConnection: DedicatedConnection
     /// What is done with each notification on a LISTEN channel (``listen(on:_:)``).
     private let listeners = Mutex<[String: @Sendable (String) async -> Void]>([:])
+    /// Told each operation's time and whether the database failed it (for the gateway's metrics).
+    private let timing: @Sendable (Duration, _ failed: Bool) -> Void
 
     public init(settings: DatabaseSettings, maximumConnections: Int = 20, deadline: Duration = .seconds(10),
-                logger: Logger = Logger(label: "safechat.postgres")) {
+                logger: Logger = Logger(label: "safechat.postgres"),
+                timing: @escaping @Sendable (Duration, _ failed: Bool) -> Void = { _, _ in }) {
         self.settings = settings
+        self.timing = timing
         self.logger = logger
         self.deadline = deadline
         var configuration = settings.clientConfiguration
@@ -84,6 +88,12 @@ public final class PostgresDatabase: Sendable {
         }
     }
 
+    /// One query through the pool (for readiness): throws unless the database answers now, within
+    /// 3 s (inside readiness's 5 s, so that the failure is its own and is counted).
+    public func ping() async throws {
+        try await perform("readiness probe", deadline: .seconds(3)) { client in _ = try await client.query("SELECT 1") }
+    }
+
     /// Checks that the server answers and the login works, on a connection of its own so that the
     /// line it throws names the cause (the pool only retries), and the server.
     public func check() async throws {
@@ -110,8 +120,9 @@ public final class PostgresDatabase: Sendable {
     func perform<T: Sendable>(_ what: String, deadline: Duration? = nil,
                               _ body: @escaping @Sendable (PostgresClient) async throws -> T) async throws -> T {
         let client = self.client, deadline = deadline ?? self.deadline
+        let start = ContinuousClock.now
         do {
-            return try await withThrowingTaskGroup(of: T?.self) { group in
+            let value = try await withThrowingTaskGroup(of: T?.self) { group in
                 group.addTask { try await body(client) }
                 group.addTask { [deadline] in
                     try await Task.sleep(for: deadline)
@@ -123,10 +134,16 @@ public final class PostgresDatabase: Sendable {
                 }
                 return value
             }
+            timing(ContinuousClock.now - start, false)
+            return value
         } catch let error as StorageUnavailable {
+            timing(ContinuousClock.now - start, true)
             throw error
         } catch {
-            throw classify(error, doing: what)
+            let classified = classify(error, doing: what)
+            // A refusal the gateway answers (a name taken, a quota full) is the database working.
+            timing(ContinuousClock.now - start, classified is StorageUnavailable || classified is DatabaseError)
+            throw classified
         }
     }
 

@@ -130,6 +130,10 @@ public struct PostgresRegistry: Registry {
         try await execute("remove identity", "DELETE FROM identities WHERE user_id = \(user.description)")
     }
 
+    public func check() async throws {
+        try await execute("readiness probe", "SELECT 1 FROM files LIMIT 1")
+    }
+
     private struct StoredIdentity: Sendable {
         let bundle: IdentityBundle
         let updatedAt: Date

@@ -118,17 +118,41 @@ struct ChatCommand: AsyncParsableCommand {
             var backoff = 1.0
             while true {
                 let started = ContinuousClock.now
-                let (_, closed) = try await ChatSocket.connect(client.login, session: session) { socket in
-                    typing.socket.withLock { $0 = socket }
-                    printError("connected to \(session); type a line to send it, /quit to leave")
-                    defer { typing.socket.withLock { $0 = nil } }
-                    try await typing.receive(socket)
+                let closed: ChatSocket.Closed
+                do {
+                    (_, closed) = try await ChatSocket.connect(client.login, session: session) { socket in
+                        typing.socket.withLock { $0 = socket }
+                        printError("connected to \(session); type a line to send it, /quit to leave")
+                        defer { typing.socket.withLock { $0 = nil } }
+                        try await typing.receive(socket)
+                    }
+                } catch where Self.isPassing(error) {
+                    printError("cannot reach the gateway (\(error)); retrying in \(Int(backoff)) s")
+                    try await Task.sleep(for: .seconds(backoff))
+                    backoff = min(backoff * 2, 30)
+                    continue
                 }
                 if ContinuousClock.now - started > .seconds(30) { backoff = 1 }
-                printError("disconnected\(closed.code.map { " (\($0)\(closed.reason.map { ": " + $0 } ?? ""))" } ?? ""); reconnecting in \(Int(backoff)) s")
-                try await Task.sleep(for: .seconds(backoff))
-                backoff = min(backoff * 2, 30)
+                // A gateway going away (shutting down) hands over at once: behind a load balancer the
+                // next connection reaches another one.
+                let wait = closed.code == ChatCloseCode.goingAway.rawValue ? 0 : backoff
+                printError("disconnected\(closed.code.map { " (\($0)\(closed.reason.map { ": " + $0 } ?? ""))" } ?? ""); reconnecting in \(Int(wait)) s")
+                try await Task.sleep(for: .seconds(wait))
+                if wait > 0 { backoff = min(backoff * 2, 30) }
             }
+        }
+    }
+}
+
+extension ChatCommand {
+    /// A failure to connect that may pass (the gateway restarting, unreachable, overloaded), as
+    /// opposed to a refusal that will not (no login, not a member).
+    static func isPassing(_ error: any Error) -> Bool {
+        guard let error = error as? ClientError else { return true }
+        switch error {
+        case .server(let status, _, _): return status >= 500 || status == 429 || status == 408
+        case .connectionLost: return true
+        default: return false
         }
     }
 }

@@ -69,6 +69,21 @@ struct ServeCommand: AsyncParsableCommand {
     @Option(help: "Bytes of those one account's messages may hold, e.g. 32M; beyond it that account's sends are refused [SAFECHAT_CHAT_STORAGE_PER_ACCOUNT].")
     var chatStoragePerAccount: String = ProcessInfo.processInfo.environment["SAFECHAT_CHAT_STORAGE_PER_ACCOUNT"] ?? "32M"
 
+    @Option(help: """
+        Where operators' endpoints listen, HOST:PORT (GET /metrics, /healthz, /readyz); off by default, \
+        and never on the public port [SAFECHAT_METRICS_LISTEN].
+        """)
+    var metricsListen: String? = ProcessInfo.processInfo.environment["SAFECHAT_METRICS_LISTEN"]
+
+    @Option(help: "/readyz fails when the data directory has less free space than this, e.g. 1G [SAFECHAT_MIN_FREE_SPACE].")
+    var minFreeSpace: String = ProcessInfo.processInfo.environment["SAFECHAT_MIN_FREE_SPACE"] ?? "1G"
+
+    @Option(help: """
+        Seconds a SIGTERM leaves in-flight requests to finish (readiness turns false and chat closes first); \
+        uploads cut off then resume from their last acknowledged offset [SAFECHAT_SHUTDOWN_GRACE].
+        """)
+    var shutdownGrace: Int = Int(ProcessInfo.processInfo.environment["SAFECHAT_SHUTDOWN_GRACE"] ?? "") ?? 30
+
     @OptionGroup(title: "Object storage") var objectStore: ObjectStoreOptions
     @OptionGroup(title: "Database") var database: DatabaseOptions
 
@@ -99,6 +114,11 @@ struct ServeCommand: AsyncParsableCommand {
             throw ValidationError("--chat-queue takes 1 to 1000000, --chat-retention positive seconds, --chat-storage and --chat-storage-per-account a size such as 256M")
         }
         guard (tlsCert == nil) == (tlsKey == nil) else { throw ValidationError("--tls-cert and --tls-key go together") }
+        if let metricsListen, parseListenAddress(metricsListen) == nil {
+            throw ValidationError("--metrics-listen takes HOST:PORT, such as 127.0.0.1:9090")
+        }
+        guard parseByteCount(minFreeSpace) != nil else { throw ValidationError("--min-free-space takes a size such as 1G") }
+        guard (1...3600).contains(shutdownGrace) else { throw ValidationError("--shutdown-grace takes 1 to 3600 seconds") }
     }
 
     func run() async throws {
@@ -127,6 +147,9 @@ struct ServeCommand: AsyncParsableCommand {
             configuration.signingKeyPath = signingKeyOption ?? ProcessInfo.processInfo.environment["SAFECHAT_SIGNING_KEY"]
             configuration.tlsCertificatePath = tlsCert
             configuration.tlsKeyPath = tlsKey
+            configuration.operationsAddress = metricsListen.flatMap(parseListenAddress)
+            configuration.minimumFreeSpace = parseByteCount(minFreeSpace)!
+            configuration.shutdownGrace = .seconds(shutdownGrace)
             LoggingSystem.bootstrap { label in
                 var handler = GatewayLogHandler(label: label)
                 handler.logLevel = Logger.Level(rawValue: ProcessInfo.processInfo.environment["LOG_LEVEL"] ?? "") ?? .info
@@ -143,21 +166,33 @@ struct ServeCommand: AsyncParsableCommand {
                 "registry": "\(databaseSettings.map(\.description) ?? "\(dataDir)/registry")",
                 "accounts": "\(databaseSettings.map(\.description) ?? Gateway.usersPath(dataDirectory: dataDir))",
             ]
+            let metrics = GatewayMetrics()
             let serve: @Sendable (PostgresDatabase?) async throws -> Void = { [configuration] postgres in
                 let gateway = try await Gateway(configuration: configuration, blobs: blobs,
-                                                state: postgres.map { .postgres($0) } ?? GatewayStateStores(), logger: logger)
-                try await gateway.run { port in
+                                                state: postgres.map { .postgres($0) } ?? GatewayStateStores(), metrics: metrics, logger: logger)
+                try await gateway.run(onServerRunning: { port in
                     logger.info("listening", metadata: placement.merging(["url": "\(scheme)://\(host):\(port)"]) { $1 })
-                }
+                }, onOperationsRunning: { port in
+                    logger.info("operators' endpoints listening", metadata: ["operations_url": "http://\(configuration.operationsAddress?.host ?? ""):\(port)"])
+                })
             }
             guard let databaseSettings else { return try await serve(nil) }
-            let postgres = PostgresDatabase(settings: databaseSettings)
+            let postgres = PostgresDatabase(settings: databaseSettings, timing: { metrics.storeOperation(.database, duration: $0, failed: $1) })
             try await postgres.withRunning {
                 try await postgres.prepare(logger: logger)
                 try await serve(postgres)
             }
         }
     }
+}
+
+/// "HOST:PORT" ("[::1]:9090" for an IPv6 address); the port may be 0 (any free one).
+func parseListenAddress(_ text: String) -> (host: String, port: Int)? {
+    guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]), (0...65535).contains(port) else { return nil }
+    var host = String(text[..<colon])
+    if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+    guard !host.isEmpty, host.utf8.count <= 255, !host.contains(where: { $0.isWhitespace || $0 == "/" }) else { return nil }
+    return (host, port)
 }
 
 /// "1234", "500K", "500M", "64G", "2T" (powers of 1024).

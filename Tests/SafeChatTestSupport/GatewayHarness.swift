@@ -17,6 +17,8 @@ import Synchronization
 public final class TestGateway: @unchecked Sendable {
     public let dataDirectory: String
     public let port: Int
+    /// The operators' listener (metrics, probes), when the configuration asks for one.
+    public let operationsPort: Int?
     public let gateway: Gateway
     private let task: Task<Void, any Error>
     /// The PostgreSQL registry's pool (store `.postgres`), stopped after the gateway.
@@ -42,6 +44,7 @@ public final class TestGateway: @unchecked Sendable {
         } else {
             nil
         }
+        let metrics = GatewayMetrics()
         var database: (pool: PostgresDatabase, task: Task<Void, Never>)?
         if store == .postgres || databaseSettings != nil {
             let settings = try databaseSettings ?? {
@@ -50,30 +53,39 @@ public final class TestGateway: @unchecked Sendable {
                 try server.create(name)
                 return try server.settings(name)
             }()
-            let pool = PostgresDatabase(settings: settings, maximumConnections: 10, logger: logger)
+            let pool = PostgresDatabase(settings: settings, maximumConnections: 10, logger: logger,
+                                        timing: { metrics.storeOperation(.database, duration: $0, failed: $1) })
             database = (pool, Task { await pool.run() })
             try await pool.prepare(logger: logger)
         }
         do {
             let gateway = try await Gateway(configuration: configuration, blobs: blobs,
                                             state: database.map { [configuration] in .postgres($0.pool, clock: configuration.clock) }
-                                                ?? GatewayStateStores(), logger: logger)
+                                                ?? GatewayStateStores(), metrics: metrics, logger: logger)
             let (portStream, portContinuation) = AsyncStream<Int>.makeStream()
-            let app = try gateway.makeApplication { port in portContinuation.yield(port) }
+            let (operationsStream, operationsContinuation) = AsyncStream<Int>.makeStream()
+            let app = try gateway.makeApplication(onServerRunning: { port in portContinuation.yield(port) },
+                                                  onOperationsRunning: { port in operationsContinuation.yield(port) })
             let task = Task { try await app.runService(gracefulShutdownSignals: []) }
             var iterator = portStream.makeAsyncIterator()
             guard let port = await iterator.next() else { throw CancellationError() }
-            return TestGateway(dataDirectory: dir, port: port, gateway: gateway, task: task, database: database)
+            var operationsPort: Int?
+            if configuration.operationsAddress != nil {
+                var operations = operationsStream.makeAsyncIterator()
+                operationsPort = await operations.next()
+            }
+            return TestGateway(dataDirectory: dir, port: port, operationsPort: operationsPort, gateway: gateway, task: task, database: database)
         } catch {
             database?.task.cancel()
             throw error
         }
     }
 
-    private init(dataDirectory: String, port: Int, gateway: Gateway, task: Task<Void, any Error>,
+    private init(dataDirectory: String, port: Int, operationsPort: Int?, gateway: Gateway, task: Task<Void, any Error>,
                  database: (pool: PostgresDatabase, task: Task<Void, Never>)?) {
         self.dataDirectory = dataDirectory
         self.port = port
+        self.operationsPort = operationsPort
         self.gateway = gateway
         self.task = task
         self.database = database

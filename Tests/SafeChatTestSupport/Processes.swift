@@ -52,12 +52,13 @@ public struct ServerProcess {
         // The "listening" log line carries the URL.
         var seen = ""
         let handle = log.fileHandleForReading
-        while !seen.contains("url=http") {
+        // (Not the operators' listener's `operations_url=`.)
+        while !seen.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains(where: { $0.hasPrefix("url=http") }) {
             let data = handle.availableData
             if data.isEmpty { throw CocoaError(.fileReadUnknown) }
             seen += String(decoding: data, as: UTF8.self)
         }
-        let url = seen.split(separator: " ").first { $0.hasPrefix("url=") }!.dropFirst(4)
+        let url = seen.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix("url=http") }!.dropFirst(4)
         base = String(url)
         // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
         let logged = self.logged

@@ -9,6 +9,7 @@ struct LoginRoutes: Sendable {
     let users: any AccountStore
     let tokens: TokenService
     let throttle: any LoginAttempts
+    let metrics: GatewayMetrics
 
     struct LoginRequest: Decodable { let username: String; let password: String }
 
@@ -26,14 +27,17 @@ struct LoginRoutes: Sendable {
         // slip in while the first ones are still hashing.
         let attempt = try await throttle.begin(keys)
         if case .refused(let wait) = attempt {
+            metrics.login(.throttled)
             throw GatewayError(.tooManyRequests, .tooManyAttempts, "too many failed logins; retry in \(wait) s",
                                headers: [.retryAfter: "\(wait)"])
         }
         guard let (principal, generation) = try await users.verify(login.username, password: login.password) else {
+            metrics.login(.failure)
             context.logger.notice("login failed", metadata: ["user": "\(login.username)", "address": "\(context.remoteAddress)"])
             throw GatewayError(.unauthorized, .invalidCredentials, "wrong user name or password")
         }
         try await throttle.succeeded(keys)
+        metrics.login(.success)
         let (token, expires) = try await tokens.issue(for: principal.id, generation: generation)
         context.logger.info("login", metadata: ["user": "\(principal.name)"])
         return try jsonResponse(LoginReply(token: token, expiresAt: expires, userID: principal.id.value))

@@ -295,6 +295,8 @@ public actor ChatLog: ChatQueue {
 
     /// Deliveries stored and their bytes, the log's size, how often it was rewritten beside the
     /// appends and whether such a rewrite is under way; for tests and the operator.
+    public func depth() -> Int { usage().entries }
+
     func usage() -> (entries: Int, bytes: Int, logBytes: Int, rewrites: Int, rewriting: Bool) {
         (queues.values.reduce(0) { $0 + $1.live.count }, storedBytes, logBytes, rewrites, rewriting)
     }

@@ -25,6 +25,8 @@ public protocol ChatQueue: Sendable {
     func retain(members: Set<UserID>, of session: SessionID) async throws
     /// Deletes deliveries older than the retention period; run once a second.
     func maintain(now: UInt64) async throws
+    /// Entries held for recipients (the queue-depth metric).
+    func depth() async throws -> Int
 }
 
 extension ChatQueue {

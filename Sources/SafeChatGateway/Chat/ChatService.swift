@@ -31,6 +31,7 @@ struct ChatService: Sendable {
     let sessions: any SessionStore
     let limits: Limits
     let clock: @Sendable () -> Date
+    let metrics: GatewayMetrics
 
     var now: UInt64 { UInt64(max(0, clock().timeIntervalSince1970 * 1000)) }
 
@@ -108,21 +109,28 @@ struct ChatService: Sendable {
     private func serve(_ connection: ChatConnection, inbound: WebSocketInboundStream, outbound: WebSocketOutboundWriter,
                        context: ChatSocketContext) async throws {
         let me = connection.principal.id
-        let writer = DeliveryWriter(channel: context.channel, user: me, limit: limits.outboundLimit)
+        let writer = DeliveryWriter(channel: context.channel, user: me, limit: limits.outboundLimit,
+                                    delivered: { [metrics] in metrics.chatDelivered($0) })
         let closer = ChatCloser(outbound: outbound, channel: context.channel, deliveries: writer)
         let tooSlow: @Sendable () -> Void = { closer.close(.tooSlow, "the connection did not keep up; reconnect to catch up from the queue") }
         // Subscribed before the backlog is read, so nothing published in between is missed.
         let subscription = bus.subscribe(to: connection.session, on: context.channel.eventLoop) { if !writer.deliver($0) { tooSlow() } }
         let registration = hub.add(connection, closer)
+        metrics.chatConnected()
         defer {
             subscription.cancel()
             writer.stop()
             hub.remove(registration)
+            metrics.chatDisconnected()
         }
         let (backlog, dropped) = try await log.backlog(session: connection.session, user: me)
+        metrics.chatDropped(dropped)
         try await outbound.write(.text(ChatFrame(type: .ready, sessionID: connection.session, userID: me,
                                                             queued: backlog.count, dropped: dropped).jsonText))
-        for entry in backlog { try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: entry.frame))) }
+        for entry in backlog {
+            try await outbound.write(.custom(WebSocketFrame(fin: true, opcode: .text, data: entry.frame)))
+            metrics.chatDelivered(1)
+        }
         writer.goLive(after: backlog.last?.seq ?? 0, tooSlow: tooSlow)
         try await receive(connection, inbound: inbound, replies: writer, closer: closer)
         await closer.finished()
@@ -185,6 +193,7 @@ struct ChatService: Sendable {
         let recipients = record.members.subtracting([connection.principal.id]).sorted { $0.value < $1.value }
         do {
             let entry = try await log.append(session: connection.session, message: message, file: nil, recipients: recipients, now: now)
+            metrics.chatMessageAccepted()
             return ChatFrame(type: .sent, seq: entry.seq, time: entry.time, messageID: message.messageID)
         } catch ChatLogError.full {
             return refuse(.chatStorageFull, "the gateway's chat storage is full; try again later")
@@ -245,6 +254,11 @@ struct ChatService: Sendable {
                 hub.close(registration, .revoked, "you are no longer a member of this session")
             }
         }
+    }
+
+    /// Closes every connection on this gateway (at shutdown).
+    func closeAll(_ code: ChatCloseCode, _ reason: String) {
+        for (registration, _) in hub.all() { hub.close(registration, code, reason) }
     }
 
     static func isHex(_ text: String, length: ClosedRange<Int>) -> Bool {

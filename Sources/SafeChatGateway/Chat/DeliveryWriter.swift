@@ -31,11 +31,14 @@ final class DeliveryWriter: Sendable {
     private let channel: any Channel
     private let user: UserID
     private let limit: Int
+    /// Told how many deliveries each write carried (for the metrics).
+    private let delivered: @Sendable (Int) -> Void
 
-    init(channel: any Channel, user: UserID, limit: Int) {
+    init(channel: any Channel, user: UserID, limit: Int, delivered: @escaping @Sendable (Int) -> Void = { _ in }) {
         self.channel = channel
         self.user = user
         self.limit = limit
+        self.delivered = delivered
     }
 
     /// Goes live once the `ready` frame and the backlog (up to seq `lastSent`) were written through
@@ -45,27 +48,35 @@ final class DeliveryWriter: Sendable {
     /// is over its limit.
     func goLive(after lastSent: UInt64, tooSlow: @escaping @Sendable () -> Void) {
         channel.eventLoop.execute { [self] in
+            var taken = 0
             let ok = write { state in
                 state.live = true
                 state.lastSent = lastSent
                 let early = state.early
                 state.early = []
-                return take(early, &state)
+                let frames = take(early, &state)
+                taken = frames.count
+                return frames
             }
-            if !ok { tooSlow() }
+            if ok { delivered(taken) } else { tooSlow() }
         }
     }
 
     /// From the bus, on the channel's event loop: one batch of the session's entries. `false`:
     /// the connection is too slow.
     func deliver(_ entries: [ChatEntry]) -> Bool {
-        write { state in
+        var taken = 0
+        let ok = write { state in
             guard state.live else {
                 state.early += entries
                 return []
             }
-            return take(entries, &state)
+            let frames = take(entries, &state)
+            taken = frames.count
+            return frames
         }
+        if ok { delivered(taken) }
+        return ok
     }
 
     /// A reply to the client, from any thread. `false`: the connection is too slow.

@@ -16,6 +16,7 @@ struct FileRoutes: Sendable {
     let blobs: any BlobStore
     let uploads: UploadManager
     let access: AccessPolicy
+    let metrics: GatewayMetrics
 
     func register(on router: RouterGroup<GatewayContext>) {
         router.get("download/:id") { request, context in try await download(request, context, headOnly: false) }
@@ -108,16 +109,21 @@ struct FileRoutes: Sendable {
             }
             pieces = started
         }
-        let body = ResponseBody(contentLength: Int(range.count)) { [pieces] writer in
+        let body = ResponseBody(contentLength: Int(range.count)) { [pieces, metrics] writer in
+            metrics.downloadStarted()
+            var sent: Int64?
+            defer { metrics.downloadEnded(sentBytes: sent) }
             if pieces == nil, let descriptor = blob.fileDescriptor,
-               let sent = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
+               let region = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
                 defer { blob.close() }
                 try await writer.write(ByteBuffer())  // the sender's cue to send the file region
-                try await sent.get()
+                try await region.get()
                 try await writer.finish(nil)
+                sent = Int64(range.count)
                 return
             }
             try await (pieces ?? BlobPieces(range, of: blob, channel: channel)).copy(to: writer)
+            sent = Int64(range.count)
         }
         return Response(status: status, headers: headers, body: body)
     }

@@ -22,6 +22,7 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
     let routes: Routes
     let routeTable: RouteTable
     let maxFileSize: Int64
+    let metrics: GatewayMetrics
     let cors = CORSMiddleware<GatewayContext>(
         allowOrigin: .all,
         allowHeaders: ["Authorization", "Content-Type", Tus.Header.uploadLength, Tus.Header.uploadOffset, Tus.Header.resumable,
@@ -33,6 +34,21 @@ struct FrontResponder<Routes: HTTPResponder<GatewayContext>>: HTTPResponder {
                          "Upload-Concat", Tus.Header.uploadExpires, "Content-Range", "Accept-Ranges", "ETag"])
 
     func respond(to request: Request, context: Context) async throws -> Response {
+        let start = ContinuousClock.now
+        do {
+            let response = try await respondMeasured(to: request, context: context)
+            metrics.requestAnswered(route: context.endpointPath, method: request.method.rawValue, status: response.status.code,
+                                    duration: ContinuousClock.now - start)
+            return response
+        } catch {
+            // Hummingbird answers what escapes here with a 500.
+            metrics.requestAnswered(route: context.endpointPath, method: request.method.rawValue, status: 500,
+                                    duration: ContinuousClock.now - start)
+            throw error
+        }
+    }
+
+    private func respondMeasured(to request: Request, context: Context) async throws -> Response {
         do {
             var response = try await cors.handle(request, context: context) { request, context in
                 try await respondToRoutes(try Self.applyingMethodOverride(request), context: context)

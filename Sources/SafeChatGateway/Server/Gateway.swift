@@ -36,13 +36,20 @@ public struct Gateway: Sendable {
     let access: AccessPolicy
     let leases: any ClusterLeases
     let logger: Logger
+    /// What /metrics reports; the routes record into it.
+    public let metrics: GatewayMetrics
+    /// What /readyz answers; SIGTERM turns it false first.
+    public let readiness: Readiness
+    /// ``registry`` and ``blobs`` as the routes use them: every operation timed for the metrics.
+    let measuredRegistry: any Registry
+    let measuredBlobs: any BlobStore
 
     /// Opens (creating on first start) the data directory: registry, blobs, users and signing key.
     /// `blobs` is where sealed bytes go: by default the data directory's `data/` (``LocalBlobStore``);
     /// `state` where the rest of the gateway's state goes: by default the data directory and memory
     /// (``GatewayStateStores``).
     public init(configuration: GatewayConfiguration, blobs: (any BlobStore)? = nil, state: GatewayStateStores = GatewayStateStores(),
-                logger: Logger = Logger(label: "safechat.gateway")) async throws {
+                metrics: GatewayMetrics = GatewayMetrics(), logger: Logger = Logger(label: "safechat.gateway")) async throws {
         let root = configuration.dataDirectory
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         self.configuration = configuration
@@ -50,6 +57,14 @@ public struct Gateway: Sendable {
         throttle = state.loginAttempts ?? LoginThrottle(clock: configuration.clock)
         registry = try state.registry ?? JSONFileRegistry(directory: root + "/registry")
         self.blobs = try blobs ?? LocalBlobStore(root: root + "/data", directIO: configuration.directIO)
+        self.metrics = metrics
+        measuredRegistry = MeasuredRegistry(inner: registry, metrics: metrics)
+        measuredBlobs = MeasuredBlobStore(inner: self.blobs, metrics: metrics)
+        readiness = Readiness(checks: [
+            Readiness.Check(name: "registry") { [measuredRegistry] in try await measuredRegistry.check() },
+            Readiness.Check(name: "blob_store") { [measuredBlobs] in try await measuredBlobs.check() },
+            Readiness.freeSpace(at: root, minimum: configuration.minimumFreeSpace),
+        ] + state.readinessChecks)
         let users = try state.accounts ?? UserStore(path: Self.usersPath(dataDirectory: root))
         self.users = users
         sessions = try state.sessions ?? FileSessionStore(directory: root + "/registry/sessions", accountName: { try await users.name(of: $0) })
@@ -69,10 +84,10 @@ public struct Gateway: Sendable {
             log: queue, bus: bus, tickets: state.chatTickets ?? ChatTickets(), tokens: validator, sessions: sessions,
             limits: .init(maxFrame: configuration.chatMaxFrame, rate: configuration.chatRate, burst: 2 * configuration.chatRate,
                           outboundLimit: configuration.chatOutboundLimit),
-            clock: configuration.clock)
+            clock: configuration.clock, metrics: metrics)
         self.chat = chat
         web = try WebAssets.load()
-        uploads = UploadManager(registry: registry, blobs: self.blobs, configuration: configuration, access: access, logger: logger,
+        uploads = UploadManager(registry: measuredRegistry, blobs: measuredBlobs, configuration: configuration, access: access, logger: logger,
                                 locks: state.uploadLocks ?? ProcessUploadLocks(), quota: state.quota?(configuration.userQuota),
                                 fileStored: { try await chat.fileStored($0) })
         if configuration.demo, try await !users.contains("user1") {
@@ -89,14 +104,14 @@ public struct Gateway: Sendable {
     func makeRouter(routeTable: RouteTable = RouteTable()) -> Router<GatewayContext> {
         let router = Router(context: GatewayContext.self)
         router.add(middleware: ErrorBodyMiddleware(routes: routeTable))
-        LoginRoutes(users: users, tokens: tokens, throttle: throttle).register(on: router)
+        LoginRoutes(users: users, tokens: tokens, throttle: throttle, metrics: metrics).register(on: router)
         let authenticated = router.group().add(middleware: AuthenticationMiddleware(tokens: TokenValidator(service: tokens, users: users,
                                                                                                            revocations: revocations)))
         LogoutRoute(users: users, revocations: revocations, loggedOut: { [chat] in await chat.audit(only: $0) }).register(on: authenticated)
-        UploadRoutes(manager: uploads, registry: registry, access: access, configuration: configuration)
+        UploadRoutes(manager: uploads, registry: measuredRegistry, access: access, configuration: configuration, metrics: metrics)
             .register(authenticated: authenticated, open: router)
-        FileRoutes(registry: registry, blobs: blobs, uploads: uploads, access: access).register(on: authenticated)
-        KeyRoutes(registry: registry, users: users, clock: configuration.clock).register(on: authenticated)
+        FileRoutes(registry: measuredRegistry, blobs: measuredBlobs, uploads: uploads, access: access, metrics: metrics).register(on: authenticated)
+        KeyRoutes(registry: measuredRegistry, users: users, clock: configuration.clock).register(on: authenticated)
         SessionRoutes(sessions: sessions, membersChanged: { [chat] in await chat.membersChanged($0) }).register(on: authenticated)
         chat.register(on: authenticated)
         WebRoutes(assets: web).register(on: router)
@@ -104,9 +119,13 @@ public struct Gateway: Sendable {
         return router
     }
 
-    /// The Hummingbird application, listening where the configuration says.
-    /// - Parameter onServerRunning: called with the bound port once listening (tests bind port 0).
-    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
+    /// The Hummingbird application, listening where the configuration says, with the operators'
+    /// listener (metrics and probes) beside it when one is configured.
+    /// - Parameters:
+    ///   - onServerRunning: called with the bound port once listening (tests bind port 0).
+    ///   - onOperationsRunning: the same for the operators' listener.
+    public func makeApplication(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                                onOperationsRunning: @escaping @Sendable (Int) async -> Void = { _ in }) throws -> some ApplicationProtocol {
         let routeTable = RouteTable()
         let idle = TimeAmount(configuration.idleTimeout)
         let webSocket = GatewayChannel.WebSocketSettings(maxFrameSize: configuration.chatMaxFrame, pingInterval: configuration.chatPingInterval)
@@ -117,7 +136,13 @@ public struct Gateway: Sendable {
             bodyTimeout: TimeAmount(configuration.bodyStallTimeout))
         let plain = HTTPServerBuilder { [chat] responder in
             GatewayChannel(responder: responder, http1: .init(idleTimeout: idle), webSocket: webSocket, sendfile: tlsPaths == nil,
-                           limits: limits, decide: { request, _ in await chat.decide(request) })
+                           limits: limits, decide: { [readiness] request, _ in
+                               guard !readiness.isDraining else {
+                                   return .refuse(GatewayError(.serviceUnavailable, .shuttingDown, "this gateway is shutting down; reconnect",
+                                                               headers: [.retryAfter: "1"]))
+                               }
+                               return await chat.decide(request)
+                           })
         }
         var server = plain
         if let (cert, key) = tlsPaths {
@@ -126,24 +151,36 @@ public struct Gateway: Sendable {
                 privateKey: .privateKey(try NIOSSLPrivateKey(file: key, format: .pem)))
             server = try .tls(plain, tlsConfiguration: tls)
         }
+        var services: [any Service] = [Sweeper(uploads: uploads, users: users, leases: leases, logger: logger),
+                                       ChatMaintenance(chat: chat, logger: logger), ChatAudit(chat: chat)]
+        if let (host, port) = configuration.operationsAddress {
+            services.append(OperationsServer(metrics: metrics, readiness: readiness)
+                .makeApplication(host: host, port: port, logger: logger, onServerRunning: onOperationsRunning))
+        }
         return Application(
             responder: FrontResponder(routes: makeRouter(routeTable: routeTable).buildResponder(), routeTable: routeTable,
-                                      maxFileSize: configuration.maxFileSize), server: server,
+                                      maxFileSize: configuration.maxFileSize, metrics: metrics), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
-            services: [Sweeper(uploads: uploads, users: users, leases: leases, logger: logger), ChatMaintenance(chat: chat, logger: logger), ChatAudit(chat: chat)],
+            services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },
             logger: logger)
     }
 
-    /// Runs until SIGINT or SIGTERM. In-flight requests get a grace period; an upload cut off then
-    /// keeps every byte it had validated and made durable, and resumes from there.
-    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        let app = try makeApplication(onServerRunning: onServerRunning)
+    /// Runs until SIGINT or SIGTERM, then drains (``DrainOnShutdown``): not ready, chat closed with
+    /// 1001, and in-flight requests get the rest of the grace period; an upload cut off then keeps
+    /// every byte it had validated and made durable, and resumes from there.
+    public func run(onServerRunning: @escaping @Sendable (Int) async -> Void = { _ in },
+                    onOperationsRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
+        let app = try makeApplication(onServerRunning: onServerRunning, onOperationsRunning: onOperationsRunning)
+        let drain = DrainOnShutdown(readiness: readiness, chat: chat, notice: min(configuration.drainNotice, configuration.shutdownGrace / 2),
+                                    logger: logger)
+        // A group shuts its services down last to first: the drain, then the application.
         var groupConfiguration = ServiceGroupConfiguration(
             services: [.init(service: app, successTerminationBehavior: .gracefullyShutdownGroup,
-                             failureTerminationBehavior: .gracefullyShutdownGroup)],
+                             failureTerminationBehavior: .gracefullyShutdownGroup),
+                       .init(service: drain, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
-        groupConfiguration.maximumGracefulShutdownDuration = .seconds(10)
+        groupConfiguration.maximumGracefulShutdownDuration = configuration.shutdownGrace
         groupConfiguration.maximumCancellationDuration = .seconds(5)
         try await ServiceGroup(configuration: groupConfiguration).run()
     }

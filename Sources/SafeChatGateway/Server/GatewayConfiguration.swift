@@ -44,6 +44,17 @@ public struct GatewayConfiguration: Sendable {
     public var signingKeyPath: String?
     public var tlsCertificatePath: String?
     public var tlsKeyPath: String?
+    /// Where operators' endpoints listen (GET /metrics, /healthz, /readyz); nowhere when nil, and
+    /// never on the public port.
+    public var operationsAddress: (host: String, port: Int)?
+    /// /readyz fails when the data directory's file system has less free than this.
+    public var minimumFreeSpace: Int64 = 1 << 30
+    /// On SIGTERM: how long in-flight requests get to finish before they are cut off (an upload
+    /// cut off keeps every byte it acknowledged, and resumes).
+    public var shutdownGrace: Duration = .seconds(30)
+    /// Of that, how long the gateway keeps serving after /readyz turned false, before it stops
+    /// accepting connections: a load balancer checking more often than this has moved away by then.
+    public var drainNotice: Duration = .seconds(2)
 
     /// The time of day for upload expiry and login locks; tests move it instead of waiting.
     public var clock: @Sendable () -> Date = { Date() }

@@ -25,12 +25,15 @@ public struct GatewayStateStores: Sendable {
     public var quota: (@Sendable (Int64) -> any QuotaStore)?
     /// Who runs background work this round (default ``ProcessLeases``: this gateway, always).
     public var leases: (any ClusterLeases)?
+    /// What /readyz probes besides the registry, the blob store and the disk (the database).
+    public var readinessChecks: [Readiness.Check]
 
     public init(registry: (any Registry)? = nil, accounts: (any AccountStore)? = nil, revocations: (any RevocationStore)? = nil,
                 loginAttempts: (any LoginAttempts)? = nil, uploadLocks: (any UploadLocks)? = nil, sessions: (any SessionStore)? = nil,
                 chatBus: (any ChatBus)? = nil, chatQueue: (@Sendable (ChatQueueLimits, any ChatBus) throws -> any ChatQueue)? = nil,
                 chatTickets: (any ChatTicketStore)? = nil, quota: (@Sendable (Int64) -> any QuotaStore)? = nil,
-                leases: (any ClusterLeases)? = nil) {
+                leases: (any ClusterLeases)? = nil, readinessChecks: [Readiness.Check] = []) {
+        self.readinessChecks = readinessChecks
         self.quota = quota
         self.leases = leases
         self.sessions = sessions

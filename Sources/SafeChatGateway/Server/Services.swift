@@ -47,12 +47,35 @@ struct ChatMaintenance: Service {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 try await chat.log.maintain(now: chat.now)
+                chat.metrics.chatQueue(depth: try await chat.log.depth())
             } catch {
                 // It runs again next second; a log that cannot be written needs an operator.
                 logger.error("chat log maintenance failed", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(1)) }
         }
+    }
+}
+
+/// The first step of a graceful shutdown (SIGTERM): /readyz turns false, so the load balancer
+/// stops sending new requests here; chat connections are closed with "going away" (1001) so their
+/// clients reconnect elsewhere, and new ones are refused. Only then does the HTTP server stop
+/// accepting and wait, for the rest of the grace period, for requests in flight.
+struct DrainOnShutdown: Service {
+    let readiness: Readiness
+    let chat: ChatService
+    /// How long to keep serving after turning not-ready, so that the balancer's next health check
+    /// sees it before connections are refused.
+    let notice: Duration
+    let logger: Logger
+
+    func run() async throws {
+        // Returns when shutdown begins (or the task is cancelled).
+        try? await gracefulShutdown()
+        readiness.startDraining()
+        logger.info("draining: not ready; closing chat connections", metadata: ["chat_connections": "\(chat.hub.count)"])
+        chat.closeAll(.goingAway, "the gateway is shutting down; reconnect")
+        try? await Task.sleep(for: notice)
     }
 }
 

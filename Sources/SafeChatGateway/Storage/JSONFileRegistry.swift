@@ -113,6 +113,19 @@ public actor JSONFileRegistry: Registry {
         try await remove(keysDirectory.appendingPathComponent("\(user).json"))
     }
 
+    /// Its directories can be written (a full or read-only file system fails this).
+    public nonisolated func check() async throws {
+        for directory in [filesDirectory, uploadsDirectory, keysDirectory] {
+            let probe = directory.appendingPathComponent(".probe-\(Secrets.randomHex(4))").path
+            try await blockingIO {
+                let fd = open(probe, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+                guard fd >= 0 else { throw FileError(path: probe, operation: "create", errno: errno) }
+                Glibc.close(fd)
+                unlink(probe)
+            }
+        }
+    }
+
     public func identity(of user: UserID) -> (bundle: IdentityBundle, updatedAt: Date)? {
         identities[user].map { ($0.bundle, $0.updatedAt) }
     }

@@ -24,6 +24,8 @@ public protocol Registry: Sendable {
     func putIdentity(_ bundle: IdentityBundle, of user: UserID, at time: Date) async throws
     func identity(of user: UserID) async throws -> (bundle: IdentityBundle, updatedAt: Date)?
     func removeIdentity(of user: UserID) async throws
+    /// Throws unless the registry can be read and written now (for readiness).
+    func check() async throws
 }
 
 extension Registry {

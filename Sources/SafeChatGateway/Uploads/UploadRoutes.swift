@@ -12,6 +12,7 @@ struct UploadRoutes: Sendable {
     let registry: any Registry
     let access: AccessPolicy
     let configuration: GatewayConfiguration
+    let metrics: GatewayMetrics
 
     /// `authenticated` routes need a bearer token; `open` ones (OPTIONS, tus discovery) do not.
     func register(authenticated: RouterGroup<GatewayContext>, open: Router<GatewayContext>) {
@@ -195,6 +196,9 @@ struct UploadRoutes: Sendable {
     where Body.Element == ByteBuffer {
         let principal = try context.requirePrincipal()
         let session = try await manager.beginAppend(id, principal: principal, offset: offset, declaredLength: declaredLength, checksum: checksum)
+        metrics.uploadStarted()
+        var accepted: Int64 = 0
+        defer { metrics.uploadEnded(acceptedBytes: accepted) }
         do {
             // A body that stalls is cut off by RequestGuard (the connection closes, and the loop throws).
             for try await buffer in body {
@@ -213,16 +217,17 @@ struct UploadRoutes: Sendable {
         } catch {
             // The body stream failed: the client went away, stalled, or the server is shutting down
             // (its grace period over, the request is cancelled: what arrived is kept all the same).
-            try await Self.uncancelled { [manager] in
+            let (state, _) = try await Self.uncancelled { [manager] in
                 do { try await session.makeDurable() } catch {
                     _ = try? await manager.endAppend(session, .refused)  // nothing durable to keep
                     throw error
                 }
-                _ = try await manager.endAppend(session, .interrupted)
+                return try await manager.endAppend(session, .interrupted)
             }
+            accepted = state.offset - offset
             throw error
         }
-        return try await Self.uncancelled { [manager] in
+        let ended = try await Self.uncancelled { [manager] in
             do { try await session.makeDurable() } catch {
                 _ = try? await manager.endAppend(session, .refused)  // the storage error is the answer
                 manager.logger.error("upload not made durable", metadata: ["upload_id": "\(id)", "error": "\(error)"])
@@ -230,6 +235,8 @@ struct UploadRoutes: Sendable {
             }
             return try await manager.endAppend(session, .completed)
         }
+        accepted = ended.0.offset - offset
+        return ended
     }
 
     /// Runs `work` to its end even if the request is cancelled (a shutdown past its grace period):

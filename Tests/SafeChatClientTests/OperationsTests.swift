@@ -1,0 +1,227 @@
+import Foundation
+import Testing
+@testable import SafeChatGateway
+import SafeChatAPI
+import SafeChatClient
+import SafeChatTestSupport
+import SealedStream
+
+/// What operators see (issue 27): /metrics after known traffic moves by exactly that traffic and
+/// names no one, promtool accepts it, and SIGTERM drains (not ready first, chat told to go away,
+/// an upload in flight resumed after a restart with nothing acknowledged lost).
+@Suite struct OperationsTests {
+    typealias Workspace = ClientCommandTests.Workspace
+
+    /// The exposition's samples, by series (`name{labels}`).
+    struct Scrape {
+        let text: String
+        let samples: [String: Double]
+
+        init(_ text: String) {
+            self.text = text
+            var samples: [String: Double] = [:]
+            for line in text.split(separator: "\n") where !line.hasPrefix("#") {
+                guard let space = line.lastIndex(of: " "), let value = Double(line[line.index(after: space)...]) else { continue }
+                samples[String(line[..<space])] = value
+            }
+            self.samples = samples
+        }
+
+        subscript(_ series: String) -> Double { samples[series] ?? 0 }
+        /// The series of `name` whose labels contain `fragment`.
+        func series(_ name: String, with fragment: String) -> [String: Double] {
+            samples.filter { $0.key.hasPrefix(name + "{") && $0.key.contains(fragment) }
+        }
+    }
+
+    static func scrape(_ port: Int) async throws -> Scrape {
+        let reply = try await HTTP(base: "http://127.0.0.1:\(port)").send(.GET, "/metrics")
+        #expect(reply.status == 200)
+        #expect(reply.header("Content-Type")?.hasPrefix("text/plain; version=0.0.4") == true)
+        return Scrape(reply.text)
+    }
+
+    /// Debian's promtool, reading the exposition on standard input.
+    static func promtoolCheck(_ text: String) async throws -> (status: Int32, output: String) {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("promtool-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        try text.write(to: directory.appendingPathComponent("metrics.txt"), atomically: true, encoding: .utf8)
+        return try await runProcess(["sh", "-c", "promtool check metrics < metrics.txt"], in: directory)
+    }
+
+    @Test(arguments: [TestStore.local, .postgres])
+    func metricsMoveByExactlyTheTrafficAndNameNoOne(store: TestStore) async throws {
+        try await TestGateway.with(store: store, configure: { $0.operationsAddress = ("127.0.0.1", 0) }) { server in
+            let operations = try #require(server.operationsPort)
+            let before = try await Self.scrape(operations)
+
+            // Traffic: two CLI logins and a session (ChatTests.pair), one HTTP login, one failed
+            // login, one upload, a whole download and a 100-byte range, three messages received
+            // by the other member, and a path no route knows.
+            let (one, two, _, session) = try await ChatTests.pair(server)
+            defer { one.remove(); two.remove() }
+            let login = try await HTTP(base: server.base).send(.POST, "/login", body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
+            let token = try #require(login.json["token"] as? String), userID = try #require(login.json["user_id"] as? String)
+            let http = HTTP(base: server.base, token: token)
+            #expect(try await HTTP(base: server.base).send(.POST, "/login", body: Array(#"{"username":"user2","password":"wrong"}"#.utf8)).status == 401)
+            #expect(try await one.run(["keygen", "key"]).status == 0)
+            let (_, fileID) = try await one.uploadRandomFile("report.bin", size: 300_000)
+            let size = try #require(try await http.send(.GET, "/files/\(fileID)").json["size"] as? Int)
+            let whole = try await http.send(.GET, "/download/\(fileID)")
+            #expect(whole.status == 200 && whole.body.count == size)
+            #expect(try await http.send(.GET, "/download/\(fileID)", headers: [("Range", "bytes=0-99")]).status == 206)
+            #expect(try await http.send(.GET, "/no/such/route/\(fileID)").status == 404)
+            for n in 1...3 { #expect(try await one.run(["send", session, "metric \(n)"]).status == 0) }
+            // The queue's depth is read once a second.
+            var depth = 0.0
+            for _ in 0..<100 {
+                depth = try await Self.scrape(operations)["safechat_chat_queue_depth"]
+                if depth == 3 { break }
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(depth == 3, "three messages wait for user2")
+            let received = try await two.run(["recv", session])
+            #expect(received.output.contains("metric 3"), "\(received.output)")
+
+            var after = try await Self.scrape(operations)
+            for _ in 0..<100 where after["safechat_chat_connections"] != 0 {
+                try await Task.sleep(for: .milliseconds(100))
+                after = try await Self.scrape(operations)
+            }
+            func delta(_ series: String) -> Double { after[series] - before[series] }
+            #expect(delta("safechat_upload_bytes_total") == Double(size))
+            #expect(delta("safechat_download_bytes_total") == Double(size + 100))
+            #expect(delta(#"safechat_logins_total{result="success"}"#) == 3)
+            #expect(delta(#"safechat_logins_total{result="failure"}"#) == 1)
+            #expect(delta(#"safechat_logins_total{result="throttled"}"#) == 0)
+            #expect(delta("safechat_chat_messages_total") == 3)
+            #expect(delta("safechat_chat_deliveries_total") == 3)
+            #expect(delta("safechat_chat_dropped_deliveries_total") == 0)
+            #expect(after["safechat_chat_connections"] == 0 && after["safechat_uploads_active"] == 0 && after["safechat_downloads_active"] == 0)
+
+            // Requests by route template: the download route's template, never the id in the path.
+            let downloads = after.series("safechat_http_requests_total", with: #"method="GET""#).filter { $0.key.contains(#"route="/download/"#) }
+            #expect(downloads.count == 2, "\(downloads)")
+            #expect(downloads.first { $0.key.contains(#"status="200""#) }?.value == 1)
+            #expect(downloads.first { $0.key.contains(#"status="206""#) }?.value == 1)
+            #expect(delta(#"safechat_http_requests_total{route="unmatched",method="GET",status="404"}"#) == 1)
+            #expect(delta(#"safechat_http_requests_total{route="/login",method="POST",status="401"}"#) == 1)
+            #expect(after.series("safechat_http_request_duration_seconds_count", with: #"route="/login""#).values.reduce(0, +) == 4)
+
+            // Every backing store was timed; with PostgreSQL, the database too.
+            #expect(delta(#"safechat_store_operation_duration_seconds_count{store="registry"}"#) > 0)
+            #expect(delta(#"safechat_store_operation_duration_seconds_count{store="blob_store"}"#) > 0)
+            #expect((delta(#"safechat_store_operation_duration_seconds_count{store="database"}"#) > 0) == (store == .postgres))
+            #expect(after[#"safechat_store_errors_total{store="registry"}"#] == 0)
+
+            // No identifier is a label value (nor anywhere else in the exposition).
+            for identifier in [fileID, session, userID, token, "user1", "user2", "report.bin"] {
+                #expect(!after.text.contains(identifier), "the metrics name \(identifier)")
+            }
+            let checked = try await Self.promtoolCheck(after.text)
+            #expect(checked.status == 0, "promtool check metrics: \(checked.output)")
+        }
+    }
+
+    @Test func everyExportedMetricIsDocumented() throws {
+        let docs = try String(contentsOfFile: URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().appendingPathComponent("docs/OPERATIONS.md").path, encoding: .utf8)
+        for metric in MetricCatalog.all {
+            #expect(docs.contains("`\(metric.name)`"), "docs/OPERATIONS.md does not describe \(metric.name)")
+        }
+    }
+
+    @Test func probesAnswerWithJSONAndTheDiskThresholdTurnsReadinessFalse() async throws {
+        try await TestGateway.with(configure: { $0.operationsAddress = ("127.0.0.1", 0); $0.minimumFreeSpace = 1 << 60 }) { server in
+            let operationsPort = try #require(server.operationsPort)
+            let operations = HTTP(base: "http://127.0.0.1:\(operationsPort)")
+            #expect(try await operations.send(.GET, "/healthz").status == 200)
+            let ready = try await operations.send(.GET, "/readyz")
+            #expect(ready.status == 503)
+            let checks = try #require(ready.json["checks"] as? [String: String])
+            #expect(checks["registry"] == "ok" && checks["blob_store"] == "ok", "\(checks)")
+            #expect(checks["disk"]?.contains("below the") == true, "\(checks)")
+            let unknown = try await operations.send(.GET, "/metrics/../admin")
+            #expect(unknown.status == 404 && unknown.json["error"] as? String == "not_found")
+            // Nothing of it is on the public port.
+            #expect(try await HTTP(base: server.base).send(.GET, "/metrics").status == 404)
+        }
+    }
+
+    /// SIGTERM with an upload streaming in and a chat client connected: /readyz turns false first,
+    /// the chat client is told "going away" (1001), the process exits within its grace period, and
+    /// on a restarted gateway the upload resumes from its acknowledged offset and the chat client
+    /// reconnects by itself.
+    @Test func sigtermDrainsAndTheUploadResumesWithNothingLost() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("drain-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let operationsPort = try freePort()
+        let options = ["--metrics-listen", "127.0.0.1:\(operationsPort)", "--shutdown-grace", "4"]
+        let first = try ServerProcess(dataDirectory: directory, options: options)
+        let (one, two, _, session) = try await ChatTests.pair(base: first.base, dataDirectory: directory)
+        defer { one.remove(); two.remove() }
+
+        // user2 in `safechat chat`, its messages on standard error.
+        let chat = Process()
+        chat.executableURL = URL(fileURLWithPath: ClientCommandTests.safechat)
+        chat.arguments = ["chat", session]
+        chat.environment = ProcessInfo.processInfo.environment.merging(["XDG_CONFIG_HOME": two.config, "XDG_DATA_HOME": two.data]) { $1 }
+        let typed = Pipe(), said = PipeText()
+        chat.standardInput = typed
+        chat.standardOutput = FileHandle.nullDevice
+        chat.standardError = said.pipe
+        try chat.run()
+        defer { if chat.isRunning { chat.terminate() }; chat.waitUntilExit() }
+        #expect(await said.wait(for: "connected to"), "\(said.value)")
+
+        // A 24 MiB sealed stream PATCHed at 1 MB/s: well under way when the signal comes.
+        let stream = try await sealedStream(plaintextSize: 24 << 20)
+        let file = URL(fileURLWithPath: directory + "-upload.bin")
+        defer { try? FileManager.default.removeItem(at: file) }
+        try Data(stream.sealed).write(to: file)
+        let http = try await HTTP.login(first.base)
+        let upload = try await http.createUpload(length: stream.sealed.count)
+        let patch = try slowPatch(first.base + upload, token: try #require(http.token), offset: 0, file: file)
+        defer { if patch.isRunning { patch.terminate() } }
+        try await Task.sleep(for: .seconds(3))
+
+        let operations = HTTP(base: "http://127.0.0.1:\(operationsPort)")
+        #expect(try await operations.send(.GET, "/readyz").status == 200)
+        kill(first.process.processIdentifier, SIGTERM)
+        var draining: Reply?
+        for _ in 0..<40 {
+            let reply = try? await operations.send(.GET, "/readyz", timeout: .seconds(1))
+            if reply?.status == 503 { draining = reply; break }
+            try await Task.sleep(for: .milliseconds(25))
+        }
+        #expect(draining?.json["draining"] as? Bool == true, "readiness turns false at once: \(draining?.text ?? "no answer")")
+        #expect(await said.wait(for: "disconnected (1001", within: .seconds(10)), "\(said.value)")
+        let exit = ContinuousClock.now
+        first.process.waitUntilExit()
+        #expect(ContinuousClock.now - exit < .seconds(12), "the gateway exits within its grace period (4 s) and the cancellation after it")
+
+        // Restarted on the same port: the upload resumes from what was acknowledged, and finishes
+        // byte-identical; the chat client is back on its own.
+        let port = try #require(URL(string: first.base)?.port)
+        let second = try ServerProcess(dataDirectory: directory, port: port, options: options)
+        defer { second.kill() }
+        let resumed = try await HTTP.login(second.base)
+        let head = try await resumed.send(.HEAD, upload, headers: [("Tus-Resumable", "1.0.0")])
+        let offset = try #require(head.header("Upload-Offset").flatMap { Int($0) })
+        #expect(offset > 0 && offset < stream.sealed.count, "the upload was in flight: \(offset)")
+        let finished = try await resumed.patch(upload, offset: offset, stream.sealed[offset...])
+        #expect(finished.status == 204, "\(finished.text)")
+        let id = String(upload.split(separator: "/").last!)
+        let downloaded = try await resumed.send(.GET, "/download/\(id)")
+        #expect(downloaded.body == stream.sealed, "the stored file is the stream sent, byte for byte")
+        var connections = 0
+        for _ in 0..<200 {
+            connections = said.value.components(separatedBy: "connected to").count - 1
+            if connections >= 2 { break }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        #expect(connections >= 2, "the chat client reconnects by itself: \(said.value)")
+        try? typed.fileHandleForWriting.write(contentsOf: Data("/quit\n".utf8))
+    }
+}
