@@ -160,7 +160,7 @@ extension ResilienceTests {
     func sigtermMidUploadStopsCleanlyAndLeavesAResumableOffset(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        var server = try ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--shutdown-grace", "10"])
         var client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 16_000_000)
         let path = try await client.createUpload(length: sealed.count)
