@@ -12,6 +12,9 @@ enum ExitStatus {
     /// What was received failed a check: a sealed stream, a file or stream the gateway passed off as
     /// another, a session log or key that does not verify against what this device trusts.
     static let rejectedInput: Int32 = 2
+    /// `serve`'s configuration is refused: a bad value, an unknown key, settings that go together
+    /// given apart (EX_CONFIG of sysexits.h).
+    static let badConfiguration: Int32 = 78
 }
 
 /// A failure the CLI reports as one line on stderr.

@@ -19,16 +19,22 @@ struct CLI {
     }
 
     @discardableResult
-    static func run(_ arguments: [String], stdin: Data? = nil, in directory: URL) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, in directory: URL, environment: [String: String]? = nil) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments
         process.currentDirectoryURL = directory
+        if let environment { process.environment = environment }
         let out = Pipe(), err = Pipe(), input = Pipe()
         process.standardOutput = out
         process.standardError = err
         process.standardInput = input
         try process.run()
+        // A command that should have ended but runs on (a server that was meant to refuse its
+        // configuration) fails the test instead of hanging it.
+        let watchdog = DispatchWorkItem { if process.isRunning { process.terminate() } }
+        DispatchQueue.global().asyncAfter(deadline: .now() + 120, execute: watchdog)
+        defer { watchdog.cancel() }
         // Feed stdin and drain both pipes concurrently so no side blocks on a full pipe.
         let writer = Thread { if let stdin { input.fileHandleForWriting.write(stdin) }; try? input.fileHandleForWriting.close() }
         writer.start()

@@ -225,4 +225,74 @@ import SealedStream
         #expect(connections >= 2, "the chat client reconnects by itself: \(said.value)")
         try? typed.fileHandleForWriting.write(contentsOf: Data("/quit\n".utf8))
     }
+
+    /// `--log-format json`: one JSON object per line; each request's line names its id (kept from
+    /// a trusted proxy, made up otherwise, echoed either way), route template, status, bytes,
+    /// duration and account id, and no line names a user, a file or a token.
+    @Test func jsonLogsTellEachRequestAndNameNoOne() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("logs-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let trusted = try ServerProcess(dataDirectory: directory, options: ["--log-format", "json", "--trusted-proxies", "127.0.0.1,::1"])
+        defer { trusted.kill() }
+        let login = try await HTTP(base: trusted.base).send(.POST, "/login", headers: [("X-Request-Id", "lb-login.1")],
+                                                             body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
+        #expect(login.header("X-Request-Id") == "lb-login.1")
+        let token = try #require(login.json["token"] as? String), userID = try #require(login.json["user_id"] as? String)
+        let http = HTTP(base: trusted.base, token: token)
+        // A file whose name must stay out of the log, uploaded and downloaded.
+        let sealed = try await sealedStream(plaintextSize: 300_000).sealed
+        let upload = try await http.createUpload(length: sealed.count, metadata: "filename \(Data("quarterly-secret-plan.pdf".utf8).base64EncodedString())")
+        let patched = try await http.patch(upload, offset: 0, sealed, extraHeaders: [("X-Request-Id", "lb-patch.2")])
+        #expect(patched.status == 204 && patched.header("X-Request-Id") == "lb-patch.2")
+        let id = String(upload.split(separator: "/").last!)
+        let downloaded = try await http.send(.GET, "/download/\(id)", headers: [("X-Request-Id", "lb-download.3")])
+        #expect(downloaded.body == sealed)
+        // An id that could forge a log field is not taken over, even from a trusted proxy.
+        let forged = try await http.send(.GET, "/files", headers: [("X-Request-Id", "x\" level=error")])
+        let made = try #require(forged.header("X-Request-Id"))
+        #expect(made.count == 16 && made.allSatisfy(\.isHexDigit), "\(made)")
+        let missing = try await HTTP(base: trusted.base).send(.GET, "/no/such/path")
+        #expect(missing.status == 404)
+
+        // From an address that is not a trusted proxy, the header is ignored.
+        let other = try ServerProcess(dataDirectory: directory + "-other", options: ["--log-format", "json"])
+        defer { other.kill(); try? FileManager.default.removeItem(atPath: directory + "-other") }
+        let untrusted = try await HTTP(base: other.base).send(.GET, "/files", headers: [("X-Request-Id", "lb-untrusted")])
+        let own = try #require(untrusted.header("X-Request-Id"))
+        #expect(own != "lb-untrusted" && own.count == 16)
+
+        // Lines are written once each body is sent: wait for the download's.
+        var records: [[String: Any]] = []
+        for _ in 0..<100 {
+            records = trusted.log.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+            if records.contains(where: { $0["request_id"] as? String == "lb-download.3" && $0["message"] as? String == "request" }) { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        let lines = trusted.log.split(separator: "\n")
+        #expect(records.count == lines.count, "every line is one JSON object: \(trusted.log)")
+        for record in records {
+            #expect(record["time"] is String && record["level"] is String && record["message"] is String, "\(record)")
+        }
+        func request(_ id: String) -> [String: Any] {
+            records.first { $0["request_id"] as? String == id && $0["message"] as? String == "request" } ?? [:]
+        }
+        let loginLine = request("lb-login.1")
+        #expect(loginLine["route"] as? String == "/login" && loginLine["status"] as? Int == 200 && loginLine["method"] as? String == "POST")
+        let patchLine = request("lb-patch.2")
+        #expect(patchLine["route"] as? String == "/uploads/{id}" && patchLine["status"] as? Int == 204, "\(patchLine)")
+        #expect(patchLine["bytes_in"] as? Int == sealed.count && patchLine["user_id"] as? String == userID, "\(patchLine)")
+        let downloadLine = request("lb-download.3")
+        #expect(downloadLine["route"] as? String == "/download/{id}" && downloadLine["status"] as? Int == 200, "\(downloadLine)")
+        #expect(downloadLine["bytes_out"] as? Int == sealed.count && downloadLine["user_id"] as? String == userID, "\(downloadLine)")
+        #expect((downloadLine["duration_ms"] as? Double).map { $0 >= 0 } == true, "\(downloadLine)")
+        #expect(request(made)["route"] as? String == "/files")
+        #expect(records.contains { $0["route"] as? String == "unmatched" && $0["status"] as? Int == 404 })
+        // Handlers' own lines carry the request's id too (the login line).
+        #expect(records.contains { $0["request_id"] as? String == "lb-login.1" && $0["message"] as? String == "login" })
+        // (The demo account's warning at start names the prototype's well-known demo login.)
+        let requestTime = lines.filter { !$0.contains("demo mode") }.joined(separator: "\n")
+        for secret in ["user1", "password123", token, "quarterly-secret-plan", Data("quarterly-secret-plan.pdf".utf8).base64EncodedString(), "/download/\(id)"] {
+            #expect(!requestTime.contains(secret), "the log holds \(secret)")
+        }
+    }
 }

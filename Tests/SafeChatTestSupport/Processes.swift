@@ -49,17 +49,23 @@ public struct ServerProcess {
         process.standardError = log
         process.standardOutput = FileHandle.nullDevice
         try process.run()
-        // The "listening" log line carries the URL.
+        // The "listening" log line carries the URL: `url=http://…` in text, `"url":"http://…"` in
+        // JSON (not the operators' listener's `operations_url`).
+        func url(in text: String) -> String? {
+            for token in text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," || $0 == "{" }) {
+                if token.hasPrefix("url=http") { return String(token.dropFirst(4)) }
+                if token.hasPrefix("\"url\":\"http") { return String(token.dropFirst(7).prefix { $0 != "\"" }) }
+            }
+            return nil
+        }
         var seen = ""
         let handle = log.fileHandleForReading
-        // (Not the operators' listener's `operations_url=`.)
-        while !seen.split(whereSeparator: { $0 == " " || $0 == "\n" }).contains(where: { $0.hasPrefix("url=http") }) {
+        while url(in: seen) == nil {
             let data = handle.availableData
             if data.isEmpty { throw CocoaError(.fileReadUnknown) }
             seen += String(decoding: data, as: UTF8.self)
         }
-        let url = seen.split(whereSeparator: { $0 == " " || $0 == "\n" }).first { $0.hasPrefix("url=http") }!.dropFirst(4)
-        base = String(url)
+        base = url(in: seen)!
         // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
         let logged = self.logged
         logged.append(seen)

@@ -18,6 +18,7 @@ struct AuthenticationMiddleware: RouterMiddleware {
         var context = context
         context.principal = principal
         context.token = claims
+        context.record.userID = principal.id.value
         return try await next(request, context)
     }
 }

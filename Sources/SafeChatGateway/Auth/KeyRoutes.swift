@@ -27,7 +27,7 @@ struct KeyRoutes: Sendable {
         }
         let now = clock()
         try await registry.putIdentity(bundle, of: principal.id, at: now)
-        context.logger.info("identity published", metadata: ["user": "\(principal.name)"])
+        context.logger.info("identity published", metadata: ["user_id": "\(principal.id.value)"])
         return try jsonResponse(KeyDirectoryEntry(user: principal.name, userID: principal.id.value, bundle: bundle, updatedAt: now))
     }
 

@@ -33,13 +33,13 @@ struct LoginRoutes: Sendable {
         }
         guard let (principal, generation) = try await users.verify(login.username, password: login.password) else {
             metrics.login(.failure)
-            context.logger.notice("login failed", metadata: ["user": "\(login.username)", "address": "\(context.remoteAddress)"])
+            context.logger.notice("login failed", metadata: ["address": "\(context.remoteAddress)"])
             throw GatewayError(.unauthorized, .invalidCredentials, "wrong user name or password")
         }
         try await throttle.succeeded(keys)
         metrics.login(.success)
         let (token, expires) = try await tokens.issue(for: principal.id, generation: generation)
-        context.logger.info("login", metadata: ["user": "\(principal.name)"])
+        context.logger.info("login", metadata: ["user_id": "\(principal.id.value)"])
         return try jsonResponse(LoginReply(token: token, expiresAt: expires, userID: principal.id.value))
     }
 }

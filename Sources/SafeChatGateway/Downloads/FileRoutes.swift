@@ -61,7 +61,7 @@ struct FileRoutes: Sendable {
         let record = manifest.records[n]
         return try await serve(manifest, range: record.offset..<(record.offset + Int64(record.length)), status: .ok, extraHeaders: [
             HTTPField.Name("SafeChat-Chunk-Index")!: "\(n)",
-        ], headOnly: false, channel: context.channel)
+        ], headOnly: false, context: context)
     }
 
     /// The sealed stream, whole or by RFC 9110 byte range (a-b, a-, -n), with a strong ETag.
@@ -73,23 +73,24 @@ struct FileRoutes: Sendable {
         if let ifRange = request.headers[.ifRange], ifRange != etag { rangeHeader = nil }
         let size = manifest.size
         guard let rangeHeader else {
-            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
+            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, context: context)
         }
         switch ByteRange.parse(rangeHeader, size: size) {
         case .satisfiable(let range):
             return try await serve(manifest, range: range, status: .partialContent,
                              extraHeaders: [.contentRange: "bytes \(range.lowerBound)-\(range.upperBound - 1)/\(size)"], headOnly: headOnly,
-                             channel: context.channel)
+                             context: context)
         case .unsatisfiable:
             throw GatewayError(.rangeNotSatisfiable, .rangeNotSatisfiable, "the requested range is outside the file's \(size) bytes",
                                headers: [.contentRange: "bytes */\(size)"])
         case .ignored:
-            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, channel: context.channel)
+            return try await serve(manifest, range: 0..<size, status: .ok, extraHeaders: [:], headOnly: headOnly, context: context)
         }
     }
 
     private func serve(_ manifest: FileManifest, range: Range<Int64>, status: HTTPResponse.Status,
-                       extraHeaders: HTTPFields, headOnly: Bool, channel: any Channel) async throws -> Response {
+                       extraHeaders: HTTPFields, headOnly: Bool, context: GatewayContext) async throws -> Response {
+        let channel = context.channel, record = context.record
         var headers = extraHeaders
         headers[.contentType] = "application/octet-stream"
         headers[.acceptRanges] = "bytes"
@@ -112,7 +113,10 @@ struct FileRoutes: Sendable {
         let body = ResponseBody(contentLength: Int(range.count)) { [pieces, metrics] writer in
             metrics.downloadStarted()
             var sent: Int64?
-            defer { metrics.downloadEnded(sentBytes: sent) }
+            defer {
+                metrics.downloadEnded(sentBytes: sent)
+                record.bytesOut = sent
+            }
             if pieces == nil, let descriptor = blob.fileDescriptor,
                let region = await FileRegionSender.enqueue(descriptor: descriptor, range: range, on: channel) {
                 defer { blob.close() }

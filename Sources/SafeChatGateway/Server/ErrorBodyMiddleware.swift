@@ -37,7 +37,7 @@ struct ErrorBodyMiddleware: RouterMiddleware {
             if error.status == .contentTooLarge { throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large") }
             throw GatewayError(error.status, error.status.code < 500 ? .badRequest : .internalError, error.body ?? error.status.reasonPhrase)
         } catch let error as StorageUnavailable {
-            context.logger.warning("storage unavailable", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            context.logger.warning("storage unavailable", metadata: ["route": "\(context.endpointPath ?? "unmatched")", "error": "\(error)"])
             throw GatewayError.storageUnavailable(error)
         } catch is NIOTooManyBytesError {
             throw GatewayError(.contentTooLarge, .tooLarge, "the request body is too large")
@@ -46,7 +46,7 @@ struct ErrorBodyMiddleware: RouterMiddleware {
             // connection after this answer.
             throw GatewayError(.badRequest, .badRequest, "malformed request body (\(error))")
         } catch {
-            context.logger.error("request failed", metadata: ["path": "\(request.uri.path)", "error": "\(error)"])
+            context.logger.error("request failed", metadata: ["route": "\(context.endpointPath ?? "unmatched")", "error": "\(error)"])
             throw GatewayError(.internalServerError, .internalError, "the gateway failed to answer; try again")
         }
     }

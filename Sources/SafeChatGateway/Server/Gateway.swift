@@ -159,7 +159,8 @@ public struct Gateway: Sendable {
         }
         return Application(
             responder: FrontResponder(routes: makeRouter(routeTable: routeTable).buildResponder(), routeTable: routeTable,
-                                      maxFileSize: configuration.maxFileSize, metrics: metrics), server: server,
+                                      maxFileSize: configuration.maxFileSize, metrics: metrics,
+                                      trustedProxies: configuration.trustedProxies), server: server,
             configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "SafeChat"),
             services: services,
             onServerRunning: { channel in await onServerRunning(channel.localAddress?.port ?? 0) },

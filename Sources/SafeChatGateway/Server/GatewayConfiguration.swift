@@ -55,6 +55,9 @@ public struct GatewayConfiguration: Sendable {
     /// Of that, how long the gateway keeps serving after /readyz turned false, before it stops
     /// accepting connections: a load balancer checking more often than this has moved away by then.
     public var drainNotice: Duration = .seconds(2)
+    /// Addresses of proxies whose `X-Request-Id` is taken over; from anyone else the header is
+    /// ignored and the gateway makes its own id.
+    public var trustedProxies: Set<String> = []
 
     /// The time of day for upload expiry and login locks; tests move it instead of waiting.
     public var clock: @Sendable () -> Date = { Date() }

@@ -13,6 +13,8 @@ public struct GatewayContext: RequestContext {
     var principal: Principal?
     /// The token that authenticated the request (tickets carry it on; logout revokes it).
     var token: TokenClaims?
+    /// What the request log line tells beyond head and status (account, body bytes).
+    let record = RequestRecord()
 
     public init(source: ApplicationRequestContextSource) {
         coreContext = .init(source: source)

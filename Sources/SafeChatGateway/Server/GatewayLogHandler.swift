@@ -6,15 +6,24 @@ import Logging
 /// hold a newline or look like `key=value`, and must never make a line that reads as another record.
 ///
 /// `2026-12-04T17:41:54+0000 info safechat.gateway: key=value key2="a value" [source] message`
+///
+/// With ``Format/json``, each record is one JSON object per line instead (for log shippers):
+/// `{"time":"2026-12-04T17:41:54.123Z","level":"info","logger":"safechat.gateway","message":"request",…}`
+/// with the metadata as further members, whole numbers as JSON numbers.
 public struct GatewayLogHandler: LogHandler {
     public var logLevel: Logger.Level = .info
     public var metadata: Logger.Metadata = [:]
     public var metadataProvider: Logger.MetadataProvider?
     private let label: String
+    private let format: Format
     private let write: @Sendable (String) -> Void
 
-    public init(label: String, write: @escaping @Sendable (String) -> Void = GatewayLogHandler.standardError) {
+    /// How a record is written: `key=value` text for people, or one JSON object per line.
+    public enum Format: String, Sendable, CaseIterable { case text, json }
+
+    public init(label: String, format: Format = .text, write: @escaping @Sendable (String) -> Void = GatewayLogHandler.standardError) {
         self.label = label
+        self.format = format
         self.write = write
     }
 
@@ -28,6 +37,7 @@ public struct GatewayLogHandler: LogHandler {
         var all = metadata
         if let provided = metadataProvider?.get() { all.merge(provided) { $1 } }
         if let explicit { all.merge(explicit) { $1 } }
+        if format == .json { return write(Self.jsonLine(level: level, label: label, message: message.description, metadata: all)) }
         let fields = all.sorted { $0.key < $1.key }.map { "\(Self.escaped($0.key, quoting: false))=\(Self.escaped("\($0.value)", quoting: true))" }
         let time = Self.timestamp()
         write("\(time) \(level) \(Self.escaped(label, quoting: false)):\(fields.isEmpty ? "" : " " + fields.joined(separator: " ")) "
@@ -61,6 +71,45 @@ public struct GatewayLogHandler: LogHandler {
             }
         }
         return quoting && (!plain || out.isEmpty) ? "\"\(out)\"" : out
+    }
+
+    /// One JSON object and a newline. JSONSerialization escapes every control character, so a
+    /// value from a request cannot end the line or the object.
+    static func jsonLine(level: Logger.Level, label: String, message: String, metadata: Logger.Metadata) -> String {
+        var object: [String: Any] = [:]
+        for (key, value) in metadata { object[key] = jsonValue(value) }
+        object["time"] = utcTimestamp()
+        object["level"] = level.rawValue
+        object["logger"] = label
+        object["message"] = message
+        guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else {
+            return "{\"level\":\"error\",\"message\":\"a log record could not be written as JSON\"}\n"
+        }
+        return String(decoding: data, as: UTF8.self) + "\n"
+    }
+
+    private static func jsonValue(_ value: Logger.MetadataValue) -> Any {
+        switch value {
+        case .string(let text): text
+        case .stringConvertible(let number as any BinaryInteger): Int64(clamping: number)
+        case .stringConvertible(let number as Double): number.isFinite ? number : "\(number)"
+        case .stringConvertible(let other): other.description
+        case .array(let values): values.map(jsonValue)
+        case .dictionary(let values): values.mapValues(jsonValue)
+        }
+    }
+
+    private static func utcTimestamp() -> String {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        var seconds = now.tv_sec
+        var parts = tm()
+        gmtime_r(&seconds, &parts)
+        var buffer = [Int8](repeating: 0, count: 64)
+        let count = strftime(&buffer, buffer.count, "%Y-%m-%dT%H:%M:%S", &parts)
+        let milliseconds = now.tv_nsec / 1_000_000
+        return String(decoding: buffer.prefix(count).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            + "." + String(repeating: "0", count: milliseconds < 10 ? 2 : milliseconds < 100 ? 1 : 0) + "\(milliseconds)Z"
     }
 
     private static func timestamp() -> String {

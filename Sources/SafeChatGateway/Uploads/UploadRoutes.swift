@@ -198,7 +198,10 @@ struct UploadRoutes: Sendable {
         let session = try await manager.beginAppend(id, principal: principal, offset: offset, declaredLength: declaredLength, checksum: checksum)
         metrics.uploadStarted()
         var accepted: Int64 = 0
-        defer { metrics.uploadEnded(acceptedBytes: accepted) }
+        defer {
+            metrics.uploadEnded(acceptedBytes: accepted)
+            context.record.bytesIn = accepted
+        }
         do {
             // A body that stalls is cut off by RequestGuard (the connection closes, and the loop throws).
             for try await buffer in body {

@@ -21,10 +21,8 @@ struct ObjectStoreOptions: ParsableArguments {
     var blobStore: String? { blobStoreOption ?? ProcessInfo.processInfo.environment["SAFECHAT_BLOB_STORE"] }
     var s3Endpoint: String? { s3EndpointOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_ENDPOINT"] }
     var s3Region: String? {
-        s3RegionOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_REGION"] ?? ProcessInfo.processInfo.environment["AWS_REGION"]
+        s3RegionOption ?? ProcessInfo.processInfo.environment["SAFECHAT_S3_REGION"]
     }
-    /// "s3://BUCKET/PREFIX at ENDPOINT", for the log; nil for the data directory.
-    var summary: String? { blobStore.map { "\($0) at \(s3Endpoint ?? "?")" } }
 
     func validate() throws {
         guard (blobStore == nil) == (s3Endpoint == nil) else { throw ValidationError("--blob-store s3://BUCKET and --s3-endpoint URL go together") }
@@ -33,8 +31,14 @@ struct ObjectStoreOptions: ParsableArguments {
     /// The S3 store named, checked (reachable, writable) before anything starts; nil for the data
     /// directory. Its credentials come from the AWS_* variables or the credentials file.
     func store(maxFileSize: Int64) async throws -> S3BlobStore? {
-        guard let blobStore, let s3Endpoint else { return nil }
-        let settings = try S3Settings(location: blobStore, endpoint: s3Endpoint, region: s3Region,
+        try await Self.store(location: blobStore, endpoint: s3Endpoint, region: s3Region, maxFileSize: maxFileSize)
+    }
+
+    /// The S3 store at `location` (s3://BUCKET/PREFIX) on `endpoint`, checked; nil for the data directory.
+    static func store(location: String?, endpoint: String?, region: String?, maxFileSize: Int64) async throws -> S3BlobStore? {
+        guard let location, let endpoint else { return nil }
+        let region = region ?? ProcessInfo.processInfo.environment["AWS_REGION"]
+        let settings = try S3Settings(location: location, endpoint: endpoint, region: region,
                                       credentials: try S3Credentials.load(), maxObjectSize: maxFileSize)
         let store = S3BlobStore(settings: settings)
         do {
