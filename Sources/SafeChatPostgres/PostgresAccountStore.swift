@@ -47,17 +47,40 @@ public struct PostgresAccountStore: AccountStore {
         }
     }
 
-    public func remove(_ name: String) async throws {
+    public func remove(_ name: String, keepingFiles: Bool) async throws {
         let removed = try await database.transaction("remove account") { connection in
             let rows = try await connection.query("DELETE FROM accounts WHERE name = \(name) RETURNING id", logger: database.logger)
             var ids: [String] = []
             for try await id in rows.decode(String.self) { ids.append(id) }
-            for id in ids {
+            for id in ids where !keepingFiles {
                 try await connection.query("INSERT INTO removed_accounts (id) VALUES (\(id)) ON CONFLICT DO NOTHING", logger: database.logger)
             }
             return ids.count
         }
         guard removed == 1 else { throw UserStoreError.unknown(name) }
+    }
+
+    public func setDisabled(_ name: String, _ disabled: Bool) async throws {
+        // Disabling moves the token generation on: every token is refused at its next request.
+        let updated = try await database.perform("disable account") { client in
+            try await client.query("""
+                UPDATE accounts SET token_generation = token_generation + (CASE WHEN \(disabled) AND NOT disabled THEN 1 ELSE 0 END),
+                    disabled = \(disabled)
+                WHERE name = \(name) RETURNING id
+                """).collect().count
+        }
+        guard updated == 1 else { throw UserStoreError.unknown(name) }
+    }
+
+    public func accounts() async throws -> [AccountSummary] {
+        try await database.perform("list accounts") { client in
+            var accounts: [AccountSummary] = []
+            for try await (id, name, created, disabled) in try await client.query(
+                "SELECT id, name, created_at, disabled FROM accounts ORDER BY name").decode((String, String, Date, Bool).self) {
+                if let id = UserID(id) { accounts.append(AccountSummary(id: id, name: name, createdAt: created, disabled: disabled)) }
+            }
+            return accounts
+        }
     }
 
     public func contains(_ name: String) async throws -> Bool {
@@ -70,16 +93,16 @@ public struct PostgresAccountStore: AccountStore {
             _ = try await PasswordHash.decoy.matches(password)
             return nil
         }
-        let account = try await database.perform("read account") { client -> (String, Int, String)? in
-            var found: (String, Int, String)?
+        let account = try await database.perform("read account") { client -> (String, Int, String, Bool)? in
+            var found: (String, Int, String, Bool)?
             for try await row in try await client.query(
-                "SELECT id, token_generation, password::text FROM accounts WHERE name = \(name)").decode((String, Int, String).self) {
+                "SELECT id, token_generation, password::text, disabled FROM accounts WHERE name = \(name)").decode((String, Int, String, Bool).self) {
                 found = row
             }
             return found
         }
         let stored = try account.map { try JSONDecoder().decode(PasswordHash.self, from: Data($0.2.utf8)) } ?? PasswordHash.decoy
-        guard try await stored.matches(password), let account, let id = UserID(account.0) else { return nil }
+        guard try await stored.matches(password), let account, !account.3, let id = UserID(account.0) else { return nil }
         return (Principal(id: id, name: name), account.1)
     }
 
@@ -87,7 +110,7 @@ public struct PostgresAccountStore: AccountStore {
         let name = try await database.perform("check token") { client -> String? in
             var name: String?
             for try await value in try await client.query("""
-                SELECT name FROM accounts WHERE id = \(id.description) AND token_generation = \(tokenGeneration)
+                SELECT name FROM accounts WHERE id = \(id.description) AND token_generation = \(tokenGeneration) AND NOT disabled
                 """).decode(String.self) {
                 name = value
             }

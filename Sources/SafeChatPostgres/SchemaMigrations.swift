@@ -243,6 +243,9 @@ public enum SchemaMigrations {
             "CREATE TABLE quota_usage (owner text PRIMARY KEY, bytes bigint NOT NULL)",
             "CREATE TABLE quota_counted (id integer PRIMARY KEY)",
         ]),
+        Step(version: 8, summary: "accounts: disabled by an operator", statements: [
+            "ALTER TABLE accounts ADD COLUMN disabled boolean NOT NULL DEFAULT false",
+        ]),
     ]
 
     public static var latestVersion: Int { steps.last?.version ?? 0 }

@@ -24,7 +24,7 @@ struct SafeChatCommand: AsyncParsableCommand {
             was rejected (wrong key, tampered, truncated or malformed, or the gateway served another \
             file or stream than the one asked for); 64 bad command-line usage.
             """,
-        subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self, ServeCommand.self, MigrateCommand.self, UserCommand.self, LoginCommand.self, LogoutCommand.self, KeysCommand.self, SessionCommand.self, SessionsCommand.self, UploadCommand.self, DownloadCommand.self, FilesCommand.self, RemoveCommand.self, ChatCommand.self, SendCommand.self, ReceiveCommand.self, HistoryCommand.self, ClearHistoryCommand.self]
+        subcommands: [KeygenCommand.self, SealCommand.self, OpenCommand.self, InspectCommand.self, ServeCommand.self, MigrateCommand.self, UserCommand.self, AdminCommand.self, LoginCommand.self, LogoutCommand.self, KeysCommand.self, SessionCommand.self, SessionsCommand.self, UploadCommand.self, DownloadCommand.self, FilesCommand.self, RemoveCommand.self, ChatCommand.self, SendCommand.self, ReceiveCommand.self, HistoryCommand.self, ClearHistoryCommand.self]
     )
 }
 

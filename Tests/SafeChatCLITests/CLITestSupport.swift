@@ -18,8 +18,16 @@ struct CLI {
         let stderr: String
     }
 
+    /// Runs the command on threads of its own, so that a test waiting for it holds no thread of
+    /// Swift's cooperative pool, which every test's in-process gateway needs.
     @discardableResult
-    static func run(_ arguments: [String], stdin: Data? = nil, in directory: URL, environment: [String: String]? = nil) throws -> Result {
+    static func run(_ arguments: [String], stdin: Data? = nil, in directory: URL, environment: [String: String]? = nil) async throws -> Result {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread { continuation.resume(with: Swift.Result { try runBlocking(arguments, stdin: stdin, in: directory, environment: environment) }) }.start()
+        }
+    }
+
+    private static func runBlocking(_ arguments: [String], stdin: Data?, in directory: URL, environment: [String: String]?) throws -> Result {
         let process = Process()
         process.executableURL = executable
         process.arguments = arguments

@@ -7,85 +7,85 @@ import SealedStream
     /// 4 chunks of 64 KiB: two compressible, two random; the last one short.
     let plaintext = textLike(2 * 65536) + randomBytes(65536 + 1234)
 
-    init() throws {
+    init() async throws {
         scratch = try Scratch()
-        try CLI.run(["keygen", "key"], in: scratch.url)
+        try await CLI.run(["keygen", "key"], in: scratch.url)
         try scratch.write("plain", plaintext)
     }
 
-    func sealDefault() throws {
-        let r = try CLI.run(["seal", "--key", "key", "--chunk-size", "64K", "plain", "sealed"], in: scratch.url)
+    func sealDefault() async throws {
+        let r = try await CLI.run(["seal", "--key", "key", "--chunk-size", "64K", "plain", "sealed"], in: scratch.url)
         #expect(r.status == 0, "\(r.stderr)")
     }
 
-    @Test func keygenCreatesAPrivateKeyFileAndNeverOverwrites() throws {
+    @Test func keygenCreatesAPrivateKeyFileAndNeverOverwrites() async throws {
         var info = stat()
         #expect(stat(scratch.path("key"), &info) == 0)
         #expect(info.st_mode & 0o777 == 0o600)
         let before = try scratch.read("key")
         #expect(before.count == 65)
-        let again = try CLI.run(["keygen", "key"], in: scratch.url)
+        let again = try await CLI.run(["keygen", "key"], in: scratch.url)
         #expect(again.status == 1)
         #expect(again.stderr.contains("File exists"))
         #expect(try scratch.read("key") == before)
     }
 
-    @Test func sealAndOpenRoundTripThroughFilesAndPipes() throws {
-        try sealDefault()
+    @Test func sealAndOpenRoundTripThroughFilesAndPipes() async throws {
+        try await sealDefault()
         let sealed = try scratch.read("sealed")
         #expect(sealed.count < plaintext.count)
-        let opened = try CLI.run(["open", "--key", "key", "sealed", "out"], in: scratch.url)
+        let opened = try await CLI.run(["open", "--key", "key", "sealed", "out"], in: scratch.url)
         #expect(opened.status == 0, "\(opened.stderr)")
         #expect(fingerprint(try scratch.read("out")) == fingerprint(plaintext))
         var info = stat()
         stat(scratch.path("out"), &info)
         #expect(info.st_mode & 0o777 == 0o600, "plaintext output is private")
 
-        let piped = try CLI.run(["seal", "--key", "key", "-", "-"], stdin: Data(plaintext), in: scratch.url)
+        let piped = try await CLI.run(["seal", "--key", "key", "-", "-"], stdin: Data(plaintext), in: scratch.url)
         #expect(piped.status == 0)
-        let back = try CLI.run(["open", "--key", "key", "-", "-"], stdin: piped.stdout, in: scratch.url)
+        let back = try await CLI.run(["open", "--key", "key", "-", "-"], stdin: piped.stdout, in: scratch.url)
         #expect(back.status == 0)
         #expect(fingerprint(back.stdout) == fingerprint(plaintext))
         #expect(try scratch.contents() == ["key", "plain", "sealed", "out"])
     }
 
-    @Test func optionsShowInInspect() throws {
-        let r = try CLI.run(["seal", "--key", "key", "--chunk-size", "128K", "--no-compress", "plain", "raw"], in: scratch.url)
+    @Test func optionsShowInInspect() async throws {
+        let r = try await CLI.run(["seal", "--key", "key", "--chunk-size", "128K", "--no-compress", "plain", "raw"], in: scratch.url)
         #expect(r.status == 0)
-        let inspect = try CLI.run(["inspect", "raw"], in: scratch.url)
+        let inspect = try await CLI.run(["inspect", "raw"], in: scratch.url)
         let text = String(decoding: inspect.stdout, as: UTF8.self)
         #expect(inspect.status == 0)
         #expect(text.contains("chunk size:  131072 bytes"))
         #expect(text.contains("compression: none"))
         #expect(text.contains("chunks:      2 (0 LZ4, 2 stored)"))
         #expect(text.contains("plaintext:   \(plaintext.count) bytes"))
-        try sealDefault()
-        let table = String(decoding: try CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
+        try await sealDefault()
+        let table = String(decoding: try await CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
         #expect(table.contains("chunks:      4 (2 LZ4, 2 stored)"))
         #expect(table.split(separator: "\n").filter { $0.hasSuffix(" no") || $0.hasSuffix(" yes") }.count == 4)
     }
 
-    @Test func usageErrorsAndBadFilesGiveOneLineAndTheDocumentedCode() throws {
-        let badSize = try CLI.run(["seal", "--key", "key", "--chunk-size", "1000", "plain", "x"], in: scratch.url)
+    @Test func usageErrorsAndBadFilesGiveOneLineAndTheDocumentedCode() async throws {
+        let badSize = try await CLI.run(["seal", "--key", "key", "--chunk-size", "1000", "plain", "x"], in: scratch.url)
         #expect(badSize.status == 64)
-        let missing = try CLI.run(["seal", "--key", "key", "nope", "x"], in: scratch.url)
+        let missing = try await CLI.run(["seal", "--key", "key", "nope", "x"], in: scratch.url)
         #expect(missing.status == 1)
         #expect(missing.stderr == "safechat: seal failed: cannot open nope: No such file or directory\n")
         try scratch.write("badkey", Array("not a key\n".utf8))
-        let badKey = try CLI.run(["seal", "--key", "badkey", "plain", "x"], in: scratch.url)
+        let badKey = try await CLI.run(["seal", "--key", "badkey", "plain", "x"], in: scratch.url)
         #expect(badKey.status == 1)
         #expect(badKey.stderr.hasPrefix("safechat: seal failed: badkey is not a key file"))
         try scratch.write("hugekey", randomBytes(100_000))
-        #expect(try CLI.run(["open", "--key", "hugekey", "plain", "x"], in: scratch.url).status == 1)
-        let notSealed = try CLI.run(["open", "--key", "key", "plain", "x"], in: scratch.url)
+        #expect(try await CLI.run(["open", "--key", "hugekey", "plain", "x"], in: scratch.url).status == 1)
+        let notSealed = try await CLI.run(["open", "--key", "key", "plain", "x"], in: scratch.url)
         #expect(notSealed.status == 2)
         #expect(notSealed.stderr == "safechat: open failed: input is not a SafeChat sealed stream (bad magic)\n")
         #expect(!scratch.exists("x"))
     }
 
-    @Test func openingToADeviceStreamsIntoItInsteadOfReplacingIt() throws {
-        try sealDefault()
-        let r = try CLI.run(["open", "--key", "key", "sealed", "/dev/null"], in: scratch.url)
+    @Test func openingToADeviceStreamsIntoItInsteadOfReplacingIt() async throws {
+        try await sealDefault()
+        let r = try await CLI.run(["open", "--key", "key", "sealed", "/dev/null"], in: scratch.url)
         #expect(r.status == 0)
         var info = stat()
         #expect(stat("/dev/null", &info) == 0 && (info.st_mode & S_IFMT) == S_IFCHR)
@@ -93,10 +93,10 @@ import SealedStream
 
     /// Each attack: exit code 2, one line naming the chunk and the reason, and neither the output
     /// nor a temporary file left behind.
-    @Test func everyAttackIsRefusedAndLeavesNothingBehind() throws {
-        try sealDefault()
+    @Test func everyAttackIsRefusedAndLeavesNothingBehind() async throws {
+        try await sealDefault()
         let sealed = try scratch.read("sealed")
-        let table = String(decoding: try CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
+        let table = String(decoding: try await CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
         let offsets: [Int] = table.split(separator: "\n").compactMap { line in
             let f = line.split(separator: " ")
             return f.count == 6 && (f[5] == "no" || f[5] == "yes") ? Int(f[1]) : nil
@@ -107,7 +107,7 @@ import SealedStream
         var flippedTag = sealed; flippedTag[sealed.count - 1] ^= 0x80
         var flippedHeader = sealed; flippedHeader[20] ^= 4
         let head = Array(sealed.prefix(92))
-        try CLI.run(["keygen", "other"], in: scratch.url)
+        try await CLI.run(["keygen", "other"], in: scratch.url)
 
         let cases: [(String, [UInt8], String, [String])] = [
             ("wrong key", sealed, "wrong key", ["--key", "other"]),
@@ -124,7 +124,7 @@ import SealedStream
         ]
         for (name, bytes, message, keyArgs) in cases {
             try scratch.write("evil", bytes)
-            let r = try CLI.run(["open"] + (keyArgs.isEmpty ? ["--key", "key"] : keyArgs) + ["evil", "opened"], in: scratch.url)
+            let r = try await CLI.run(["open"] + (keyArgs.isEmpty ? ["--key", "key"] : keyArgs) + ["evil", "opened"], in: scratch.url)
             #expect(r.status == 2, "\(name): exit \(r.status)")
             #expect(r.stderr.hasPrefix("safechat: open failed: ") && r.stderr.contains(message), "\(name): \(r.stderr)")
             #expect(r.stderr.filter { $0 == "\n" }.count == 1, "\(name): one line")
@@ -132,34 +132,34 @@ import SealedStream
         }
     }
 
-    @Test func streamingToStdoutReleasesOnlyVerifiedChunksThenFails() throws {
-        try sealDefault()
+    @Test func streamingToStdoutReleasesOnlyVerifiedChunksThenFails() async throws {
+        try await sealDefault()
         var sealed = try scratch.read("sealed")
-        let table = String(decoding: try CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
+        let table = String(decoding: try await CLI.run(["inspect", "sealed"], in: scratch.url).stdout, as: UTF8.self)
         let offset2 = table.split(separator: "\n").compactMap { line -> Int? in
             let f = line.split(separator: " ")
             return f.count == 6 && f[0] == "2" ? Int(f[1]) : nil
         }.first!
         sealed[offset2 + 50] ^= 1
-        let r = try CLI.run(["open", "--key", "key", "-", "-"], stdin: Data(sealed), in: scratch.url)
+        let r = try await CLI.run(["open", "--key", "key", "-", "-"], stdin: Data(sealed), in: scratch.url)
         #expect(r.status == 2)
         #expect(fingerprint(r.stdout) == fingerprint(plaintext.prefix(2 * 65536)))
         #expect(r.stderr.contains("chunk 2: authentication failed"))
     }
 
-    @Test func inspectRejectsBrokenFramingWithoutAKey() throws {
-        try sealDefault()
+    @Test func inspectRejectsBrokenFramingWithoutAKey() async throws {
+        try await sealDefault()
         let sealed = try scratch.read("sealed")
         try scratch.write("cut", Array(sealed.dropLast(5)))
-        let r = try CLI.run(["inspect", "--summary", "cut"], in: scratch.url)
+        let r = try await CLI.run(["inspect", "--summary", "cut"], in: scratch.url)
         #expect(r.status == 2)
         #expect(r.stderr.contains("chunk 3: input is truncated inside the chunk"))
     }
 
     /// An interrupted `open` removes its partial plaintext: the input is a FIFO we feed by hand,
     /// so the command is provably mid-stream when it is signalled.
-    @Test func interruptedOpenRemovesItsPartialOutput() throws {
-        try sealDefault()
+    @Test func interruptedOpenRemovesItsPartialOutput() async throws {
+        try await sealDefault()
         let sealed = try scratch.read("sealed")
         #expect(mkfifo(scratch.path("fifo"), 0o600) == 0)
         let process = Process()
@@ -186,12 +186,12 @@ import SealedStream
 
     /// Inputs that are regular files are memory-mapped; if another process truncates one while it
     /// is read, the command must fail cleanly (exit 1, one line), not die of SIGBUS.
-    @Test func inputTruncatedWhileBeingReadFailsCleanly() throws {
+    @Test func inputTruncatedWhileBeingReadFailsCleanly() async throws {
         let big = randomBytes(1 << 20)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: scratch.path("plain")))
         for _ in 0..<48 { try handle.write(contentsOf: Data(big)) }
         try handle.close()
-        try sealDefault()
+        try await sealDefault()
         let process = Process()
         process.executableURL = CLI.executable
         process.arguments = ["open", "--key", "key", "sealed", "-"]

@@ -21,13 +21,13 @@ import Testing
         return (process.terminationStatus, message)
     }
 
-    @Test func safechatStreamsOpenWithTheIndependentImplementation() throws {
+    @Test func safechatStreamsOpenWithTheIndependentImplementation() async throws {
         let scratch = try Scratch()
         let plaintext = textLike(300_000) + randomBytes(200_000)
         try scratch.write("plain", plaintext)
-        try CLI.run(["keygen", "key"], in: scratch.url)
+        try await CLI.run(["keygen", "key"], in: scratch.url)
         for flags in [["--chunk-size", "64K"], ["--chunk-size", "1M", "--no-compress"], ["--chunk-size", "128K"]] {
-            let sealed = try CLI.run(["seal", "--key", "key"] + flags + ["plain", "sealed"], in: scratch.url)
+            let sealed = try await CLI.run(["seal", "--key", "key"] + flags + ["plain", "sealed"], in: scratch.url)
             #expect(sealed.status == 0)
             let opened = try python(["open", "key", "sealed", "out"], in: scratch.url)
             #expect(opened.status == 0, "\(flags): \(opened.stderr)")
@@ -40,18 +40,18 @@ import Testing
         #expect(rejected.status == 2 && rejected.stderr.contains("authentication failed"))
     }
 
-    @Test func independentlySealedStreamsOpenWithSafechat() throws {
+    @Test func independentlySealedStreamsOpenWithSafechat() async throws {
         let scratch = try Scratch()
         let plaintext = randomBytes(100_000) + textLike(250_000)
         try scratch.write("plain", plaintext)
-        try CLI.run(["keygen", "key"], in: scratch.url)
+        try await CLI.run(["keygen", "key"], in: scratch.url)
         for flags in [["--chunk-log2", "16"], ["--chunk-log2", "17", "--no-compress"], ["--chunk-log2", "20"]] {
             let sealed = try python(["seal", "key", "plain", "sealed"] + flags, in: scratch.url)
             #expect(sealed.status == 0, "\(sealed.stderr)")
-            let opened = try CLI.run(["open", "--key", "key", "sealed", "out"], in: scratch.url)
+            let opened = try await CLI.run(["open", "--key", "key", "sealed", "out"], in: scratch.url)
             #expect(opened.status == 0, "\(flags): \(opened.stderr)")
             #expect(fingerprint(try scratch.read("out")) == fingerprint(plaintext), "\(flags)")
-            let inspect = try CLI.run(["inspect", "--summary", "sealed"], in: scratch.url)
+            let inspect = try await CLI.run(["inspect", "--summary", "sealed"], in: scratch.url)
             #expect(inspect.status == 0)
         }
     }

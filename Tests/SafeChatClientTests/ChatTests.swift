@@ -136,12 +136,12 @@ import SealedStream
     @Test func sentMessagesSurviveAKillDashNine() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("chat-kill-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let first = try ServerProcess(dataDirectory: directory)
+        let first = try await ServerProcess(dataDirectory: directory)
         let (one, two, _, session) = try await Self.pair(base: first.base, dataDirectory: directory)
         defer { one.remove(); two.remove() }
         for n in 1...3 { #expect(try await one.run(["send", session, "durable \(n)"]).status == 0) }
         first.kill()
-        let second = try ServerProcess(dataDirectory: directory, port: try #require(URL(string: first.base)?.port))
+        let second = try await ServerProcess(dataDirectory: directory, port: try #require(URL(string: first.base)?.port))
         defer { second.kill() }
         let got = try await two.run(["recv", session]).output
         for n in 1...3 { #expect(got.contains("user1 ✓: durable \(n)"), "\(got)") }
@@ -191,8 +191,8 @@ import SealedStream
             in2.fileHandleForWriting.write(Data("hi from two\n/quit\n".utf8))
             #expect(await out1.wait(for: "user2 ✓: hi from two"), "\(out1.value)")
             in1.fileHandleForWriting.write(Data("/quit\n".utf8))
-            p1.waitUntilExit()
-            p2.waitUntilExit()
+            await p1.exited()
+            await p2.exited()
             #expect(p1.terminationStatus == 0 && p2.terminationStatus == 0)
         }
     }

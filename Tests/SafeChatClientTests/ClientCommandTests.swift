@@ -64,7 +64,7 @@ import SealedStream
         let client = try ws.start(["upload", "-q", "--key", "key", file])
         defer {
             kill(client.processIdentifier, SIGKILL)
-            client.waitUntilExit()
+            client.waitUntilExit()  // SIGKILL: immediate
         }
         let partialDirectory = server.dataDirectory + "/data/partial"
         for _ in 0..<2000 {
@@ -275,9 +275,10 @@ import SealedStream
                 killedMidway = true
                 break
             }
-            usleep(500)
+            // A pause that leaves the cooperative thread to the gateway serving this download.
+            try await Task.sleep(for: .microseconds(500))
         }
-        client.waitUntilExit()
+        await client.exited()
         if killedMidway { #expect(!FileManager.default.fileExists(atPath: ws.path("f.out"))) }
         let resumed = try await ws.run(["download", "-q", "--key", "key", id, "-o", "f.out"])
         #expect(resumed.status == 0, "\(resumed.output)")

@@ -159,7 +159,7 @@ import SealedStream
         defer { try? FileManager.default.removeItem(atPath: directory) }
         let operationsPort = try freePort()
         let options = ["--metrics-listen", "127.0.0.1:\(operationsPort)", "--shutdown-grace", "4"]
-        let first = try ServerProcess(dataDirectory: directory, options: options)
+        let first = try await ServerProcess(dataDirectory: directory, options: options)
         let (one, two, _, session) = try await ChatTests.pair(base: first.base, dataDirectory: directory)
         defer { one.remove(); two.remove() }
 
@@ -199,13 +199,13 @@ import SealedStream
         #expect(draining?.json["draining"] as? Bool == true, "readiness turns false at once: \(draining?.text ?? "no answer")")
         #expect(await said.wait(for: "disconnected (1001", within: .seconds(10)), "\(said.value)")
         let exit = ContinuousClock.now
-        first.process.waitUntilExit()
+        await first.process.exited()
         #expect(ContinuousClock.now - exit < .seconds(12), "the gateway exits within its grace period (4 s) and the cancellation after it")
 
         // Restarted on the same port: the upload resumes from what was acknowledged, and finishes
         // byte-identical; the chat client is back on its own.
         let port = try #require(URL(string: first.base)?.port)
-        let second = try ServerProcess(dataDirectory: directory, port: port, options: options)
+        let second = try await ServerProcess(dataDirectory: directory, port: port, options: options)
         defer { second.kill() }
         let resumed = try await HTTP.login(second.base)
         let head = try await resumed.send(.HEAD, upload, headers: [("Tus-Resumable", "1.0.0")])
@@ -232,7 +232,7 @@ import SealedStream
     @Test func jsonLogsTellEachRequestAndNameNoOne() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("logs-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let trusted = try ServerProcess(dataDirectory: directory, options: ["--log-format", "json", "--trusted-proxies", "127.0.0.1,::1"])
+        let trusted = try await ServerProcess(dataDirectory: directory, options: ["--log-format", "json", "--trusted-proxies", "127.0.0.1,::1"])
         defer { trusted.kill() }
         let login = try await HTTP(base: trusted.base).send(.POST, "/login", headers: [("X-Request-Id", "lb-login.1")],
                                                              body: Array(#"{"username":"user1","password":"password123"}"#.utf8))
@@ -255,7 +255,7 @@ import SealedStream
         #expect(missing.status == 404)
 
         // From an address that is not a trusted proxy, the header is ignored.
-        let other = try ServerProcess(dataDirectory: directory + "-other", options: ["--log-format", "json"])
+        let other = try await ServerProcess(dataDirectory: directory + "-other", options: ["--log-format", "json"])
         defer { other.kill(); try? FileManager.default.removeItem(atPath: directory + "-other") }
         let untrusted = try await HTTP(base: other.base).send(.GET, "/files", headers: [("X-Request-Id", "lb-untrusted")])
         let own = try #require(untrusted.header("X-Request-Id"))
@@ -293,6 +293,105 @@ import SealedStream
         let requestTime = lines.filter { !$0.contains("demo mode") }.joined(separator: "\n")
         for secret in ["user1", "password123", token, "quarterly-secret-plan", Data("quarterly-secret-plan.pdf".utf8).base64EncodedString(), "/download/\(id)"] {
             #expect(!requestTime.contains(secret), "the log holds \(secret)")
+        }
+    }
+
+    /// `safechat admin` beside a running gateway, on the data directory and on PostgreSQL + S3:
+    /// usage per account, disable (tokens refused at once) and enable, removal keeping or deleting
+    /// files (storage freed, bytes gone from the store), totals.
+    @Test(arguments: [TestStore.local, .postgres])
+    func adminCommandsActOnARunningGateway(store: TestStore) async throws {
+        try await TestGateway.with(store: store) { server in
+            var options = ["--data-dir", server.dataDirectory], objectStore: [String] = []
+            var environment = ProcessInfo.processInfo.environment
+            if store.usesS3 {
+                let (s3, s3Environment) = try TestObjectStore.fromEnvironment().serveArguments(prefix: TestGateway.s3Prefix(dataDirectory: server.dataDirectory))
+                objectStore = s3
+                environment.merge(s3Environment) { $1 }
+            }
+            if store == .postgres {
+                let database = try TestDatabase.fromEnvironment()
+                options += ["--database", database.url(of: TestDatabase.name(dataDirectory: server.dataDirectory))]
+                environment["PGPASSWORD"] = database.password
+            }
+            func safechat(_ arguments: [String], input: String? = nil) async throws -> (status: Int32, output: String, errors: String) {
+                let command = input.map { ["sh", "-c", "printf '\($0)' | \"$0\" \"$@\"", ClientCommandTests.safechat] } ?? [ClientCommandTests.safechat]
+                // `admin` deletes sealed bytes, so it is told where they are; `user` is not.
+                return try await runProcess(command + arguments + options + (arguments.first == "admin" ? objectStore : []),
+                                            environment: environment, errorsApart: true)
+            }
+            func users() async throws -> [String: [String: Any]] {
+                let run = try await safechat(["admin", "users", "--json"])
+                #expect(run.status == 0, "\(run.errors)")
+                var rows: [String: [String: Any]] = [:]
+                for line in run.output.split(separator: "\n") {
+                    if let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any], let name = row["name"] as? String { rows[name] = row }
+                }
+                return rows
+            }
+            func totals() async throws -> [String: Int] {
+                let run = try await safechat(["admin", "storage", "--json"])
+                #expect(run.status == 0, "\(run.errors)")
+                return (try JSONSerialization.jsonObject(with: Data(run.output.utf8)) as? [String: Int]) ?? [:]
+            }
+
+            #expect(try await safechat(["user", "add", "carol"], input: "carols-password\\ncarols-password\\n").status == 0)
+            let user1 = try await HTTP.login(server.base)
+            let carol = try await HTTP.login(server.base, user: "carol", password: "carols-password")
+            let mine = try await sealedStream(plaintextSize: 200_000).sealed, hers = try await sealedStream(plaintextSize: 500_000).sealed
+            let myUpload = try await user1.createUpload(length: mine.count)
+            #expect(try await user1.patch(myUpload, offset: 0, mine).status == 204)
+            let herUpload = try await carol.createUpload(length: hers.count)
+            #expect(try await carol.patch(herUpload, offset: 0, hers).status == 204)
+            let herPartial = try await carol.createUpload(length: 1 << 20)
+            #expect(try await carol.patch(herPartial, offset: 0, hers.prefix(65536)).status == 204)
+            let herFile = String(herUpload.split(separator: "/").last!)
+
+            let before = try await users()
+            #expect(before["user1"]?["files"] as? Int == 1 && before["user1"]?["bytes"] as? Int == mine.count, "\(before)")
+            #expect(before["carol"]?["files"] as? Int == 1 && before["carol"]?["bytes"] as? Int == hers.count, "\(before)")
+            #expect(before["carol"]?["uploads"] as? Int == 1 && before["carol"]?["upload_bytes"] as? Int == 65536, "\(before)")
+            #expect(before["carol"]?["disabled"] as? Bool == false)
+            let table = try await safechat(["admin", "users"])
+            #expect(table.output.contains("NAME") && table.output.contains("carol"), "\(table.output)")
+            let all = try await totals()
+            #expect(all["accounts"] == 2 && all["files"] == 2 && all["file_bytes"] == mine.count + hers.count, "\(all)")
+
+            // Disabled: the token it holds is refused at once, and so is a new login; enabled: back.
+            #expect(try await safechat(["admin", "disable", "carol"]).status == 0)
+            #expect(try await carol.send(.GET, "/files").status == 401)
+            await #expect(throws: (any Error).self) { try await HTTP.login(server.base, user: "carol", password: "carols-password") }
+            #expect(try await users()["carol"]?["disabled"] as? Bool == true)
+            #expect(try await user1.send(.GET, "/files").status == 200, "others are not touched")
+            #expect(try await safechat(["admin", "enable", "carol"]).status == 0)
+            let back = try await HTTP.login(server.base, user: "carol", password: "carols-password")
+            #expect(try await back.send(.GET, "/files").status == 200)
+
+            // Removal needs a decision about the files, and a name that exists.
+            #expect(try await safechat(["admin", "remove", "carol"]).status == 64)
+            let unknown = try await safechat(["admin", "remove", "nobody", "--delete-files"])
+            #expect(unknown.status == 1 && unknown.errors.contains("no account 'nobody'"), "\(unknown.errors)")
+            #expect(try await users()["carol"] != nil, "a refused command changes nothing")
+
+            // Deleting: her file and upload are gone from the registry and the store at once.
+            let removed = try await safechat(["admin", "remove", "carol", "--delete-files"])
+            #expect(removed.status == 0 && removed.errors.contains("2 files and uploads"), "\(removed.errors)")
+            let after = try await totals()
+            #expect(after["accounts"] == 1 && after["files"] == 1 && after["file_bytes"] == mine.count && after["uploads_in_progress"] == 0, "\(after)")
+            if store.usesS3 {
+                let listed = try await TestObjectStore.fromEnvironment().aws(["s3", "ls", "--recursive",
+                    "s3://\(try TestObjectStore.fromEnvironment().bucket)/\(TestGateway.s3Prefix(dataDirectory: server.dataDirectory))"])
+                #expect(!listed.contains(herFile), "\(listed)")
+            } else {
+                #expect(!FileManager.default.fileExists(atPath: server.dataDirectory + "/data/blobs/\(herFile)"))
+                #expect(FileManager.default.fileExists(atPath: server.dataDirectory + "/data/blobs/\(myUpload.split(separator: "/").last!)"))
+            }
+
+            // Keeping: the account goes, its file stays.
+            #expect(try await safechat(["admin", "remove", "user1", "--keep-files"]).status == 0)
+            let kept = try await totals()
+            #expect(kept["accounts"] == 0 && kept["files"] == 1 && kept["file_bytes"] == mine.count && kept["files_of_removed_accounts"] == 1, "\(kept)")
+            #expect(try await user1.send(.GET, "/files").status == 401)
         }
     }
 }

@@ -271,7 +271,7 @@ import SealedStream
     @Test func aUserNameWithANewlineCannotForgeALogRecord() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("log-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let server = try ServerProcess(dataDirectory: directory)
+        let server = try await ServerProcess(dataDirectory: directory)
         defer { server.kill() }
         let forged = "2026-12-04T10:00:00+0000 info safechat.gateway: user=admin [SafeChatGateway] login"
         let body = try JSONSerialization.data(withJSONObject: ["username": "mallory\n\(forged)\r\(forged)\u{2028}x", "password": "wrong"])
@@ -284,7 +284,8 @@ import SealedStream
         }
         let lines = log.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         let failed = try #require(lines.first { $0.contains("login failed") }, "\(log)")
-        #expect(failed.contains(#"user="mallory\n2026-12-04T10:00:00+0000 info safechat.gateway: user=admin [SafeChatGateway] login\r"#), "\(failed)")
+        // The name tried is not logged at all (names stay out of the log, issue 27).
+        #expect(!log.contains("mallory") && failed.contains("address=127.0.0.1"), "\(failed)")
         #expect(!lines.contains { $0.hasPrefix("2026-12-04T10:00:00") }, "no line starts with the forged record: \(log)")
         #expect(!log.contains("\r"), "no carriage return reaches the log")
         // Every line is a record of the gateway's own: time, level, label.

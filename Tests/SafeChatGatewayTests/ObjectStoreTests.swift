@@ -161,7 +161,7 @@ import SealedStream
             #expect(!errors.contains(store.secretAccessKey))
         }
 
-        let server = try ServerProcess(dataDirectory: dataDirectory, store: .s3)
+        let server = try await ServerProcess(dataDirectory: dataDirectory, store: .s3)
         defer { server.kill() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 100_000)

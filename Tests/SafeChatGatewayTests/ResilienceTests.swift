@@ -96,7 +96,7 @@ import SealedStream
         let curl = try slowPatch(server.base + path, token: client.token!, offset: 0, file: file)
         try await Task.sleep(for: .milliseconds(1200))
         kill(curl.processIdentifier, SIGKILL)
-        curl.waitUntilExit()
+        await curl.exited()
         // The gateway keeps what arrived and validated; HEAD says where to go on.
         var offset = 0
         for _ in 0..<50 {
@@ -125,7 +125,7 @@ import SealedStream
     func aServerKilledWithSIGKILLMidUploadKeepsEveryAcknowledgedByte(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        var server = try await ServerProcess(dataDirectory: dataDirectory, store: store)
         var client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 4_000_000)
         let path = try await client.createUpload(length: sealed.count)
@@ -138,9 +138,9 @@ import SealedStream
         let curl = try slowPatch(server.base + path, token: client.token!, offset: acknowledged, file: file)
         try await Task.sleep(for: .milliseconds(1000))
         server.kill()
-        curl.waitUntilExit()
+        await curl.exited()
 
-        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        server = try await ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         client = try await HTTP.login(server.base)
         let head = try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")])
@@ -160,7 +160,7 @@ extension ResilienceTests {
     func sigtermMidUploadStopsCleanlyAndLeavesAResumableOffset(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--shutdown-grace", "10"])
+        var server = try await ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--shutdown-grace", "10"])
         var client = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 16_000_000)
         let path = try await client.createUpload(length: sealed.count)
@@ -176,9 +176,9 @@ extension ResilienceTests {
         #expect(!server.process.isRunning, "the gateway stops within its grace period")
         #expect(server.process.terminationReason == .exit && server.process.terminationStatus == 0)
         kill(curl.processIdentifier, SIGKILL)
-        curl.waitUntilExit()
+        await curl.exited()
 
-        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        server = try await ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         client = try await HTTP.login(server.base)
         let offset = try #require(Int(try await client.send(.HEAD, path, headers: [("Tus-Resumable", "1.0.0")]).header("Upload-Offset") ?? ""))
@@ -200,7 +200,7 @@ extension ResilienceTests {
     func sigtermMidDownloadLetsItFinish(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        let server = try ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--no-direct-io"])
+        let server = try await ServerProcess(dataDirectory: dataDirectory, store: store, options: ["--no-direct-io"])
         defer { server.kill() }
         let client = try await HTTP.login(server.base)
         let (_, _, sealed) = try await sealedStream(plaintextSize: 40_000_000)
@@ -216,8 +216,8 @@ extension ResilienceTests {
         try curl.run()
         try await Task.sleep(for: .milliseconds(1000))
         kill(server.process.processIdentifier, SIGTERM)
-        curl.waitUntilExit()
-        server.process.waitUntilExit()
+        await curl.exited()
+        await server.process.exited()
         #expect(curl.terminationStatus == 0)
         #expect(fingerprint(try Data(contentsOf: output)) == fingerprint(sealed))
         #expect(server.process.terminationReason == .exit && server.process.terminationStatus == 0)
@@ -257,7 +257,7 @@ extension ResilienceTests {
     func aGatewayKilledMidDownloadLeavesItResumable(store: TestStore) async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        var server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        var server = try await ServerProcess(dataDirectory: dataDirectory, store: store)
         var http = try await HTTP.login(server.base)
         let (key, plaintext, sealed) = try await sealedStream(plaintextSize: 64 << 20, chunkSize: 1 << 20)
         let id = try #require(try await http.send(.POST, "/upload", body: sealed).json["file_id"] as? String)
@@ -283,13 +283,13 @@ extension ResilienceTests {
         } catch let error as ClientError {
             guard case .connectionLost = error else { Issue.record("unexpected error: \(error)"); return }
         }
-        server.process.waitUntilExit()
+        await server.process.exited()
         #expect(!FileManager.default.fileExists(atPath: output))
         let progress = try String(contentsOfFile: partial + ".progress", encoding: .utf8)
         let stripes = progress.split(separator: "\n").dropFirst().map { $0.split(separator: " ").compactMap { Int($0) } }
         #expect(stripes.contains { $0.count == 3 && $0[2] > $0[0] }, "some chunks were verified and recorded: \(progress)")
 
-        server = try ServerProcess(dataDirectory: dataDirectory, store: store)
+        server = try await ServerProcess(dataDirectory: dataDirectory, store: store)
         defer { server.kill() }
         http = try await HTTP.login(server.base)
         try await Downloader(client: GatewayClient(server: server.base, token: http.token), key: key).download(id, to: output)

@@ -335,7 +335,7 @@ import SealedStream
     @Test func theGatewaysMemoryDoesNotHoldEverySessionLog() async throws {
         let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sessions-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: directory) }
-        let server = try ServerProcess(dataDirectory: directory)
+        let server = try await ServerProcess(dataDirectory: directory)
         defer { server.kill() }
         let cli = try UserStore(path: Gateway.usersPath(dataDirectory: directory))
         var members: [Account] = []

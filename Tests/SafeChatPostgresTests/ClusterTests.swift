@@ -17,7 +17,7 @@ import Glibc
         let signingKey: String
         var a: ServerProcess, b: ServerProcess
 
-        init() throws {
+        init() async throws {
             let root = FileManager.default.temporaryDirectory.appendingPathComponent(name).path
             directories = [root + "/a", root + "/b"]
             for directory in directories {
@@ -25,8 +25,8 @@ import Glibc
             }
             signingKey = root + "/signing.key"
             let options = ["--signing-key", signingKey]
-            a = try ServerProcess(dataDirectory: directories[0], store: .postgres, cluster: name, options: options)
-            b = try ServerProcess(dataDirectory: directories[1], store: .postgres, cluster: name, options: options)
+            a = try await ServerProcess(dataDirectory: directories[0], store: .postgres, cluster: name, options: options)
+            b = try await ServerProcess(dataDirectory: directories[1], store: .postgres, cluster: name, options: options)
         }
 
         func remove() {
@@ -38,7 +38,7 @@ import Glibc
     }
 
     @Test func anUploadBegunOnOneGatewayContinuesOnTheOther() async throws {
-        let cluster = try Cluster()
+        let cluster = try await Cluster()
         defer { cluster.remove() }
         let onA = try await HTTP.login(cluster.a.base)
         // The token A issued opens B: one signing key, one account table.
@@ -68,7 +68,7 @@ import Glibc
     /// SIGKILL mid-PATCH: its lock goes with its connection, and B takes the upload over from the
     /// offset A acknowledged, within seconds; the file is byte-identical.
     @Test func appendsAreOneAtATimeAcrossGatewaysAndADeadGatewaysLockIsReleased() async throws {
-        var cluster = try Cluster()
+        var cluster = try await Cluster()
         defer { cluster.remove() }
         let onA = try await HTTP.login(cluster.a.base)
         let onB = HTTP(base: cluster.b.base, token: onA.token)
@@ -85,7 +85,7 @@ import Glibc
 
         cluster.a.kill()
         kill(curl.processIdentifier, SIGKILL)
-        curl.waitUntilExit()
+        await curl.exited()
         let started = ContinuousClock.now
         var rest: Reply?
         for _ in 0..<100 {
@@ -106,7 +106,7 @@ import Glibc
     /// HAProxy sends everything to B; `safechat upload` run again resumes there, and the file
     /// downloaded through the balancer is byte-identical.
     @Test func theCLIFinishesThroughTheBalancerAfterAGatewayIsKilledMidPatch() async throws {
-        let cluster = try Cluster()
+        let cluster = try await Cluster()
         defer { cluster.remove() }
         let balancer = try await TestBalancer(servers: [cluster.a.base, cluster.b.base], backupsFrom: 1)
         defer { balancer.stop() }

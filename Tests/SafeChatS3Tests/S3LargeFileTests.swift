@@ -59,7 +59,7 @@ import SafeChatTestSupport
     func fourGiBUpAndDownWithBoundedGatewayMemory() async throws {
         let dataDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("gw-\(UUID().uuidString)").path
         defer { try? FileManager.default.removeItem(atPath: dataDirectory) }
-        let server = try ServerProcess(dataDirectory: dataDirectory, store: .s3)
+        let server = try await ServerProcess(dataDirectory: dataDirectory, store: .s3)
         defer { server.kill() }
         let client = try await HTTP.login(server.base)
         let path = try await client.createDeferredUpload()

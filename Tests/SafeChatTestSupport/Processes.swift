@@ -28,7 +28,7 @@ public struct ServerProcess {
     /// database ``TestGateway`` would use).
     /// `cluster` names the database and S3 prefix instead of the data directory, for gateways that
     /// share them.
-    public init(dataDirectory: String, store: TestStore = .local, cluster: String? = nil, port: Int = 0, options: [String] = []) throws {
+    public init(dataDirectory: String, store: TestStore = .local, cluster: String? = nil, port: Int = 0, options: [String] = []) async throws {
         process = Process()
         process.executableURL = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent().appendingPathComponent("safechat")
         var storeOptions: [String] = []
@@ -51,19 +51,26 @@ public struct ServerProcess {
         try process.run()
         // The "listening" log line carries the URL: `url=http://…` in text, `"url":"http://…"` in
         // JSON (not the operators' listener's `operations_url`).
-        func url(in text: String) -> String? {
+        @Sendable func url(in text: String) -> String? {
             for token in text.split(whereSeparator: { $0 == " " || $0 == "\n" || $0 == "," || $0 == "{" }) {
                 if token.hasPrefix("url=http") { return String(token.dropFirst(4)) }
                 if token.hasPrefix("\"url\":\"http") { return String(token.dropFirst(7).prefix { $0 != "\"" }) }
             }
             return nil
         }
-        var seen = ""
+        // Read on a thread of its own: a start can take seconds under load, and blocking a thread of
+        // the cooperative pool that long stalls the gateways other tests run in-process.
         let handle = log.fileHandleForReading
-        while url(in: seen) == nil {
-            let data = handle.availableData
-            if data.isEmpty { throw CocoaError(.fileReadUnknown) }
-            seen += String(decoding: data, as: UTF8.self)
+        let seen: String = try await withCheckedThrowingContinuation { continuation in
+            Thread {
+                var seen = ""
+                while url(in: seen) == nil {
+                    let data = handle.availableData
+                    if data.isEmpty { return continuation.resume(throwing: CocoaError(.fileReadUnknown)) }
+                    seen += String(decoding: data, as: UTF8.self)
+                }
+                continuation.resume(returning: seen)
+            }.start()
         }
         base = url(in: seen)!
         // Keep draining the log so the server never blocks on a full pipe, and keep it for tests.
@@ -287,4 +294,19 @@ public func freePort() throws -> Int {
     }
     guard bound else { throw CocoaError(.fileWriteUnknown) }
     return Int(UInt16(bigEndian: address.sin_port))
+}
+
+extension Process {
+    /// Waits for the process to end without holding a thread of Swift's cooperative pool: tests
+    /// share that pool (two threads here) with the gateways they run in-process, so a blocking
+    /// `waitUntilExit()` on a child that is itself waiting for such a gateway stalls both.
+    @discardableResult
+    public func exited() async -> Int32 {
+        await withCheckedContinuation { continuation in
+            Thread {
+                self.waitUntilExit()
+                continuation.resume(returning: self.terminationStatus)
+            }.start()
+        }
+    }
 }

@@ -12,7 +12,13 @@ public protocol AccountStore: Sendable {
     func setPassword(_ name: String, password: String) async throws
     /// Revokes every token of the account `id` issued so far (its token generation moves on).
     func revokeTokens(of id: UserID) async throws
-    func remove(_ name: String) async throws
+    /// Removes the account. With `keepingFiles`, its id is not marked removed, so the gateway's
+    /// sweep leaves its files (and uploads, until they expire) in place.
+    func remove(_ name: String, keepingFiles: Bool) async throws
+    /// Turns the account's logins off (every token revoked at once) or back on.
+    func setDisabled(_ name: String, _ disabled: Bool) async throws
+    /// Every account, by name (`safechat admin users`).
+    func accounts() async throws -> [AccountSummary]
     func contains(_ name: String) async throws -> Bool
     /// The account `name` logs in as, if `password` is its password. Unknown names must cost the
     /// same work as known ones (``PasswordHash/decoy``); the token generation is read before the
@@ -24,6 +30,25 @@ public protocol AccountStore: Sendable {
     func id(of name: String) async throws -> UserID?
     /// Ids of removed accounts (the gateway deletes what belonged to them).
     func removedIDs() async throws -> Set<UserID>
+}
+
+extension AccountStore {
+    public func remove(_ name: String) async throws { try await remove(name, keepingFiles: false) }
+}
+
+/// What operators see of one account: never its password hash.
+public struct AccountSummary: Sendable {
+    public let id: UserID
+    public let name: String
+    public let createdAt: Date
+    public let disabled: Bool
+
+    public init(id: UserID, name: String, createdAt: Date, disabled: Bool) {
+        self.id = id
+        self.name = name
+        self.createdAt = createdAt
+        self.disabled = disabled
+    }
 }
 
 /// One account as a store keeps it (for copying accounts between stores).
@@ -60,6 +85,14 @@ public struct PasswordHash: Codable, Equatable, Sendable {
     /// scrypt cost: N = 2^15, r = 8, p = 1 (32 MiB, about 0.1 s): OWASP's minimum for scrypt.
     static let cost = (n: UInt64(1 << 15), r: UInt64(8), p: UInt64(1))
 
+    /// The threads that run scrypt: a pool of their own, so that logins never wait behind the
+    /// disk syncs on NIO's shared pool (``blockingIO``), nor those behind a burst of logins.
+    static let threads: NIOThreadPool = {
+        let pool = NIOThreadPool(numberOfThreads: max(2, ProcessInfo.processInfo.activeProcessorCount))
+        pool.start()
+        return pool
+    }()
+
     /// Checked against when a name does not exist, so that a wrong name costs the same time.
     public static let decoy = PasswordHash(unchecked: Secrets.randomHex(16))
 
@@ -82,7 +115,7 @@ public struct PasswordHash: Codable, Equatable, Sendable {
     /// Whether `password` is the one hashed: scrypt on NIO's thread pool (not on the tasks that move
     /// uploads), compared in constant time. Costs beyond bounds (a tampered store) never match.
     public func matches(_ password: String) async throws -> Bool {
-        try await NIOThreadPool.singleton.runIfActive { [self] in
+        try await Self.threads.runIfActive { [self] in
             guard algorithm == "scrypt", n <= 1 << 20, r <= 32, p <= 16,
                   let salt = Secrets.bytes(fromHex: salt), let expected = Secrets.bytes(fromHex: hash),
                   let derived = Secrets.scrypt(password: Array(password.utf8), salt: salt, n: n, r: r, p: p, length: expected.count)

@@ -20,6 +20,8 @@ public actor UserStore: AccountStore {
         /// Tokens carry the generation they were issued under; changing the password bumps it, which
         /// revokes every earlier token at once.
         var tokenGeneration: Int
+        /// Logins refused (an operator's `safechat admin disable`); absent in older files.
+        var disabled: Bool?
 
         init(name: String, password: PasswordHash) {
             id = UserID.random()
@@ -38,6 +40,7 @@ public actor UserStore: AccountStore {
             // (and keeps it once the file is next written).
             id = try container.decodeIfPresent(UserID.self, forKey: .id) ?? UserID.random()
             tokenGeneration = try container.decodeIfPresent(Int.self, forKey: .tokenGeneration) ?? 0
+            disabled = try container.decodeIfPresent(Bool.self, forKey: .disabled)
         }
     }
 
@@ -108,11 +111,28 @@ public actor UserStore: AccountStore {
         try save()
     }
 
-    public func remove(_ name: String) throws {
+    public func remove(_ name: String, keepingFiles: Bool) throws {
         try reloadIfChanged()
         guard let user = users.removeValue(forKey: name) else { throw UserStoreError.unknown(name) }
-        removed.append(user.id)
+        if !keepingFiles { removed.append(user.id) }
         try save()
+    }
+
+    public func setDisabled(_ name: String, _ disabled: Bool) throws {
+        try reloadIfChanged()
+        guard let user = users[name] else { throw UserStoreError.unknown(name) }
+        guard (user.disabled ?? false) != disabled else { return }
+        users[name]!.disabled = disabled
+        // Disabling revokes every token at once (each token names its generation).
+        if disabled { users[name]!.tokenGeneration += 1 }
+        try save()
+    }
+
+    public func accounts() throws -> [AccountSummary] {
+        try reloadIfChanged()
+        return users.values.sorted { $0.name < $1.name }.map {
+            AccountSummary(id: $0.id, name: $0.name, createdAt: $0.createdAt, disabled: $0.disabled ?? false)
+        }
     }
 
     public func contains(_ name: String) throws -> Bool {
@@ -127,7 +147,7 @@ public actor UserStore: AccountStore {
     public nonisolated func verify(_ name: String, password: String) async throws -> (principal: Principal, tokenGeneration: Int)? {
         let (stored, account) = try await passwordHash(of: name)
         let matches = try await stored.matches(password)
-        guard matches, let account else { return nil }
+        guard matches, let account, account.disabled != true else { return nil }
         return (Principal(id: account.id, name: account.name), account.tokenGeneration)
     }
 
@@ -135,7 +155,7 @@ public actor UserStore: AccountStore {
     /// generation (issued after the last password change).
     public func principal(id: UserID, tokenGeneration: Int) throws -> Principal? {
         try reloadIfChanged()
-        guard let user = users.values.first(where: { $0.id == id }), user.tokenGeneration == tokenGeneration else { return nil }
+        guard let user = users.values.first(where: { $0.id == id }), user.tokenGeneration == tokenGeneration, user.disabled != true else { return nil }
         return Principal(id: user.id, name: user.name)
     }
 
