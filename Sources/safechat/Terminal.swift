@@ -114,7 +114,9 @@ final class InterruptCleanup: Sendable {
                     for path in paths.withLock({ $0 }) { unlink(path) }
                     Terminal.standardError.clearProgressLine()
                     writeStderr("safechat: interrupted; partial output removed\n")
-                    exit(128 + signalNumber)
+                    // _exit, not exit: exit's handlers (OpenSSL's cleanup among them) would run
+                    // while the pipeline's threads still use what they tear down, and crash.
+                    _exit(128 + signalNumber)
                 }
                 source.resume()
                 sources.append(source)
