@@ -118,7 +118,12 @@ final class InterruptCleanup: Sendable {
                     // while the pipeline's threads still use what they tear down, and crash.
                     _exit(128 + signalNumber)
                 }
+                // The signal is ignored from here on, so until dispatch has registered the source
+                // an interrupt would be lost (seen: `open` went on after SIGINT). Wait for it.
+                let registered = DispatchSemaphore(value: 0)
+                source.setRegistrationHandler { registered.signal() }
                 source.resume()
+                registered.wait()
                 sources.append(source)
             }
         }
